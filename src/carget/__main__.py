@@ -1,0 +1,3 @@
+from carget.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""The ``carget`` command. Subcommands load lazily so ``carget add`` pays only for what it
+uses (start-up time counts: lima runs the tool once per file)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from ..errors import CargetError
+
+__all__ = ["main", "cli"]
+
+#: subcommand name -> "module:attribute" under carget.cli
+SUBCOMMANDS: dict[str, str] = {
+    "add": "add:add",
+    "car": "car:car",
+    "cat": "get:cat",
+    "get": "get:get",
+    "cid": "cidcmd:cid",
+    "serve": "serve:serve",
+    "bench": "bench:bench",
+    "demo": "demo:demo",
+    "lima": "lima:lima",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        try:
+            mod = importlib.import_module(f"carget.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"carget.cli.{module}":
+                return None
+            raise
+        cmd = getattr(mod, attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="carget")
+def cli() -> None:
+    """carget: IPFS content without kubo: CIDs, CAR files, verified gateway fetching."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map carget's errors to their documented exit codes, one line each."""
+    try:
+        cli.main(args=argv, prog_name="carget", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("carget: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("carget: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CargetError as exc:
+        click.echo(f"carget: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+def run(argv: list[str]) -> Any:  # pragma: no cover - convenience for python -m
+    return main(argv)

@@ -1,0 +1,114 @@
+"""dag-pb codec: PBNode and PBLink, canonical encoding and strict decoding.
+
+Canonical form (ipld/specs dag-pb): a PBNode is its Links (field 2) in order, then its Data
+(field 1) if present; a PBLink is Hash (1), Name (2), Tsize (3), each at most once. Decoding
+rejects anything else, so that decode(encode(x)) == x and every node has one byte form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..cid import CID, encode_varint
+from ..errors import CIDDecodeError, DagPBError
+from ._wire import LEN, VARINT, Buffer, iter_fields
+
+__all__ = ["PBLink", "PBNode", "decode_node", "encode_link", "encode_node"]
+
+
+@dataclass(frozen=True, slots=True)
+class PBLink:
+    """A dag-pb link. ``name`` None means absent; ``""`` is present and empty (file links)."""
+
+    cid: CID
+    name: str | None = None
+    tsize: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PBNode:
+    links: tuple[PBLink, ...] = ()
+    data: bytes | None = None
+
+
+def encode_link(link: PBLink) -> bytes:
+    h = link.cid.bytes
+    parts = [b"\x0a", encode_varint(len(h)), h]
+    if link.name is not None:
+        name = link.name.encode("utf-8")
+        parts += [b"\x12", encode_varint(len(name)), name]
+    if link.tsize is not None:
+        parts += [b"\x18", encode_varint(link.tsize)]
+    return b"".join(parts)
+
+
+def encode_node(links: tuple[PBLink, ...] | list[PBLink], data: bytes | None) -> bytes:
+    """Encode a PBNode in canonical form: links first, then data."""
+    parts: list[bytes] = []
+    for link in links:
+        body = encode_link(link)
+        parts += [b"\x12", encode_varint(len(body)), body]
+    if data is not None:
+        parts += [b"\x0a", encode_varint(len(data)), data]
+    return b"".join(parts)
+
+
+def _decode_link(buf: memoryview, base: int) -> PBLink:
+    cid: CID | None = None
+    name: str | None = None
+    tsize: int | None = None
+    last = 0
+    for field, wire, value, at in iter_fields(buf, 0, len(buf), DagPBError):
+        if field <= last or field > 3:
+            raise DagPBError(f"PBLink field {field} out of canonical order", base + at)
+        last = field
+        if field == 1:
+            if wire != LEN:
+                raise DagPBError("PBLink Hash has wrong wire type", base + at)
+            assert isinstance(value, memoryview)
+            try:
+                cid = CID.from_bytes(bytes(value))
+            except (CIDDecodeError, IndexError) as exc:
+                raise DagPBError(f"PBLink Hash is not a CID: {exc}", base + at) from None
+        elif field == 2:
+            if wire != LEN:
+                raise DagPBError("PBLink Name has wrong wire type", base + at)
+            assert isinstance(value, memoryview)
+            try:
+                name = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise DagPBError("PBLink Name is not UTF-8", base + at) from None
+        else:
+            if wire != VARINT:
+                raise DagPBError("PBLink Tsize has wrong wire type", base + at)
+            assert isinstance(value, int)
+            tsize = value
+    if cid is None:
+        raise DagPBError("PBLink without Hash", base)
+    return PBLink(cid, name, tsize)
+
+
+def decode_node(block: Buffer) -> PBNode:
+    """Decode a dag-pb block strictly.
+
+    Raises :class:`DagPBError` for truncation, unknown fields, wrong wire types, fields out
+    of canonical order, duplicate Data, or a link whose Hash is not a CID.
+    """
+    links: list[PBLink] = []
+    data: bytes | None = None
+    mv = memoryview(block)
+    for field, wire, value, at in iter_fields(mv, 0, len(mv), DagPBError):
+        if wire != LEN:
+            raise DagPBError(f"PBNode field {field} has wrong wire type", at)
+        assert isinstance(value, memoryview)
+        if field == 2:
+            if data is not None:
+                raise DagPBError("PBNode Links after Data (not canonical)", at)
+            links.append(_decode_link(value, at))
+        elif field == 1:
+            if data is not None:
+                raise DagPBError("PBNode has Data twice", at)
+            data = bytes(value)
+        else:
+            raise DagPBError(f"PBNode has unknown field {field}", at)
+    return PBNode(tuple(links), data)

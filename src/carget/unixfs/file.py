@@ -1,0 +1,142 @@
+"""File import, sans-IO: chunks in, finished blocks out, the root link at the end.
+
+Stages (as js-ipfs-unixfs): chunker (``chunker.py``) → leaf encoder (here) → layout
+(``layout.py``, never hashes) → parent reducer (here). Memory is bounded by the layout's
+pending links (depth × max_links), whatever the file size.
+
+Leaves, byte for byte as boxo builds them:
+
+* raw leaves: the chunk itself, codec raw, always CIDv1;
+* dag-pb leaves: ``PBNode{Data: UnixFS{Type, Data: chunk, filesize: len}}`` with Type File
+  under the balanced layout and Raw under trickle (boxo's ``FillNodeLayer``);
+* the empty file under balanced: one leaf with no Data field at all.
+
+Parents: ``PBNode{Links: [{Hash, Name: "", Tsize}...], Data: UnixFS{File, filesize,
+blocksizes}}``; Tsize is the child's block length plus its own links' Tsizes.
+
+With ``inline``, any block of at most ``inline_limit`` bytes gets an identity CIDv1 of its
+codec instead (kubo's ``cidutil.InlineBuilder``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from ..cid import CID, DAG_PB, RAW, Block, HashFunction, encode_varint, hash_function
+from .dagpb import PBLink, encode_node
+from .data import DataType, UnixFSData, encode_data
+from .layout import Layout, new_layout
+from .options import ImportOptions
+
+__all__ = ["FileImporter", "FileLink", "LeafEncoder", "make_cid"]
+
+
+class FileLink:
+    """What a parent needs of a child: CID, DAG size (Tsize) and file bytes below it."""
+
+    __slots__ = ("cid", "filesize", "tsize")
+
+    def __init__(self, cid: CID, tsize: int, filesize: int) -> None:
+        self.cid = cid
+        self.tsize = tsize
+        self.filesize = filesize
+
+    def __repr__(self) -> str:
+        return f"FileLink({self.cid}, tsize={self.tsize}, filesize={self.filesize})"
+
+
+def make_cid(
+    codec: int, mh_parts: tuple[bytes | memoryview, ...], length: int, opts: ImportOptions,
+    hasher: HashFunction,
+) -> CID:
+    """The CID of a block given as concatenated parts (hashed without joining them)."""
+    if opts.inline and length <= opts.inline_limit:
+        data = b"".join(mh_parts)
+        return CID(1, codec, b"\x00" + encode_varint(length) + data)
+    h = hasher.new() if hasher.new is not None else hashlib.sha256()
+    for part in mh_parts:
+        h.update(part)
+    version = 1 if codec == RAW else opts.cid_version
+    return CID(version, codec, hasher.prefix + h.digest())
+
+
+class LeafEncoder:
+    """Turns a chunk into a leaf block (or just its CID, for the parallel hashing path)."""
+
+    def __init__(self, opts: ImportOptions) -> None:
+        self.opts = opts
+        self.hasher = hash_function(opts.hash)
+        self.raw = opts.raw_leaves
+        self._type = b"\x08\x00" if opts.layout == "trickle" else b"\x08\x02"
+
+    def frame(self, size: int) -> tuple[bytes, bytes]:
+        """For dag-pb leaves: the bytes before and after a chunk of ``size`` bytes."""
+        n = encode_varint(size)
+        unixfs_len = len(self._type) + 1 + len(n) + size + 1 + len(n)
+        head = b"\x0a" + encode_varint(unixfs_len) + self._type + b"\x12" + n
+        return head, b"\x18" + n
+
+    def encode(self, chunk: bytes | memoryview, want_data: bool = True) -> tuple[FileLink, Block | None]:
+        size = len(chunk)
+        if self.raw:
+            cid = make_cid(RAW, (chunk,), size, self.opts, self.hasher)
+            return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
+        if size == 0:
+            body = encode_node((), encode_data(UnixFSData(DataType.FILE, filesize=0)))
+            cid = make_cid(DAG_PB, (body,), len(body), self.opts, self.hasher)
+            return FileLink(cid, len(body), 0), Block(cid, body) if want_data else None
+        head, tail = self.frame(size)
+        length = len(head) + size + len(tail)
+        cid = make_cid(DAG_PB, (head, chunk, tail), length, self.opts, self.hasher)
+        block = Block(cid, b"".join((head, chunk, tail))) if want_data else None
+        return FileLink(cid, length, size), block
+
+
+class FileImporter:
+    """Sans-IO file importer.
+
+    Feed leaves with :meth:`add_chunk` (or pre-hashed ones with :meth:`add_leaf`), then call
+    :meth:`finish`; blocks are handed to ``emit`` as soon as they are final, parents after
+    their children, the root last.
+    """
+
+    def __init__(self, opts: ImportOptions, emit: Callable[[Block], None] | None = None) -> None:
+        self.opts = opts
+        self.leaves = LeafEncoder(opts)
+        self._hasher = self.leaves.hasher
+        self._emit = emit
+        self._layout: Layout[FileLink] = new_layout(opts.layout, opts.max_links, self._reduce)
+        self.size = 0
+
+    def add_chunk(self, chunk: bytes | memoryview) -> None:
+        link, block = self.leaves.encode(chunk, want_data=self._emit is not None)
+        if block is not None and self._emit is not None:
+            self._emit(block)
+        self.size += link.filesize
+        self._layout.push(link)
+
+    def add_leaf(self, link: FileLink) -> None:
+        """Push a leaf whose block the caller built (and emitted) itself."""
+        self.size += link.filesize
+        self._layout.push(link)
+
+    def _reduce(self, children: list[FileLink]) -> FileLink:
+        filesize = sum(c.filesize for c in children)
+        data = encode_data(
+            UnixFSData(DataType.FILE, filesize=filesize, blocksizes=tuple(c.filesize for c in children))
+        )
+        body = encode_node([PBLink(c.cid, "", c.tsize) for c in children], data)
+        cid = make_cid(DAG_PB, (body,), len(body), self.opts, self._hasher)
+        if self._emit is not None:
+            self._emit(Block(cid, body))
+        return FileLink(cid, len(body) + sum(c.tsize for c in children), filesize)
+
+    def finish(self) -> FileLink:
+        root = self._layout.finish()
+        if root is None:  # balanced layout over an empty file: one empty leaf
+            link, block = self.leaves.encode(b"")
+            if self._emit is not None and block is not None:
+                self._emit(block)
+            return link
+        return root
