@@ -1,0 +1,184 @@
+"""A decoded UnixFS node: one block read as raw leaf, file, directory, HAMT shard or symlink.
+
+The shared reading layer under the exporter, ``car verify --dag``, the gateway server and
+the fetcher's verifier. Decoding is strict and checks the facts the DAG itself can check
+(blocksizes against links, HAMT parameters); sizes that need children are the exporter's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..cid import CID, DAG_CBOR, DAG_PB, IDENTITY, RAW, decode_varint
+from ..errors import DecodeError, UnixFSError, UsageError
+from .dagpb import PBLink, decode_node
+from .data import DataType, UnixFSData, decode_data
+from .murmur3 import murmur3_x64_64
+
+__all__ = [
+    "HAMT_HASH_MURMUR3",
+    "Node",
+    "block_links",
+    "decode_unixfs",
+    "hamt_index",
+    "identity_data",
+]
+
+#: multicodec of murmur3-x64-64, the only HAMT hash UnixFS defines
+HAMT_HASH_MURMUR3 = 0x22
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """``kind`` is "raw", "file", "directory", "hamt" or "symlink".
+
+    ``data`` is the file bytes a leaf holds (the raw block, or UnixFS Data), or a
+    symlink's target; ``links`` the dag-pb links (empty for raw).
+    """
+
+    cid: CID
+    kind: str
+    links: tuple[PBLink, ...]
+    unixfs: UnixFSData | None
+    data: bytes
+
+    @property
+    def filesize(self) -> int:
+        """File bytes under this node as the node declares them (raw: its length)."""
+        if self.unixfs is None:
+            return len(self.data)
+        if self.unixfs.filesize is not None:
+            return self.unixfs.filesize
+        return len(self.data) + sum(self.unixfs.blocksizes)
+
+    def file_children(self) -> Iterator[tuple[PBLink, int, int]]:
+        """For a file node: each child link with the [start, end) file range it covers,
+        counted from the node's start (after the node's own inline data)."""
+        assert self.unixfs is not None
+        pos = len(self.data)
+        for link, size in zip(self.links, self.unixfs.blocksizes, strict=True):
+            yield link, pos, pos + size
+            pos += size
+
+    def hamt_fanout_bits(self) -> int:
+        assert self.unixfs is not None and self.unixfs.fanout is not None
+        return self.unixfs.fanout.bit_length() - 1
+
+    def hamt_lookup(self, name: str, depth: int) -> tuple[str, PBLink] | None:
+        """Find ``name`` in this HAMT shard at ``depth`` (0 for the root shard).
+
+        Returns ("entry", link) when the entry is here, ("shard", link) when it lives in a
+        sub-shard (look there at ``depth + 1``), or None when it is absent.
+        """
+        bits = self.hamt_fanout_bits()
+        width = len(f"{(1 << bits) - 1:X}")
+        prefix = f"{hamt_index(name.encode('utf-8'), depth, bits):0{width}X}"
+        for link in self.links:
+            lname = link.name or ""
+            if not lname.startswith(prefix):
+                continue
+            if len(lname) == width:
+                return "shard", link
+            if lname[width:] == name:
+                return "entry", link
+            return None
+        return None
+
+    def hamt_links(self) -> Iterator[tuple[str | None, PBLink]]:
+        """Each link of a HAMT shard: (entry name, link) or (None, link) for a sub-shard."""
+        width = len(f"{(1 << self.hamt_fanout_bits()) - 1:X}")
+        for link in self.links:
+            lname = link.name or ""
+            yield (lname[width:] if len(lname) > width else None), link
+
+
+def hamt_index(name: bytes, depth: int, bits: int) -> int:
+    """Bucket of ``name`` at ``depth``: the depth-th group of ``bits`` bits of its murmur3
+    hash, taken from the most significant end (go-unixfs ``hashBits``)."""
+    h = int.from_bytes(murmur3_x64_64(name), "big")
+    shift = 64 - bits * (depth + 1)
+    if shift < 0:
+        raise UnixFSError(f"HAMT deeper than its 64-bit hash allows (depth {depth})")
+    return (h >> shift) & ((1 << bits) - 1)
+
+
+def identity_data(cid: CID) -> bytes | None:
+    """The bytes an identity CID carries inside itself, or None for a hashed CID."""
+    mh = cid.multihash
+    if mh[0] != IDENTITY:
+        return None
+    length, pos = decode_varint(mh, 1)
+    return mh[pos : pos + length]
+
+
+def decode_unixfs(cid: CID, block: bytes | memoryview) -> Node:
+    """Decode a raw or dag-pb block as UnixFS.
+
+    Raises :class:`DagPBError` / :class:`UnixFSError` for malformed blocks or inconsistent
+    UnixFS (blocksizes that do not match the links, a HAMT with an unknown hash or a fanout
+    that is not a power of two), and :class:`UsageError` for codecs that are not UnixFS.
+    """
+    if cid.codec == RAW:
+        return Node(cid, "raw", (), None, bytes(block))
+    if cid.codec != DAG_PB:
+        raise UsageError(f"{cid} is {cid.codec_name}, not UnixFS (dag-pb or raw)")
+    pb = decode_node(block)
+    if pb.data is None:
+        raise UnixFSError(f"dag-pb node {cid} has no UnixFS Data")
+    fs = decode_data(pb.data)
+    t = fs.type
+    if t in (DataType.FILE, DataType.RAW):
+        if pb.links and len(fs.blocksizes) != len(pb.links):
+            raise UnixFSError(
+                f"file node {cid} has {len(pb.links)} links but {len(fs.blocksizes)} blocksizes"
+            )
+        data = fs.data or b""
+        if fs.filesize is not None and fs.filesize != len(data) + sum(fs.blocksizes):
+            raise UnixFSError(f"file node {cid} declares filesize {fs.filesize} but holds "
+                              f"{len(data) + sum(fs.blocksizes)} bytes")
+        return Node(cid, "file", pb.links, fs, data)
+    if t == DataType.DIRECTORY:
+        return Node(cid, "directory", pb.links, fs, b"")
+    if t == DataType.HAMT_SHARD:
+        fanout = fs.fanout or 0
+        if fs.hash_type != HAMT_HASH_MURMUR3:
+            raise UnixFSError(f"HAMT shard {cid} uses unsupported hash {fs.hash_type}")
+        if fanout < 2 or fanout & (fanout - 1) or fanout > 1024:
+            raise UnixFSError(f"HAMT shard {cid} has invalid fanout {fanout}")
+        return Node(cid, "hamt", pb.links, fs, fs.data or b"")
+    if t == DataType.SYMLINK:
+        return Node(cid, "symlink", (), fs, fs.data or b"")
+    raise UnixFSError(f"unsupported UnixFS type {t.name} in {cid}")
+
+
+def block_links(cid: CID, block: bytes | memoryview) -> list[CID]:
+    """The CIDs a block links to: dag-pb links, dag-cbor tag-42 links, none for raw.
+
+    Raises :class:`DecodeError` for a malformed block, :class:`UsageError` for a codec
+    carget cannot read.
+    """
+    if cid.codec == RAW:
+        return []
+    if cid.codec == DAG_PB:
+        return [link.cid for link in decode_node(block).links]
+    if cid.codec == DAG_CBOR:
+        import dag_cbor
+        from multiformats import CID as MFCID
+
+        try:
+            value = dag_cbor.decode(bytes(block))
+        except Exception as exc:  # dag_cbor raises a family of its own errors
+            raise DecodeError(f"dag-cbor block {cid} does not decode: {exc}") from None
+        found: list[CID] = []
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, MFCID):
+                found.append(CID.from_bytes(bytes(v)))
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+            elif isinstance(v, list):
+                stack.extend(v)
+        return found
+    raise UsageError(f"cannot follow links in {cid.codec_name} block {cid}")
