@@ -63,8 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("carget: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # one line, naming the problem (click's default is a three-line usage block)
+        where = f" {exc.ctx.command_path.removeprefix('carget').strip()}" if exc.ctx else ""
+        click.echo(f"carget{where}: {exc.format_message()} (see --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"carget: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

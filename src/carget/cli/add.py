@@ -35,7 +35,7 @@ class _KuboFlags(click.Command):
 
 
 @click.command(cls=_KuboFlags)
-@click.argument("paths", nargs=-1, type=click.Path(allow_dash=True))
+@click.argument("paths", nargs=-1)
 @click.option("-r", "--recursive", is_flag=True, help="Add directory paths recursively.")
 @click.option("-w", "--wrap-with-directory", "wrap", is_flag=True,
               help="Wrap files with a directory object.")

@@ -1,0 +1,71 @@
+"""Shared helpers for the benchmarks: whole-process timing with per-process peak RSS, and
+the hashlib SHA-256 baseline every figure is divided by (measured in the same run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+#: the baseline: hashlib's SHA-256 over the file, 1 MiB unbuffered reads, as a process
+HASHLIB_SCRIPT = """
+import hashlib, sys
+h = hashlib.sha256()
+buf = bytearray(1 << 20)
+mv = memoryview(buf)
+with open(sys.argv[1], 'rb', buffering=0) as f:
+    while n := f.readinto(buf):
+        h.update(mv[:n])
+print(h.hexdigest())
+"""
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_mib: float
+    stdout: bytes
+
+
+def run_process(argv: list[str], stdin: int | None = None) -> Run:
+    """Run ``argv`` to completion; wall time and that process's own peak RSS (wait4)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=stdin)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}")
+    return Run(elapsed, usage.ru_maxrss / 1024, out)
+
+
+def best_of(n: int, argv: list[str]) -> Run:
+    runs = [run_process(argv) for _ in range(n)]
+    return min(runs, key=lambda r: r.seconds)
+
+
+def hashlib_baseline(path: str, repeat: int = 3) -> Run:
+    return best_of(repeat, [sys.executable, "-c", HASHLIB_SCRIPT, path])
+
+
+def make_file(path: str, size: int) -> None:
+    """Incompressible bytes, written once and then read back to sit in the page cache."""
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return
+    block = 4 * 1024 * 1024  # small writes keep this process small: children inherit its peak RSS
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(block, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def warm(path: str) -> None:
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(8 << 20)
+        while f.readinto(buf):
+            pass

@@ -1,0 +1,104 @@
+"""`carget add` as a user runs it: a real process, kubo's output format, errors and exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HELLO_V0 = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # `echo "hello world" | ipfs add`
+HELLO_V1 = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+
+
+def carget(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "carget", *args], input=stdin, capture_output=True, timeout=60,
+        cwd=cwd,
+    )
+
+
+def test_file_and_stdin_output(tmp_path: Path) -> None:
+    f = tmp_path / "hello.txt"
+    f.write_bytes(b"hello world\n")
+    r = carget("add", str(f))
+    assert r.returncode == 0
+    assert r.stdout.decode() == f"added {HELLO_V0} hello.txt\n"
+    r = carget("add", stdin=b"hello world\n")
+    assert r.stdout.decode() == f"added {HELLO_V0} {HELLO_V0}\n"  # kubo names stdin by CID
+    r = carget("add", "-q", "--cid-version=1", "-", stdin=b"hello world\n")
+    assert r.stdout.decode() == f"{HELLO_V1}\n"
+
+
+def test_quieter_prints_only_the_last_and_digest(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a")
+    b.write_bytes(b"hello world\n")
+    r = carget("add", "-Q", "--digest", str(a), str(b))
+    lines = r.stdout.decode().splitlines()
+    assert lines == [
+        HELLO_V0,
+        "sha256:a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
+    ]
+
+
+def test_raw_leaves_flag_forms(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"hello world\n")
+    bare = carget("add", "-q", "--raw-leaves", str(f)).stdout.decode().strip()
+    assert bare == HELLO_V1  # bare flag did not swallow the path
+    off = carget("add", "-q", "--cid-version=1", "--raw-leaves=false", str(f)).stdout
+    assert off.decode().strip().startswith("bafybei")
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["add", "/nonexistent/x"], 1, "no such file"),
+        (["add", "--hash", "md5", "-"], 2, "unsupported hash"),
+        (["add", "--chunker", "rabin-1-2-3", "-"], 2, "unsupported chunker"),
+        (["add", "--chunker", "size-abc", "-"], 2, "bad chunker"),
+        (["add", "--cid-version=0", "--hash", "sha2-512", "-"], 2, "CIDv0 only supports"),
+        (["add", "--cid-version=7", "-"], 2, ""),
+        (["add", "--raw-leaves=maybe", "-"], 2, ""),
+        (["add", "--profile", "nope", "-"], 2, ""),
+        (["add", "--bogus", "-"], 2, ""),
+    ],
+)
+def test_bad_input(args: list[str], code: int, needle: str) -> None:
+    r = carget(*args)
+    assert r.returncode == code, r.stderr
+    assert r.stdout == b""  # nothing printed as if it had succeeded
+    err = r.stderr.decode()
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_directory_without_r_and_fifo(tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.write_bytes(b"x")
+    r = carget("add", str(good), str(tmp_path))
+    assert r.returncode == 1 and r.stdout == b"" and b"use -r" in r.stderr
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = carget("add", str(fifo))
+    assert r.returncode == 1 and r.stdout == b"" and b"not a regular file" in r.stderr
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    """Root reads everything, so as root the command runs without the DAC capabilities."""
+    import shutil
+
+    f = tmp_path / "secret"
+    f.write_bytes(b"x")
+    f.chmod(0)
+    cmd = [sys.executable, "-m", "carget", "add", str(f)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "util-linux setpriv is needed to drop root's DAC capabilities"
+        cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    r = subprocess.run(cmd, capture_output=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == b"" and b"secret" in r.stderr and b"Traceback" not in r.stderr

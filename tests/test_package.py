@@ -1,0 +1,47 @@
+"""Package-level rules: the sans-IO cores import no network or terminal libraries, and the
+public face is what the README documents."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import carget
+
+
+def test_sans_io_cores_import_no_io_libraries() -> None:
+    code = (
+        "import sys, carget.unixfs.file, carget.unixfs.node, carget.unixfs.options, "
+        "carget.add, carget.car\n"
+        "import pkgutil, importlib\n"
+        "for pkg in ('carget.unixfs', 'carget.car'):\n"
+        "    mod = importlib.import_module(pkg)\n"
+        "    for info in pkgutil.iter_modules(mod.__path__):\n"
+        "        importlib.import_module(pkg + '.' + info.name)\n"
+        "bad = sorted(m for m in ('trio', 'httpx', 'click', 'rich', 'h11') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_add_loads_only_what_it_uses() -> None:
+    code = (
+        "import sys\n"
+        "from carget.cli import main\n"
+        "sys.argv = ['carget', 'add', '-q', '-']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(','.join(m for m in ('trio', 'httpx', 'rich', 'multiformats') if m in sys.modules),"
+        " file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input="x", capture_output=True, text=True)
+    assert out.stderr.strip() == ""
+
+
+def test_public_names() -> None:
+    assert sorted(carget.__all__) == sorted(
+        ["CID", "AddResult", "Block", "CargetError", "ImportOptions", "add_bytes", "add_file",
+         "resolve_options"]
+    )
+    for name in carget.__all__:
+        assert getattr(carget, name) is not None

@@ -1,0 +1,105 @@
+"""Importer properties: splitting, feeding and threading never change the CID."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carget.add import add_bytes, import_stream
+from carget.cid import CID, Block
+from carget.unixfs.chunker import FixedSizeChunker
+from carget.unixfs.file import FileImporter
+from carget.unixfs.node import decode_unixfs
+from carget.unixfs.options import ImportOptions, resolve_options
+
+SMALL = [
+    resolve_options(chunker="size-64"),
+    resolve_options(chunker="size-64", cid_version=1),
+    resolve_options(chunker="size-64", trickle=True),
+    resolve_options(chunker="size-64", raw_leaves=True, trickle=True),
+]
+
+
+def via_chunker(data: bytes, pieces: list[int], opts: ImportOptions) -> CID:
+    chunker = FixedSizeChunker(opts.chunk_size)
+    imp = FileImporter(opts)
+    pos = 0
+    for n in pieces:
+        for chunk in chunker.feed(data[pos : pos + n]):
+            imp.add_chunk(chunk)
+        pos += n
+    for chunk in chunker.feed(data[pos:]):
+        imp.add_chunk(chunk)
+    last = chunker.finish()
+    if last is not None:
+        imp.add_chunk(last)
+    return imp.finish().cid
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.binary(max_size=3000),
+    st.lists(st.integers(0, 300), max_size=20),
+    st.sampled_from(range(len(SMALL))),
+)
+def test_split_points_never_change_the_cid(data: bytes, pieces: list[int], which: int) -> None:
+    opts = SMALL[which]
+    assert via_chunker(data, pieces, opts) == add_bytes(data, opts).cid
+
+
+class Dribble(io.RawIOBase):
+    """A pipe-like reader that returns at most ``step`` bytes per read."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buf), self._step, len(self._data))
+        buf[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+@pytest.mark.parametrize("opts", SMALL)
+@pytest.mark.parametrize("jobs", [1, 2, 4])
+def test_threads_and_short_reads_give_the_same_cid(opts: ImportOptions, jobs: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import carget.add
+
+    monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)  # many batches in flight
+    data = os.urandom(64 * 200 + 17)
+    expected = via_chunker(data, [], opts)
+    got = import_stream(Dribble(data, 77), opts, jobs=jobs, digest="sha256")
+    assert got.cid == expected
+    assert got.size == len(data)
+
+
+def test_emitted_blocks_verify_and_form_the_dag() -> None:
+    opts = resolve_options(chunker="size-100", cid_version=1)
+    data = os.urandom(100 * 400 + 5)
+    blocks: dict[CID, bytes] = {}
+
+    def keep(block: Block) -> None:
+        blocks[block.cid] = bytes(block.data)
+
+    root = import_stream(io.BytesIO(data), opts, jobs=2, emit=keep).cid
+    for cid, body in blocks.items():
+        cid.verify(body)
+
+    def read(cid: CID) -> bytes:
+        node = decode_unixfs(cid, blocks[cid])
+        return node.data + b"".join(read(link.cid) for link in node.links)
+
+    assert read(root) == data
+
+
+def test_tsize_is_the_whole_dag() -> None:
+    opts = resolve_options(chunker="size-10")
+    sizes: list[int] = []
+    res = add_bytes(b"x" * 95, opts, emit=lambda b: sizes.append(len(b.data)))
+    assert res.tsize == sum(sizes)
