@@ -1,0 +1,26 @@
+"""lima support: read templates, compute and write ``cid:`` lines, fill lima's cache.
+
+:mod:`.template` parses templates, :mod:`.edit` inserts lines without disturbing the rest,
+:mod:`.annotate` computes CIDs and digests, :mod:`.cache` is lima's download cache layout,
+:mod:`.prefetch` fetches entries by CID into that cache (the only module here using trio).
+"""
+
+from __future__ import annotations
+
+from .cache import LimaCache, cache_key, default_cache_dir
+from .edit import Annotation, annotate_text
+from .template import LIMA_ARCHES, Entry, Template, host_arch, load_template, parse_template
+
+__all__ = [
+    "LIMA_ARCHES",
+    "Annotation",
+    "Entry",
+    "LimaCache",
+    "Template",
+    "annotate_text",
+    "cache_key",
+    "default_cache_dir",
+    "host_arch",
+    "load_template",
+    "parse_template",
+]
