@@ -1,0 +1,249 @@
+"""The UnixFS exporter: the importer in reverse, pulling blocks on demand.
+
+Everything here works over one callable, ``get_block(cid) -> bytes``, which returns a
+block's bytes (already verified by whoever fetched them) or raises
+:class:`~carget.errors.NotFoundError` / :class:`~carget.errors.IncompleteDAG` when the
+block is missing; those errors pass through unchanged. Only the blocks that an operation
+needs are requested: resolving a path touches the directories and HAMT shards on the way;
+reading a byte range descends only into children whose ``blocksizes`` range overlaps it.
+
+Sizes are checked against what blocks really hold: a child whose bytes (raw length, or
+declared ``filesize``) differ from its parent's ``blocksizes`` entry, or a file whose
+leaves hold fewer or more bytes than declared, raises :class:`UnixFSError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..cid import CID, RAW
+from ..errors import NotFoundError, UnixFSError, UnsafePathError, UsageError
+from .node import Node, decode_unixfs, identity_data
+
+__all__ = [
+    "DirEntry",
+    "Exporter",
+    "GetBlock",
+    "Resolved",
+    "check_entry_name",
+    "split_path",
+]
+
+GetBlock = Callable[[CID], "bytes | memoryview"]
+
+#: a 64-bit murmur3 hash spread over fanout-bits per level gives at most 64 levels (fanout 2)
+_MAX_HAMT_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One entry of a directory listing (plain or HAMT)."""
+
+    name: str
+    cid: CID
+    tsize: int | None
+
+
+@dataclass(slots=True)
+class Resolved:
+    """Where a path led: the target's CID and node, every block read on the way (root
+    first, target last; for the trustless "pathing" block list), and the raw link name of
+    the last hop (a HAMT entry's name carries its bucket prefix)."""
+
+    cid: CID
+    node: Node
+    visited: list[CID] = field(default_factory=list)
+    link_name: str | None = None
+
+
+def split_path(path: str | Sequence[str]) -> list[str]:
+    """Path segments: "a/b//c/" -> ["a", "b", "c"]; a sequence is taken as is."""
+    if isinstance(path, str):
+        return [seg for seg in path.split("/") if seg]
+    return list(path)
+
+
+def check_entry_name(name: str) -> str:
+    """Return ``name`` if it is safe as one path component on disk.
+
+    Raises :class:`UnsafePathError` for an empty name, ``.``, ``..``, a name holding ``/``,
+    ``\\`` or NUL (the path_gateway_tar fixtures carry ``../foo``), and absolute names.
+    """
+    if name in ("", ".", "..") or "/" in name or "\x00" in name or "\\" in name:
+        raise UnsafePathError(f"refusing unsafe entry name {name!r}")
+    return name
+
+
+class Exporter:
+    """Pull-based reader of UnixFS DAGs over ``get_block``."""
+
+    def __init__(self, get_block: GetBlock) -> None:
+        self._get = get_block
+
+    def block(self, cid: CID) -> bytes | memoryview:
+        """A block's bytes; identity CIDs answer from the CID itself."""
+        inline = identity_data(cid)
+        if inline is not None:
+            return inline
+        return self._get(cid)
+
+    def node(self, cid: CID) -> Node:
+        """Fetch and decode one block as UnixFS. Raises DagPBError/UnixFSError when it is
+        malformed, UsageError for a codec that is not UnixFS, and get_block's errors."""
+        return decode_unixfs(cid, self.block(cid))
+
+    # --- paths ------------------------------------------------------------------------
+
+    def resolve(self, root: CID, path: str | Sequence[str] = ()) -> Resolved:
+        """Follow ``path`` from ``root`` through directories and HAMT shards.
+
+        Raises :class:`NotFoundError` when a segment is absent or a non-directory is in
+        the way, and what :meth:`node` raises.
+        """
+        node = self.node(root)
+        res = Resolved(root, node, [root])
+        for seg in split_path(path):
+            if node.kind == "directory":
+                link = next((lk for lk in node.links if lk.name == seg), None)
+                if link is None:
+                    raise NotFoundError(f"no link named {seg!r} under {res.cid}")
+                res.link_name = seg
+                cid = link.cid
+            elif node.kind == "hamt":
+                cid, res.link_name = self._hamt_find(node, seg, res.visited)
+            else:
+                raise NotFoundError(f"{res.cid} is a {node.kind}, not a directory "
+                                    f"(looking for {seg!r})")
+            node = self.node(cid)
+            res.cid, res.node = cid, node
+            res.visited.append(cid)
+        return res
+
+    def _hamt_find(self, shard: Node, name: str, visited: list[CID]) -> tuple[CID, str]:
+        depth = 0
+        while True:
+            found = shard.hamt_lookup(name, depth)
+            if found is None:
+                raise NotFoundError(f"no entry named {name!r} in HAMT {shard.cid}")
+            what, link = found
+            if what == "entry":
+                return link.cid, link.name or ""
+            shard = self.node(link.cid)
+            if shard.kind != "hamt":
+                raise UnixFSError(f"HAMT sub-shard link {link.cid} is a {shard.kind}")
+            visited.append(link.cid)
+            depth += 1
+
+    # --- directories ------------------------------------------------------------------
+
+    def list_dir(self, cid: CID, node: Node | None = None,
+                 visited: list[CID] | None = None) -> Iterator[DirEntry]:
+        """The entries of a directory or HAMT shard (all sub-shards walked, in link order).
+
+        Raises :class:`UsageError` if ``cid`` is not a directory; sub-shards that are not
+        shards raise :class:`UnixFSError`. Sub-shard CIDs are appended to ``visited``.
+        """
+        node = node or self.node(cid)
+        if node.kind == "directory":
+            for link in node.links:
+                if link.name is None:
+                    raise UnixFSError(f"directory {cid} has a link without a name")
+                yield DirEntry(link.name, link.cid, link.tsize)
+            return
+        if node.kind != "hamt":
+            raise UsageError(f"{cid} is a {node.kind}, not a directory")
+        yield from self._hamt_entries(node, 0, visited)
+
+    def _hamt_entries(self, shard: Node, depth: int,
+                      visited: list[CID] | None) -> Iterator[DirEntry]:
+        if depth > _MAX_HAMT_DEPTH:
+            raise UnixFSError(f"HAMT {shard.cid} nests deeper than its hash allows")
+        for name, link in shard.hamt_links():
+            if name is not None:
+                yield DirEntry(name, link.cid, link.tsize)
+                continue
+            sub = self.node(link.cid)
+            if sub.kind != "hamt":
+                raise UnixFSError(f"HAMT sub-shard link {link.cid} is a {sub.kind}")
+            if visited is not None:
+                visited.append(link.cid)
+            # a sub-shard's entries come where its link sits, as go-unixfs lists them
+            yield from self._hamt_entries(sub, depth + 1, visited)
+
+    # --- files ------------------------------------------------------------------------
+
+    def file_size(self, cid: CID, node: Node | None = None) -> int:
+        node = node or self.node(cid)
+        if node.kind not in ("raw", "file"):
+            raise UsageError(f"{cid} is a {node.kind}, not a file")
+        return node.filesize
+
+    def read_file(self, cid: CID, start: int = 0, end: int | None = None,
+                  node: Node | None = None) -> Iterator[bytes | memoryview]:
+        """The file's bytes in ``[start, end)`` (``end`` None: to the end), in order, as
+        chunks; only the blocks that hold the range are requested.
+
+        Raises :class:`UsageError` if ``cid`` is not a file or the range is negative,
+        :class:`UnixFSError` when a block holds a different number of bytes than its parent
+        declares, and get_block's errors for missing blocks.
+        """
+        if start < 0 or (end is not None and end < start):
+            raise UsageError(f"invalid byte range {start}:{end}")
+        if cid.codec == RAW and node is None:
+            data = self.block(cid)
+            yield memoryview(data)[start:end]
+            return
+        node = node or self.node(cid)
+        if node.kind not in ("raw", "file"):
+            raise UsageError(f"{cid} is a {node.kind}, not a file")
+        size = node.filesize
+        end = size if end is None else min(end, size)
+        if start >= end:
+            return
+        # stack of (cid, node or None, absolute file offset, expected size)
+        stack: list[tuple[CID, Node | None, int, int]] = [(cid, node, 0, size)]
+        while stack:
+            c, n, off, want = stack.pop()
+            if n is None and c.codec == RAW:
+                data = self.block(c)
+                if len(data) != want:
+                    raise UnixFSError(f"raw leaf {c} holds {len(data)} bytes, its parent "
+                                      f"says {want}")
+                lo, hi = max(start - off, 0), min(end - off, want)
+                yield memoryview(data)[lo:hi]
+                continue
+            n = n or self.node(c)
+            if n.kind not in ("raw", "file"):
+                raise UnixFSError(f"file DAG links to a {n.kind} ({c})")
+            if n.filesize != want:
+                raise UnixFSError(f"file node {c} holds {n.filesize} bytes, its parent "
+                                  f"says {want}")
+            if n.kind == "raw":
+                yield n.data[max(start - off, 0) : min(end - off, want)]
+                continue
+            if n.data:
+                lo, hi = max(start - off, 0), min(end - off, len(n.data))
+                if lo < hi:
+                    yield n.data[lo:hi]
+            children = [(lk.cid, None, off + a, b - a) for lk, a, b in n.file_children()
+                        if off + a < end and off + b > start]
+            # zero-length children are skipped (they cannot hold range bytes)
+            stack.extend(reversed([ch for ch in children if ch[3] > 0]))
+
+    def read_all(self, cid: CID) -> bytes:
+        """The whole file as one bytes object (small files, tests)."""
+        return b"".join(bytes(c) for c in self.read_file(cid))
+
+    # --- symlinks ---------------------------------------------------------------------
+
+    def readlink(self, cid: CID, node: Node | None = None) -> str:
+        """A symlink's target. Raises UsageError if ``cid`` is not a symlink,
+        UnixFSError if the target is not UTF-8."""
+        node = node or self.node(cid)
+        if node.kind != "symlink":
+            raise UsageError(f"{cid} is a {node.kind}, not a symlink")
+        try:
+            return node.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnixFSError(f"symlink {cid} target is not UTF-8") from None

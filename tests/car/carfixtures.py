@@ -1,0 +1,34 @@
+"""Shared helpers for the CAR and exporter tests: the gateway-conformance fixtures.
+
+(No __init__.py in tests/: pytest puts this directory on sys.path, so tests import it
+as ``carfixtures``; the name is unique across the test tree.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carget.car import CarHeader, decode_car
+from carget.cid import CID
+from carget.errors import IncompleteDAG
+from carget.unixfs.exporter import Exporter
+
+_SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+FIXTURES = _SHARED / "fixtures" / "gateway-conformance"
+if not FIXTURES.is_dir():  # checkouts other than /work/main
+    FIXTURES = Path("/work/shared/fixtures/gateway-conformance")
+
+ALL_CARS = sorted(FIXTURES.rglob("*.car"))
+
+
+def load(rel: str) -> tuple[CarHeader, Exporter, dict[CID, bytes]]:
+    header, blocks = decode_car((FIXTURES / rel).read_bytes())
+    store = {b.cid: bytes(b.data) for b in blocks}
+
+    def get(cid: CID) -> bytes:
+        try:
+            return store[cid]
+        except KeyError:
+            raise IncompleteDAG(f"block {cid} is not in {rel}") from None
+
+    return header, Exporter(get), store
