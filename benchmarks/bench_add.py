@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import best_of, hashlib_baseline, make_file, warm  # noqa: E402
+from _common import best_of, hashlib_baseline, make_file, warm
 
 
 def main() -> None:
@@ -38,21 +38,32 @@ def main() -> None:
         cores = os.cpu_count() or 1
         jobs_list = [1] + ([cores] if cores > 1 else [])
         for jobs in jobs_list:
-            run = best_of(args.repeat, [carget, "add", "--cid-version=1", "-Q", f"--jobs={jobs}", path])
+            run = best_of(
+                args.repeat, [carget, "add", "--cid-version=1", "-Q", f"--jobs={jobs}", path]
+            )
             rows.append((f"carget add --cid-version=1 -Q --jobs {jobs}", run))
         result = []
         for name, run in rows:
             mbs = size / run.seconds / 1e6
             ratio = base.seconds / run.seconds
-            result.append({"what": name, "seconds": round(run.seconds, 3), "MB/s": round(mbs),
-                           "ratio_to_hashlib": round(ratio, 3), "peak_rss_mib": round(run.max_rss_mib, 1)})
+            result.append(
+                {
+                    "what": name,
+                    "seconds": round(run.seconds, 3),
+                    "MB/s": round(mbs),
+                    "ratio_to_hashlib": round(ratio, 3),
+                    "peak_rss_mib": round(run.max_rss_mib, 1),
+                }
+            )
         if args.json:
             print(json.dumps({"size_bytes": size, "rows": result}, indent=2))
         else:
             print(f"{args.size_mib} MiB, best of {args.repeat}, whole processes")
             for r in result:
-                print(f"  {r['what']:<45} {r['seconds']:7.3f} s {r['MB/s']:6} MB/s "
-                      f"{r['ratio_to_hashlib']:5.2f}x  peak RSS {r['peak_rss_mib']:6.1f} MiB")
+                print(
+                    f"  {r['what']:<45} {r['seconds']:7.3f} s {r['MB/s']:6} MB/s "
+                    f"{r['ratio_to_hashlib']:5.2f}x  peak RSS {r['peak_rss_mib']:6.1f} MiB"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -40,8 +40,16 @@ def test_add_loads_only_what_it_uses() -> None:
 
 def test_public_names() -> None:
     assert sorted(carget.__all__) == sorted(
-        ["CID", "AddResult", "Block", "CargetError", "ImportOptions", "add_bytes", "add_file",
-         "resolve_options"]
+        [
+            "CID",
+            "AddResult",
+            "Block",
+            "CargetError",
+            "ImportOptions",
+            "add_bytes",
+            "add_file",
+            "resolve_options",
+        ]
     )
     for name in carget.__all__:
         assert getattr(carget, name) is not None

@@ -11,20 +11,21 @@ Directory trees are :mod:`carget.tree`'s job; this module does single files and 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.file import FileImporter, FileLink, LeafEncoder
 from .unixfs.options import DEFAULT, ImportOptions
 
-__all__ = ["AddResult", "add_bytes", "add_file", "import_stream", "open_regular_file"]
+__all__ = ["AddResult", "Readable", "add_bytes", "add_file", "import_stream", "open_regular_file"]
 
 #: bytes read and hashed per task: large enough that per-task Python overhead vanishes,
 #: small enough that jobs × 2 buffers stay far under the 64 MiB RSS budget
@@ -36,7 +37,9 @@ DIGEST_ALGORITHMS = ("sha256", "sha512")
 Emit = Callable[[Block], None]
 
 
-class _ReadInto(Protocol):
+class Readable(Protocol):
+    """Anything with ``readinto`` (files, sockets' makefile, pipes, BytesIO)."""
+
     def readinto(self, buffer: bytearray | memoryview, /) -> int | None: ...
 
 
@@ -50,7 +53,7 @@ class AddResult:
     digest: str | None = None  # "sha256:HEX" when asked for
 
 
-def _read_full(f: _ReadInto, buf: memoryview) -> int:
+def _read_full(f: Readable, buf: memoryview) -> int:
     """Fill ``buf`` unless the stream ends; return the byte count (pipes return short)."""
     got = 0
     size = len(buf)
@@ -69,7 +72,7 @@ def _encode_batch(
 
 
 def import_stream(
-    f: _ReadInto,
+    f: Readable,
     opts: ImportOptions = DEFAULT,
     *,
     jobs: int | None = None,
@@ -98,8 +101,9 @@ def import_stream(
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="carget-hash") if jobs > 1 else None
     # one more thread keeps the whole-file digest sequential without blocking the reader
     dpool = ThreadPoolExecutor(1, thread_name_prefix="carget-digest") if whole and pool else None
-    pending: deque[tuple[Future[list[tuple[FileLink, Block | None]]], Future[None] | None,
-                         bytearray, int]] = deque()
+    pending: deque[
+        tuple[Future[list[tuple[FileLink, Block | None]]], Future[None] | None, bytearray, int]
+    ] = deque()
     free: list[bytearray] = []
     depth = 2 * jobs
 
@@ -153,7 +157,7 @@ def import_stream(
     return AddResult(root.cid, importer.size, root.tsize, text)
 
 
-def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular_file(path: str | os.PathLike[str]) -> io.FileIO:
     """Open a regular file unbuffered for reading.
 
     Raises :class:`InputError` naming the path when it is missing, unreadable, a directory,
@@ -171,7 +175,7 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{name} is not a regular file (FIFO, device or socket)")
     try:
-        return open(name, "rb", buffering=0)
+        return io.FileIO(name, "r")
     except OSError as exc:
         raise InputError(f"{name}: {exc.strerror or exc}") from None
 
@@ -201,6 +205,4 @@ def add_file(
 
 def add_bytes(data: bytes, opts: ImportOptions = DEFAULT, *, emit: Emit | None = None) -> AddResult:
     """Import an in-memory byte string (small inputs, tests)."""
-    import io
-
     return import_stream(io.BytesIO(data), opts, jobs=1, emit=emit)

@@ -7,9 +7,10 @@ measures its length with varints instead of treating "the rest" as the multihash
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from . import multibase
 from .errors import CIDDecodeError, CIDParseError, HashMismatch, UsageError
@@ -96,7 +97,7 @@ class HashFunction:
     __slots__ = ("code", "digest_size", "name", "new", "prefix")
 
     def __init__(
-        self, code: int, name: str, digest_size: int, new: Callable[[], hashlib._Hash] | None
+        self, code: int, name: str, digest_size: int, new: Callable[[], Any] | None
     ) -> None:
         self.code = code
         self.name = name
@@ -110,7 +111,8 @@ class HashFunction:
             return bytes(data)
         h = self.new()
         h.update(data)
-        return h.digest()
+        out: bytes = h.digest()
+        return out
 
     def multihash(self, data: bytes | bytearray | memoryview) -> bytes:
         """The multihash of ``data``: code, length, digest."""
@@ -119,7 +121,7 @@ class HashFunction:
         return self.prefix + self.digest(data)
 
 
-def _blake2b_256() -> hashlib._Hash:
+def _blake2b_256() -> Any:
     return hashlib.blake2b(digest_size=32)
 
 
@@ -209,17 +211,18 @@ class CID:
         return cid
 
     @classmethod
-    def of(cls, data: bytes | bytearray | memoryview, codec: int, version: int = 1,
-           hasher: HashFunction | None = None) -> CID:
+    def of(
+        cls,
+        data: bytes | bytearray | memoryview,
+        codec: int,
+        version: int = 1,
+        hasher: HashFunction | None = None,
+    ) -> CID:
         """The CID of ``data`` with ``codec`` and ``hasher`` (sha2-256 by default)."""
         h = hasher or HASHES["sha2-256"]
         return cls(version, codec, h.multihash(data))
 
     # --- views ------------------------------------------------------------------------
-
-    @property
-    def bytes(self) -> bytes:
-        return self._bytes
 
     @property
     def hash_code(self) -> int:
@@ -283,6 +286,12 @@ class CID:
 
     def __lt__(self, other: CID) -> bool:
         return self._bytes < other._bytes
+
+    # last in the class body: inside it, the name ``bytes`` now means this property
+    @property
+    def bytes(self) -> builtins.bytes:
+        """The binary CID (for CIDv0, the bare multihash)."""
+        return self._bytes
 
 
 def read_cid(buf: bytes | bytearray | memoryview, pos: int) -> tuple[CID, int]:

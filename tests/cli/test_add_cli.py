@@ -13,9 +13,14 @@ HELLO_V0 = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # `echo "hello worl
 HELLO_V1 = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
 
 
-def carget(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+def carget(
+    *args: str, stdin: bytes = b"", cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "carget", *args], input=stdin, capture_output=True, timeout=60,
+        [sys.executable, "-m", "carget", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
         cwd=cwd,
     )
 

@@ -48,8 +48,12 @@ def test_random_files_match_the_js_importer(tmp_path: Path, node_js: Path) -> No
         path.write_bytes(rng.randbytes(size))
         jobs.append({"id": i, "path": str(path), "kubo": flags})
     out = subprocess.run(
-        ["node", str(node_js / "import.mjs")], input=json.dumps(jobs), capture_output=True,
-        text=True, timeout=300, check=True,
+        ["node", str(node_js / "import.mjs")],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     results = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     assert len(results) == CASES
@@ -57,9 +61,13 @@ def test_random_files_match_the_js_importer(tmp_path: Path, node_js: Path) -> No
         assert "error" not in res, res
         flags = job["kubo"]
         opts = resolve_options(
-            cid_version=flags.get("cid-version"), raw_leaves=flags.get("raw-leaves"),
-            chunker=flags["chunker"], trickle=bool(flags.get("trickle")), hash=flags.get("hash"),
-            inline=bool(flags.get("inline")), inline_limit=flags.get("inline-limit"),
+            cid_version=flags.get("cid-version"),
+            raw_leaves=flags.get("raw-leaves"),
+            chunker=flags["chunker"],
+            trickle=bool(flags.get("trickle")),
+            hash=flags.get("hash"),
+            inline=bool(flags.get("inline")),
+            inline_limit=flags.get("inline-limit"),
         )
         if "max-links" in flags:
             opts = opts.replace(max_links=flags["max-links"])

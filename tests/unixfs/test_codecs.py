@@ -12,20 +12,22 @@ from carget.unixfs.dagpb import PBLink, PBNode, decode_node, encode_node
 from carget.unixfs.data import DataType, UnixFSData, UnixTime, decode_data, encode_data
 
 cids = st.builds(
-    lambda digest, v1, raw: CID(1, RAW if raw else DAG_PB, b"\x12\x20" + digest)
-    if v1 or raw
-    else CID(0, DAG_PB, b"\x12\x20" + digest),
+    lambda digest, v1, raw: (
+        CID(1, RAW if raw else DAG_PB, b"\x12\x20" + digest)
+        if v1 or raw
+        else CID(0, DAG_PB, b"\x12\x20" + digest)
+    ),
     st.binary(min_size=32, max_size=32),
     st.booleans(),
     st.booleans(),
 )
-links = st.builds(
-    PBLink, cids, st.none() | st.text(max_size=20), st.none() | st.integers(0, 2**63)
-)
+links = st.builds(PBLink, cids, st.none() | st.text(max_size=20), st.none() | st.integers(0, 2**63))
 nodes = st.builds(
     PBNode, st.lists(links, max_size=5).map(tuple), st.none() | st.binary(max_size=64)
 )
-times = st.builds(UnixTime, st.integers(-(2**63), 2**63 - 1), st.none() | st.integers(1, 999_999_999))
+times = st.builds(
+    UnixTime, st.integers(-(2**63), 2**63 - 1), st.none() | st.integers(1, 999_999_999)
+)
 datas = st.builds(
     UnixFSData,
     st.sampled_from(list(DataType)),

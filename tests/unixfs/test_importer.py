@@ -67,8 +67,9 @@ class Dribble(io.RawIOBase):
 
 @pytest.mark.parametrize("opts", SMALL)
 @pytest.mark.parametrize("jobs", [1, 2, 4])
-def test_threads_and_short_reads_give_the_same_cid(opts: ImportOptions, jobs: int,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_and_short_reads_give_the_same_cid(
+    opts: ImportOptions, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import carget.add
 
     monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)  # many batches in flight

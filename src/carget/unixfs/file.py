@@ -47,7 +47,10 @@ class FileLink:
 
 
 def make_cid(
-    codec: int, mh_parts: tuple[bytes | memoryview, ...], length: int, opts: ImportOptions,
+    codec: int,
+    mh_parts: tuple[bytes | memoryview, ...],
+    length: int,
+    opts: ImportOptions,
     hasher: HashFunction,
 ) -> CID:
     """The CID of a block given as concatenated parts (hashed without joining them)."""
@@ -77,7 +80,9 @@ class LeafEncoder:
         head = b"\x0a" + encode_varint(unixfs_len) + self._type + b"\x12" + n
         return head, b"\x18" + n
 
-    def encode(self, chunk: bytes | memoryview, want_data: bool = True) -> tuple[FileLink, Block | None]:
+    def encode(
+        self, chunk: bytes | memoryview, want_data: bool = True
+    ) -> tuple[FileLink, Block | None]:
         size = len(chunk)
         if self.raw:
             cid = make_cid(RAW, (chunk,), size, self.opts, self.hasher)
@@ -124,7 +129,9 @@ class FileImporter:
     def _reduce(self, children: list[FileLink]) -> FileLink:
         filesize = sum(c.filesize for c in children)
         data = encode_data(
-            UnixFSData(DataType.FILE, filesize=filesize, blocksizes=tuple(c.filesize for c in children))
+            UnixFSData(
+                DataType.FILE, filesize=filesize, blocksizes=tuple(c.filesize for c in children)
+            )
         )
         body = encode_node([PBLink(c.cid, "", c.tsize) for c in children], data)
         cid = make_cid(DAG_PB, (body,), len(body), self.opts, self._hasher)

@@ -106,7 +106,9 @@ class TrickleLayout(Layout[L]):
         self._gen = self._build_root()
         next(self._gen)
 
-    def _fill(self, first: L | None, max_depth: int) -> Generator[None, L | None, tuple[L, L | None]]:
+    def _fill(
+        self, first: L | None, max_depth: int
+    ) -> Generator[None, L | None, tuple[L, L | None]]:
         """Build one trickle node; return (node link, the leaf that was read ahead)."""
         children: list[L] = []
         nxt = first

@@ -135,8 +135,10 @@ def decode_unixfs(cid: CID, block: bytes | memoryview) -> Node:
             )
         data = fs.data or b""
         if fs.filesize is not None and fs.filesize != len(data) + sum(fs.blocksizes):
-            raise UnixFSError(f"file node {cid} declares filesize {fs.filesize} but holds "
-                              f"{len(data) + sum(fs.blocksizes)} bytes")
+            raise UnixFSError(
+                f"file node {cid} declares filesize {fs.filesize} but holds "
+                f"{len(data) + sum(fs.blocksizes)} bytes"
+            )
         return Node(cid, "file", pb.links, fs, data)
     if t == DataType.DIRECTORY:
         return Node(cid, "directory", pb.links, fs, b"")

@@ -96,7 +96,10 @@ def resolve_options(
     hash: str | None = None,
     inline: bool = False,
     inline_limit: int | None = None,
-    **dir_flags: bool,
+    wrap: bool = False,
+    hidden: bool = False,
+    preserve_mode: bool = False,
+    preserve_mtime: bool = False,
 ) -> ImportOptions:
     """Turn ``ipfs add`` flags into :class:`ImportOptions`, with kubo's rules.
 
@@ -137,5 +140,8 @@ def resolve_options(
         hash=hash_name,
         inline=inline,
         inline_limit=limit,
-        **dir_flags,
+        wrap=wrap,
+        hidden=hidden,
+        preserve_mode=preserve_mode,
+        preserve_mtime=preserve_mtime,
     )
