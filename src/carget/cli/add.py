@@ -22,7 +22,10 @@ class _KuboFlags(click.Command):
     """kubo's bool and optional-value flags: bare ``--raw-leaves`` means true and never
     swallows the next argument; ``--raw-leaves=false`` turns it off; likewise ``--digest``."""
 
-    BARE: ClassVar[dict[str, str]] = {"--raw-leaves": "--raw-leaves=true", "--digest": "--digest=sha256"}
+    BARE: ClassVar[dict[str, str]] = {
+        "--raw-leaves": "--raw-leaves=true",
+        "--digest": "--digest=sha256",
+    }
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         fixed: list[str] = []
