@@ -9,12 +9,13 @@ Every file in tests/vectors/files.json and dirs.json is ``make_bytes(size, seed)
 for the (size, seed) recorded next to it; ``write_tree`` rebuilds a directory
 tree spec from dirs.json on disk.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 _DOMAIN = b"carget-vectors\x00"
 
@@ -58,6 +59,23 @@ def write_tree(root: os.PathLike | str, entries: Iterable[Mapping]) -> Path:
         else:
             raise ValueError(f"unknown entry kind {kind!r}")
     return root
+
+
+def tree_entries(trees: Mapping[str, Mapping], name: str) -> list[dict]:
+    """Resolve tree ``name`` of dirs.json's ``trees`` into a flat entry list.
+
+    A tree is ``{"entries": [...]}``, optionally with ``"extends": BASE`` (the
+    first ``"take"`` entries of tree BASE, all of them if ``take`` is absent,
+    come before ``entries``). This keeps the large HAMT trees, which share
+    most of their entries, small in the JSON.
+    """
+    t = trees[name]
+    out: list[dict] = []
+    if "extends" in t:
+        base = tree_entries(trees, t["extends"])
+        out.extend(base[: t["take"]] if "take" in t else base)
+    out.extend(t.get("entries", []))
+    return out
 
 
 if __name__ == "__main__":  # tiny self-check / speed probe

