@@ -157,6 +157,8 @@ class CarDecoder:
         self._payload_end: int | None = None
         self._error: Exception | None = None
         self.header: CarHeader | None = None
+        #: absolute offset of the section of the last Block returned (for indexes)
+        self.section_offset = 0
 
     # --- input ------------------------------------------------------------------------
 
@@ -419,6 +421,7 @@ class CarDecoder:
         if self.verify:
             verify_block(cid, data, start)
         self._pos = pos + total
+        self.section_offset = start
         return Block(cid, data)
 
 

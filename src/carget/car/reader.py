@@ -1,0 +1,252 @@
+"""Blocking CAR readers over files and stdin (v1 or v2), built on the sans-IO decoder.
+
+:class:`CarReader` streams: the header, then every block, verified (on a pool of worker
+threads when ``jobs > 1``: hashlib releases the GIL, so two cores hash two blocks at once).
+:class:`CarBlockStore` gives random access by CID over a seekable file: through a CARv2
+index when the file has one, else through an index of section offsets built by one scan;
+stdin is spooled to a temporary file first. Blocks read by CID are verified again (the file
+may have changed, an index may lie).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import BinaryIO, Final
+
+from ..cid import CID, Block, decode_varint, read_cid
+from ..errors import CARError, CIDDecodeError, IncompleteDAG, InputError, UsageError
+from ..unixfs.node import identity_data
+from .decoder import CAR_END, DEFAULT_LIMITS, NEED_DATA, CarDecoder, CarLimits, verify_block
+from .header import CarHeader
+from .index import MultihashIndex, decode_index
+
+__all__ = ["READ_CHUNK", "CarBlockStore", "CarReader", "open_car_input", "open_car_store"]
+
+#: bytes per read: big enough that sections straddling two reads (copied once by the
+#: decoder) are a few percent of the bytes at 256 KiB blocks, small enough for RSS
+READ_CHUNK: Final = 4 << 20
+#: an index bigger than this is refused instead of read into memory
+MAX_INDEX_BYTES: Final = 1 << 30
+
+
+@contextmanager
+def open_car_input(path: str) -> Iterator[BinaryIO]:
+    """Open ``path`` for reading ("-" is stdin). Raises :class:`InputError`."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        f = open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    with f:
+        if os.path.isdir(path):
+            raise InputError(f"{path} is a directory, not a CAR file")
+        yield f
+
+
+class CarReader:
+    """Stream a CAR: ``header`` then :meth:`blocks` (each verified unless ``verify`` is
+    False). Raises what :class:`CarDecoder` raises, and :class:`InputError` for reads."""
+
+    def __init__(self, f: BinaryIO, verify: bool = True, limits: CarLimits = DEFAULT_LIMITS,
+                 jobs: int = 1) -> None:
+        self._f = f
+        self.verify = verify
+        self.jobs = max(1, jobs)
+        # with a pool the decoder leaves hashing to the workers
+        self._dec = CarDecoder(verify=verify and self.jobs == 1, limits=limits)
+        self._header: CarHeader | None = None
+        self.bytes_read = 0
+        self.section_offset = 0  # absolute offset of the last block's section
+
+    def _fill(self) -> bool:
+        try:
+            chunk = self._f.read(READ_CHUNK)
+        except OSError as exc:
+            raise InputError(f"cannot read CAR: {exc.strerror or exc}") from None
+        if not chunk:
+            self._dec.feed_eof()
+            return False
+        self.bytes_read += len(chunk)
+        self._dec.feed(chunk)
+        return True
+
+    def _events(self) -> Iterator[CarHeader | Block]:
+        dec = self._dec
+        while True:
+            ev = dec.next_event()
+            if ev is NEED_DATA:
+                self._fill()
+                continue
+            if ev is CAR_END:
+                return
+            assert isinstance(ev, CarHeader | Block)
+            if isinstance(ev, Block):
+                self.section_offset = dec.section_offset
+            yield ev
+
+    @property
+    def header(self) -> CarHeader:
+        if self._header is None:
+            for ev in self._events():
+                if isinstance(ev, CarHeader):
+                    self._header = ev
+                    break
+        assert self._header is not None
+        return self._header
+
+    def blocks(self) -> Iterator[Block]:
+        """Every block in file order, verified. A block's ``data`` is a read-only
+        memoryview that pins its read buffer: copy it if you keep many."""
+        _ = self.header
+        if self.jobs == 1 or not self.verify:
+            for ev in self._events():
+                assert isinstance(ev, Block)
+                yield ev
+            return
+        yield from self._pooled()
+
+    def _pooled(self) -> Iterator[Block]:
+        pending: deque[tuple[Future[None], Block]] = deque()
+        depth = 4 * self.jobs
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="carget-verify") as pool:
+            try:
+                for ev in self._events():
+                    assert isinstance(ev, Block)
+                    pending.append((pool.submit(verify_block, ev.cid, ev.data,
+                                                self.section_offset), ev))
+                    while len(pending) > depth:
+                        fut, blk = pending.popleft()
+                        fut.result()
+                        yield blk
+                while pending:
+                    fut, blk = pending.popleft()
+                    fut.result()
+                    yield blk
+            finally:
+                for fut, _ in pending:
+                    fut.cancel()
+
+
+class CarBlockStore:
+    """Random access by CID over a seekable CAR file (v1 or v2).
+
+    ``get(cid)`` returns the verified bytes or raises :class:`IncompleteDAG` when the CAR
+    lacks the block; it is the ``get_block`` the UnixFS exporter wants.
+    """
+
+    def __init__(self, f: BinaryIO, limits: CarLimits = DEFAULT_LIMITS,
+                 use_index: bool = True) -> None:
+        self._f = f
+        self.limits = limits
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        self.size = size
+        reader = CarReader(f, verify=False, limits=limits)
+        self.header = reader.header
+        self._offsets: dict[bytes, int] = {}
+        self._index: MultihashIndex | None = None
+        self._base = 0
+        v2 = self.header.v2
+        if v2 is not None:
+            self._base = v2.data_offset
+            if v2.data_offset + v2.data_size > size:
+                raise CARError(f"CARv2 data size runs past the end of the file ({size} bytes)",
+                               11)
+            if use_index and v2.index_offset:
+                self._index = self._load_index(v2.index_offset)
+                return
+        # no index: one scan records where each section starts (blocks verified later)
+        for block in reader.blocks():
+            self._offsets.setdefault(block.cid.bytes, reader.section_offset)
+
+    def _load_index(self, at: int) -> MultihashIndex:
+        if at >= self.size:
+            raise CARError(f"CARv2 index offset {at} is past the end of the file", 11)
+        n = self.size - at
+        if n > MAX_INDEX_BYTES:
+            raise CARError(f"CARv2 index of {n} bytes is too big", at)
+        self._f.seek(at)
+        return decode_index(self._f.read(n), at)
+
+    def _read_section(self, offset: int, cid: CID) -> bytes | None:
+        f = self._f
+        f.seek(offset)
+        head = f.read(10 + len(cid.bytes))
+        try:
+            length, p = decode_varint(head, 0)
+            found, end = read_cid(head, p)
+        except (IndexError, CIDDecodeError, UsageError):
+            raise CARError("section at an indexed offset does not parse", offset) from None
+        if found != cid:
+            return None
+        if length > self.limits.section:
+            raise CARError(f"section of {length} bytes exceeds the limit", offset)
+        f.seek(offset + end)
+        data = f.read(length - (end - p))
+        if len(data) != length - (end - p):
+            raise CARError("section runs past the end of the file", offset)
+        verify_block(cid, data, offset)
+        return data
+
+    def __contains__(self, cid: CID) -> bool:
+        if identity_data(cid) is not None:
+            return True
+        if self._index is not None:
+            return bool(self._index.find(cid.multihash))
+        return cid.bytes in self._offsets
+
+    def get(self, cid: CID) -> bytes:
+        """The block's bytes, verified. Raises :class:`IncompleteDAG` when absent,
+        :class:`HashMismatch` / :class:`CARError` when the file is bad."""
+        inline = identity_data(cid)
+        if inline is not None:
+            return inline
+        if self._index is not None:
+            for rel in self._index.find(cid.multihash):
+                data = self._read_section(self._base + rel, cid)
+                if data is not None:
+                    return data
+        else:
+            off = self._offsets.get(cid.bytes)
+            if off is not None:
+                data = self._read_section(off, cid)
+                if data is not None:
+                    return data
+        raise IncompleteDAG(f"block {cid} is not in the CAR")
+
+    def cids(self) -> list[CID]:
+        """CIDs of the indexed blocks (scan order without an index)."""
+        if self._index is None:
+            return [CID.from_bytes(b) for b in self._offsets]
+        out = []
+        f = self._f
+        for _code, _digest, rel in self._index.items():
+            f.seek(self._base + rel)
+            head = f.read(80)
+            _, p = decode_varint(head, 0)
+            out.append(read_cid(head, p)[0])
+        return out
+
+
+@contextmanager
+def open_car_store(path: str, limits: CarLimits = DEFAULT_LIMITS) -> Iterator[CarBlockStore]:
+    """A :class:`CarBlockStore` over ``path``; "-" spools stdin to a temporary file first.
+    Raises :class:`InputError` for unreadable paths and the decoder's errors."""
+    if path == "-":
+        with tempfile.TemporaryFile(prefix="carget-stdin-") as spool:
+            src = sys.stdin.buffer
+            while chunk := src.read(READ_CHUNK):
+                spool.write(chunk)
+            spool.seek(0)
+            yield CarBlockStore(spool)
+        return
+    with open_car_input(path) as f:
+        yield CarBlockStore(f)
