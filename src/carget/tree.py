@@ -1,23 +1,258 @@
-"""Adding paths: files, stdin, and (issue 5) directory trees with -r / -w.
+"""Adding paths: files, stdin, symlinks and directory trees (-r, -w), as ``ipfs add``.
 
-``add_paths`` is what ``carget add`` runs: it imports each source and calls ``report(cid,
-name, digest)`` for every entry in kubo's output order (children before parents, root last).
+``add_paths`` is what ``carget add`` runs. It reports ``report(cid, name, digest)`` in
+kubo's order (kubo ``core/coreunix/add.go``):
+
+* each file and symlink as it is added, in walk order (directory entries sorted by name
+  bytes, as Go's ``os.ReadDir``), named ``arg/sub/file``;
+* then, after the whole argument, every directory children-first (kubo's ``outputDirs``:
+  post-order over ``ListNames``, which is name order, or HAMT walk order for a sharded
+  directory), the argument itself last;
+* each argument is a separate add, unless ``-w`` puts them all in one wrapper directory,
+  which is reported last with an empty name.
+
+Filesystem rules, as kubo's CLI (go-ipfs-cmds ``cli/parse.go``, boxo ``files``): arguments
+are cleaned (``filepath.Clean``) and named by their base name, "." by the working
+directory's real name; arguments are ``lstat``-ed, so a symlink given as an argument is
+stored as a symlink, never followed (and so no symlink can make the walk loop); dot-files
+inside directories are skipped unless ``hidden`` (an argument itself is never skipped);
+repeating a base name from the same directory adds it once, from another directory is an
+error. Under --preserve-mode/--preserve-mtime every node gets its own lstat mode (the 12
+permission bits) and mtime; symlinks get the mtime only; a ``-w`` wrapper gets neither.
+
+Memory: a directory holds (name, CID, Tsize) per entry until it is finished, then only its
+CID; blocks go to ``emit`` as they are made (children before parents, root last); what is
+kept until an argument ends is one (CID, path) line per directory, for kubo's output order.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from .add import Emit, add_file, import_stream
-from .cid import CID
-from .errors import InputError
+from .add import BATCH_BYTES, Emit, add_file, import_stream
+from .cid import CID, Block
+from .errors import InputError, UsageError
+from .unixfs.data import UnixTime
+from .unixfs.directory import DirectoryBuilder, DirResult, symlink_block, with_metadata
 from .unixfs.options import ImportOptions
 
 __all__ = ["Report", "add_paths"]
 
 Report = Callable[[str, str, "str | None"], None]
+
+#: (CID text, output path) of a directory, reported when its argument is finished
+_DirLine = tuple[str, str]
+
+
+def _shown(path: str) -> str:
+    """A path for messages: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _lstat(path: str) -> os.stat_result:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        raise InputError(f"{_shown(path)}: no such file or directory (vanished?)") from None
+    except OSError as exc:
+        raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class _Frame:
+    """A directory being walked."""
+
+    path: str
+    display: str
+    name: str
+    ident: tuple[int, int]
+    pending: list[str]  # entry names still to add, last one next
+    builder: DirectoryBuilder
+    sub: dict[str, list[_DirLine]] = field(default_factory=dict)
+
+
+class _TreeAdder:
+    def __init__(self, opts: ImportOptions, jobs: int | None, emit: Emit | None,
+                 digest: str | None, report: Report | None) -> None:
+        self.opts = opts
+        self.jobs = jobs
+        self.emit = emit
+        self.digest = digest
+        self.report = report
+        self.meta = opts.preserve_mode or opts.preserve_mtime
+
+    # --- metadata (UnixFS 1.5) ---------------------------------------------------------
+
+    def _mode(self, st: os.stat_result) -> int | None:
+        # boxo ModePermsToUnixPerms: permission bits + setuid/setgid/sticky, no file type
+        return (stat.S_IMODE(st.st_mode) or None) if self.opts.preserve_mode else None
+
+    def _mtime(self, st: os.stat_result) -> UnixTime | None:
+        if not self.opts.preserve_mtime:
+            return None
+        seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)  # Go: Unix(), Nanosecond()
+        return UnixTime(seconds, nanos or None)
+
+    def _tell(self, cid: CID, name: str, digest: str | None = None) -> None:
+        if self.report is not None:
+            self.report(str(cid), name, digest)
+
+    # --- leaves: files and symlinks ----------------------------------------------------
+
+    def _file(self, path: str, st: os.stat_result) -> tuple[CID, int, str | None]:
+        # a small file is one batch: a thread pool would only add start-up cost
+        jobs = 1 if st.st_size <= BATCH_BYTES else self.jobs
+        mode, mtime = self._mode(st), self._mtime(st)
+        if not mode and mtime is None:
+            res = add_file(path, self.opts, jobs=jobs, emit=self.emit, digest=self.digest)
+            return res.cid, res.tsize, res.digest
+        # the root gets mode/mtime after the layout (boxo SetFileAttributes): hold back the
+        # last block seen, which at the end is the root, and re-encode it
+        held: list[Block] = []
+        out = self.emit
+
+        def hold(block: Block) -> None:
+            if held and out is not None:
+                out(held[0])
+            held[:] = [Block(block.cid, bytes(block.data))]
+
+        res = add_file(path, self.opts, jobs=jobs, emit=hold, digest=self.digest)
+        root, tsize = with_metadata(held[0], res.tsize, self.opts, mode, mtime)
+        if out is not None:
+            out(root)
+        return root.cid, tsize, res.digest
+
+    def _symlink(self, path: str, st: os.stat_result) -> tuple[CID, int]:
+        try:
+            target = os.readlink(os.fsencode(path))
+        except OSError as exc:
+            raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+        block, tsize = symlink_block(target, self.opts, self._mtime(st))
+        if self.emit is not None:
+            self.emit(block)
+        return block.cid, tsize
+
+    def _leaf(self, path: str, display: str, st: os.stat_result) -> tuple[CID, int]:
+        """Add a file or symlink and report it. Raises InputError for other types."""
+        if stat.S_ISLNK(st.st_mode):
+            cid, tsize = self._symlink(path, st)
+            self._tell(cid, display)
+        elif stat.S_ISREG(st.st_mode):
+            cid, tsize, digest = self._file(path, st)
+            self._tell(cid, display, digest)
+        else:
+            raise InputError(f"{_shown(path)}: unsupported file type (FIFO, socket or device)")
+        return cid, tsize
+
+    # --- directories -------------------------------------------------------------------
+
+    def _open(self, path: str, display: str, name: str, st: os.stat_result,
+              active: set[tuple[int, int]]) -> _Frame:
+        ident = (st.st_dev, st.st_ino)
+        if ident in active:  # only a bind mount can do this: symlinks are never followed
+            raise InputError(f"{_shown(path)}: directory loop (already being added above)")
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            raise InputError(f"{_shown(path)}: no such file or directory (vanished?)") from None
+        except OSError as exc:
+            raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+        keep: list[tuple[bytes, str]] = []
+        for n in names:
+            if not self.opts.hidden and n.startswith("."):
+                continue  # boxo files.Filter: dot-files, unless --hidden
+            raw = os.fsencode(n)
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                shown = _shown(os.path.join(path, n))
+                raise InputError(f"{shown}: file name is not valid UTF-8") from None
+            keep.append((raw, n))
+        keep.sort(reverse=True)  # popped from the end: ascending name bytes
+        # (the top directory gets its stat too, via kubo's new MFS root)
+        builder = DirectoryBuilder(self.opts, mode=self._mode(st), mtime=self._mtime(st))
+        active.add(ident)
+        return _Frame(path, display, name, ident, [n for _, n in keep], builder)
+
+    def walk(self, path: str, display: str, st: os.stat_result) -> tuple[DirResult,
+                                                                           list[_DirLine]]:
+        """Add the directory at ``path``; files are reported as added, directories are
+        returned as lines in kubo's output order (this one last)."""
+        active: set[tuple[int, int]] = set()
+        stack = [self._open(path, display, "", st, active)]
+        while True:
+            frame = stack[-1]
+            if frame.pending:
+                name = frame.pending.pop()
+                cpath = os.path.join(frame.path, name)
+                cdisplay = f"{frame.display}/{name}" if frame.display else name
+                cst = _lstat(cpath)
+                if stat.S_ISDIR(cst.st_mode):
+                    stack.append(self._open(cpath, cdisplay, name, cst, active))
+                    continue
+                cid, tsize = self._leaf(cpath, cdisplay, cst)
+                frame.builder.add(name, cid, tsize)
+                continue
+            stack.pop()
+            active.discard(frame.ident)
+            result = frame.builder.finish(self.emit)
+            lines: list[_DirLine] = []
+            if frame.sub:
+                for n in frame.builder.names_in_link_order():
+                    lines += frame.sub.pop(n, ())
+            lines.append((str(result.cid), frame.display))
+            if not stack:
+                return result, lines
+            parent = stack[-1]
+            parent.builder.add(frame.name, result.cid, result.tsize)
+            parent.sub[frame.name] = lines
+
+    # --- arguments ---------------------------------------------------------------------
+
+    def node(self, path: str, display: str) -> tuple[CID, int, list[_DirLine]]:
+        """Add one argument (file, symlink or directory) under the output name ``display``."""
+        st = _lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            result, lines = self.walk(path, display, st)
+            return result.cid, result.tsize, lines
+        cid, tsize = self._leaf(path, display, st)
+        return cid, tsize, []
+
+    def stdin(self) -> tuple[CID, int]:
+        res = import_stream(sys.stdin.buffer, self.opts, jobs=self.jobs, emit=self.emit,
+                            digest=self.digest)
+        self._tell(res.cid, str(res.cid), res.digest)  # kubo names stdin by its CID
+        return res.cid, res.tsize
+
+
+def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(path, name) per argument as kubo's CLI sees them; name None for stdin.
+
+    Raises :class:`InputError` when one base name comes from two directories.
+    """
+    seen: dict[str, str] = {}
+    out: list[tuple[str, str | None]] = []
+    for src in sources:
+        if src == "-":
+            out.append((src, None))
+            continue
+        path = os.path.normpath(src)  # filepath.Clean
+        if os.path.basename(path) in (".", ".."):
+            path = os.path.realpath(path)  # kubo: "." is the working directory
+        name = os.path.basename(path) or path
+        where = os.path.dirname(path)
+        if name in seen:
+            if seen[name] != where:
+                raise InputError(f"file name {_shown(name)} repeated under different import "
+                                 f"directories: {_shown(where)} and {_shown(seen[name])}")
+            continue  # kubo skips a repeated argument
+        seen[name] = where
+        out.append((path, name))
+    return out
 
 
 def add_paths(
@@ -29,21 +264,48 @@ def add_paths(
     digest: str | None = None,
     report: Report | None = None,
 ) -> list[CID]:
-    """Import each source ("-" is stdin) and return the root CIDs, in order.
+    """Import each source ("-" is stdin), or all of them in one wrapper directory when
+    ``opts.wrap``, and return the root CIDs in order.
 
-    Raises :class:`InputError` for paths that cannot be read.
+    Directories are walked whole (the caller decides whether -r allows them). Raises
+    :class:`InputError` naming the path for anything that cannot be read: a missing or
+    vanished path, an unreadable file or directory, a name that is not UTF-8, a FIFO,
+    socket or device inside a tree, a directory loop; :class:`UsageError` for a ``-w``
+    entry name a directory cannot hold.
     """
-    roots: list[CID] = []
-    for src in sources:
-        if src == "-":
-            result = import_stream(sys.stdin.buffer, opts, jobs=jobs, emit=emit, digest=digest)
-            name = str(result.cid)  # kubo names stdin by its CID
-        else:
-            if os.path.isdir(src):
-                raise InputError(f"{src}: directories are not supported yet")
-            result = add_file(src, opts, jobs=jobs, emit=emit, digest=digest)
-            name = os.path.basename(os.path.normpath(src))
-        if report is not None:
-            report(str(result.cid), name, result.digest)
-        roots.append(result.cid)
-    return roots
+    adder = _TreeAdder(opts, jobs, emit, digest, report)
+    args = _arguments(sources)
+    if not opts.wrap:
+        roots: list[CID] = []
+        for path, name in args:
+            if name is None:
+                roots.append(adder.stdin()[0])
+                continue
+            cid, _, lines = adder.node(path, name)
+            for line in lines:
+                if report is not None:
+                    report(line[0], line[1], None)
+            roots.append(cid)
+        return roots
+    # -w: kubo adds the arguments as the entries of one directory (no mode or mtime)
+    wrapper = DirectoryBuilder(opts)
+    sub: dict[str, list[_DirLine]] = {}
+    for path, name in args:
+        if name is None:
+            cid, tsize = adder.stdin()
+            wrapper.add(str(cid), cid, tsize)
+            continue
+        cid, tsize, lines = adder.node(path, name)
+        try:
+            wrapper.add(name, cid, tsize)
+        except UsageError as exc:
+            raise InputError(f"{_shown(path)}: cannot be wrapped: {exc}") from None
+        if lines:
+            sub[name] = lines
+    result = wrapper.finish(emit)
+    if report is not None:
+        for n in wrapper.names_in_link_order():
+            for c, p in sub.get(n, ()):
+                report(c, p, None)
+        report(str(result.cid), "", None)
+    return [result.cid]

@@ -1,0 +1,180 @@
+"""Directories, sans-IO: entries (name, CID, Tsize) in, a directory DAG out.
+
+A basic directory, byte for byte as boxo's ``BasicDirectory``::
+
+    PBNode{Links: [{Hash, Name, Tsize}...] sorted by name bytes (go-merkledag sorts links
+           by Name, a Go string compare = bytes), Data: UnixFS{Type=Directory, mode?, mtime?}}
+
+Tsize is cumulative (block length + the links' Tsizes), as for every dag-pb node. The empty
+directory is ``0a 02 08 01``: QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn as CIDv0.
+
+When to shard (boxo ``ipld/unixfs/io/directory.go``, threshold ``HAMTShardingSize`` =
+256 KiB), by ``ImportOptions.hamt_estimation``:
+
+* ``"links"`` (kubo's default, profile legacy-cid-v0): the sum over entries of name bytes +
+  CID bytes (a CIDv0 counts 34, a CIDv1 sha2-256 36), shard when it is ``>=`` the threshold,
+  as kubo <= 0.39 (boxo < 0.37) does; boxo 0.37 changed this to ``>``.
+* ``"block"`` (IPIP-499, profile unixfs-v1-2025): the exact length of the basic directory's
+  dag-pb block (every link's protobuf bytes incl. Tsize, plus the Data field with mode and
+  mtime), shard when it is ``>`` the threshold.
+
+While kubo adds a tree, entries only grow or are replaced by same-length CIDs, so the
+directory ends sharded exactly when its final estimate crosses the threshold: deciding once,
+at :meth:`DirectoryBuilder.finish`, gives kubo's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..cid import CID, DAG_PB, Block, encode_varint, hash_function
+from ..errors import UsageError
+from .dagpb import PBLink, decode_node, encode_node
+from .data import DataType, UnixFSData, UnixTime, decode_data, encode_data
+from .file import make_cid
+from .hamt import build_hamt, check_fanout, hamt_order
+from .options import ImportOptions
+
+__all__ = ["DirResult", "DirectoryBuilder", "directory_data", "symlink_block", "with_metadata"]
+
+#: the PBNode Links field tag (field 2, wire type 2)
+_LINKS_TAG_LEN = 1
+
+
+class DirResult:
+    """A finished directory: root CID, cumulative Tsize, and whether it is a HAMT."""
+
+    __slots__ = ("cid", "sharded", "tsize")
+
+    def __init__(self, cid: CID, tsize: int, sharded: bool) -> None:
+        self.cid = cid
+        self.tsize = tsize
+        self.sharded = sharded
+
+    def __repr__(self) -> str:
+        return f"DirResult({self.cid}, tsize={self.tsize}, sharded={self.sharded})"
+
+
+def directory_data(mode: int | None = None, mtime: UnixTime | None = None) -> bytes:
+    """UnixFS Data of a basic directory (boxo ``FolderPBData``/``FolderPBDataWithStat``)."""
+    return encode_data(UnixFSData(DataType.DIRECTORY, mode=mode or None, mtime=mtime))
+
+
+def _link_bytes(name: bytes, cid: CID, tsize: int) -> int:
+    """Bytes one link adds to a PBNode (boxo ``linkSerializedSize``)."""
+    h = len(cid.bytes)
+    body = (1 + len(encode_varint(h)) + h + 1 + len(encode_varint(len(name))) + len(name)
+            + 1 + len(encode_varint(tsize)))
+    return _LINKS_TAG_LEN + len(encode_varint(body)) + body
+
+
+class DirectoryBuilder:
+    """Collects one directory's entries and builds it, basic or sharded, on :meth:`finish`.
+
+    Holds only (name, CID, Tsize) per entry; blocks go to ``emit`` when made.
+    """
+
+    def __init__(self, opts: ImportOptions, *, mode: int | None = None,
+                 mtime: UnixTime | None = None) -> None:
+        if opts.hamt_estimation not in ("links", "block"):
+            raise UsageError(f"unknown HAMT size estimation {opts.hamt_estimation!r}")
+        check_fanout(opts.hamt_fanout)
+        self.opts = opts
+        self.mode = mode or None  # boxo stores no mode when the permission bits are 0
+        self.mtime = mtime
+        self._entries: dict[str, tuple[CID, int]] = {}
+        self._data = directory_data(self.mode, mtime)
+        # running estimates, so that deciding is O(1) however large the directory
+        self._links_estimate = 0
+        self._block_estimate = 1 + len(encode_varint(len(self._data))) + len(self._data)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, name: str, cid: CID, tsize: int) -> None:
+        """Add (or replace, as ``AddChild`` does) the entry ``name``.
+
+        Raises :class:`UsageError` for a name a directory cannot hold: empty, ".", "..",
+        containing "/" or NUL, or not encodable as UTF-8.
+        """
+        if not name or name in (".", "..") or "/" in name or "\x00" in name:
+            raise UsageError(f"invalid directory entry name {name!r}")
+        try:
+            raw = name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"directory entry name {name!r} is not valid UTF-8") from None
+        old = self._entries.get(name)
+        if old is not None:
+            self._links_estimate -= len(raw) + len(old[0].bytes)
+            self._block_estimate -= _link_bytes(raw, old[0], old[1])
+        self._entries[name] = (cid, tsize)
+        self._links_estimate += len(raw) + len(cid.bytes)
+        self._block_estimate += _link_bytes(raw, cid, tsize)
+
+    @property
+    def estimate(self) -> int:
+        """The size the sharding decision looks at, in the configured estimation mode."""
+        if self.opts.hamt_estimation == "block":
+            return self._block_estimate
+        return self._links_estimate
+
+    @property
+    def sharded(self) -> bool:
+        """Whether :meth:`finish` will build a HAMT (threshold 0 disables sharding)."""
+        threshold = self.opts.hamt_threshold
+        if threshold <= 0:
+            return False
+        if self.opts.hamt_estimation == "block":
+            return self._block_estimate > threshold
+        return self._links_estimate >= threshold
+
+    def names_in_link_order(self) -> list[str]:
+        """Entry names in the order the finished node lists them (what kubo's
+        ``ListNames`` returns): name-byte order, or HAMT walk order when sharded."""
+        if self.sharded:
+            return hamt_order(list(self._entries))
+        return sorted(self._entries, key=lambda n: n.encode("utf-8"))
+
+    def finish(self, emit: Callable[[Block], None] | None = None) -> DirResult:
+        """Build the directory; ``emit`` gets its blocks (sub-shards first, root last)."""
+        hasher = hash_function(self.opts.hash)
+        if self.sharded:
+            entries = [(name, cid, tsize) for name, (cid, tsize) in self._entries.items()]
+            cid, tsize = build_hamt(entries, self.opts, hasher, emit,
+                                    mode=self.mode, mtime=self.mtime)
+            return DirResult(cid, tsize, True)
+        names = sorted(self._entries, key=lambda n: n.encode("utf-8"))
+        links = [PBLink(self._entries[n][0], n, self._entries[n][1]) for n in names]
+        body = encode_node(links, self._data)
+        cid = make_cid(DAG_PB, (body,), len(body), self.opts, hasher)
+        if emit is not None:
+            emit(Block(cid, body))
+        return DirResult(cid, len(body) + sum(link.tsize or 0 for link in links), False)
+
+
+def symlink_block(target: bytes, opts: ImportOptions,
+                  mtime: UnixTime | None = None) -> tuple[Block, int]:
+    """A symlink node (boxo ``SymlinkData``: Type=Symlink, Data=target; kubo adds mtime
+    under --preserve-mtime but never a mode). Returns the block and its Tsize."""
+    body = encode_node((), encode_data(UnixFSData(DataType.SYMLINK, data=target, mtime=mtime)))
+    cid = make_cid(DAG_PB, (body,), len(body), opts, hash_function(opts.hash))
+    return Block(cid, body), len(body)
+
+
+def with_metadata(root: Block, tsize: int, opts: ImportOptions, mode: int | None,
+                  mtime: UnixTime | None) -> tuple[Block, int]:
+    """A file root re-encoded with UnixFS 1.5 mode/mtime (boxo ``SetFileAttributes``).
+
+    boxo sets them on the finished root only, and only when it is dag-pb: a raw root (a
+    one-chunk file with raw leaves) keeps no metadata, which is why kubo turns raw leaves
+    off under --preserve-mode/--preserve-mtime. Returns the new block and the new Tsize.
+    """
+    if root.cid.codec != DAG_PB or (not mode and mtime is None):
+        return root, tsize
+    pb = decode_node(root.data)
+    old = decode_data(pb.data or b"")
+    new = UnixFSData(old.type, old.data, old.filesize, old.blocksizes, old.hash_type,
+                     old.fanout, mode=(mode or old.mode), mtime=mtime or old.mtime)
+    body = encode_node(pb.links, encode_data(new))
+    cid = make_cid(DAG_PB, (body,), len(body), opts, hash_function(opts.hash))
+    return Block(cid, body), tsize - len(root.data) + len(body)
