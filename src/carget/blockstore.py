@@ -1,0 +1,490 @@
+"""Where served blocks live: a read-only block source over local files and CARs.
+
+Nothing is copied into a second store:
+
+* files are imported with the same options as ``carget add``; each leaf is remembered as
+  (file, offset, length) plus, for dag-pb leaves, the few bytes of framing before and after
+  the chunk (:meth:`LeafEncoder.frame`). Only internal nodes (file parents, directories,
+  HAMT shards) are kept in memory;
+* CARs (v1 or v2) are scanned once: every block is hash-checked and indexed as
+  (file, offset, length), then read back with ``os.pread`` when served.
+
+Served bytes must be the bytes hashed at start. Each read re-checks the file's identity
+(device, inode, size, mtime, ctime: ctime cannot be set by a user, so a rewrite that
+restores the mtime is still seen); once a file has changed, every block read from it is
+re-hashed before it is handed out, and a block that no longer matches raises
+:class:`HashMismatch` rather than being served.
+
+Blocks are keyed by multihash, so a CIDv0 and a CIDv1 of the same bytes find the same block
+(as go-ipfs blockstores do). Identity CIDs need no storage: their bytes are in the CID.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .cid import CID, DAG_PB, RAW, Block, decode_varint, read_cid
+from .errors import CARError, CargetError, HashMismatch, InputError, LimitExceeded, UsageError
+from .unixfs.file import LeafEncoder
+from .unixfs.node import identity_data
+from .unixfs.options import ImportOptions
+
+__all__ = ["BlockStore", "MAX_SECTION_BYTES", "Report"]
+
+#: go-car's default section limit ("don't OOM"): a larger length prefix in a local CAR is
+#: treated as corruption rather than read into memory
+MAX_SECTION_BYTES = 8 * 1024 * 1024
+#: go-car's header limit; a CARv1 header is a few hundred bytes in practice
+MAX_HEADER_BYTES = 32 * 1024 * 1024
+#: the CARv2 pragma (11 bytes) and fixed header (40 bytes), CARv2 spec
+CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
+CARV2_HEADER_BYTES = 40
+#: how much of a CAR the index scan reads per call (large reads, few syscalls)
+_SCAN_READ = 1024 * 1024
+
+Report = Callable[[str, str, "str | None"], None]
+
+
+class _Source:
+    """One file on disk that blocks are read from, and the identity it had when indexed."""
+
+    __slots__ = ("changed", "path", "signature")
+
+    def __init__(self, path: str, st: os.stat_result) -> None:
+        self.path = path
+        self.signature = _signature(st)
+        self.changed = False
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class _Loc:
+    """A block: ``head + source[offset:offset+length] + tail`` (``source`` None: in memory,
+    the whole block is ``head``)."""
+
+    __slots__ = ("head", "length", "offset", "source", "tail")
+
+    def __init__(self, source: _Source | None, offset: int, length: int, head: bytes,
+                 tail: bytes) -> None:
+        self.source = source
+        self.offset = offset
+        self.length = length
+        self.head = head
+        self.tail = tail
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + self.length + len(self.tail)
+
+
+@dataclass
+class _PendingLeaf:
+    multihash: bytes
+    codec: int
+    offset: int  # file offset of the chunk
+    length: int  # chunk bytes
+    head: bytes
+    tail: bytes
+
+
+@dataclass
+class _Recorder:
+    """Turns the importer's ``emit`` stream into locations: leaves in file order become
+    (offset, length) records for the file ``report`` names next; the rest stays in memory."""
+
+    store: BlockStore
+    enc: LeafEncoder
+    pending: list[_PendingLeaf] = field(default_factory=list)
+    pos: int = 0
+
+    def emit(self, block: Block) -> None:
+        cid = block.cid
+        data = block.data
+        if cid.codec == RAW:
+            n = len(data)
+            if not cid.is_identity:
+                self.pending.append(_PendingLeaf(cid.multihash, RAW, self.pos, n, b"", b""))
+            self.pos += n
+            return
+        chunk = self._dagpb_leaf_chunk(data) if cid.codec == DAG_PB else None
+        if chunk is not None:
+            start, n = chunk
+            if not cid.is_identity:
+                self.pending.append(_PendingLeaf(
+                    cid.multihash, DAG_PB, self.pos, n, bytes(data[:start]),
+                    bytes(data[start + n:])))
+            self.pos += n
+            return
+        if not cid.is_identity:
+            self.store._mem(cid, bytes(data))
+
+    def _dagpb_leaf_chunk(self, data: bytes | memoryview) -> tuple[int, int] | None:
+        """(start, length) of the chunk if ``data`` is exactly a dag-pb leaf as the importer
+        frames one, else None (parents and directories start with Links, field 2)."""
+        if len(data) < 6 or data[0] != 0x0A:
+            return None
+        try:
+            _, p = decode_varint(data, 1)
+            p += 2  # Type field: two bytes (08 02 or 08 00)
+            if p >= len(data) or data[p] != 0x12:
+                return None
+            size, start = decode_varint(data, p + 1)
+        except (IndexError, CargetError):
+            return None
+        head, tail = self.enc.frame(size)
+        if (start != len(head) or len(data) != start + size + len(tail)
+                or bytes(data[:start]) != head or bytes(data[start + size:]) != tail):
+            return None
+        return start, size
+
+    def take(self) -> list[_PendingLeaf]:
+        leaves, self.pending, self.pos = self.pending, [], 0
+        return leaves
+
+
+class BlockStore:
+    """Read-only blocks from imported files and indexed CARs.
+
+    ``roots`` lists (root CID, name) for everything added, in order. Reads are thread-safe
+    (``os.pread`` on descriptors opened per read), so a server may read on worker threads.
+    """
+
+    def __init__(self) -> None:
+        self._locs: dict[bytes, _Loc] = {}
+        self.roots: list[tuple[CID, str]] = []
+
+    # --- adding ---------------------------------------------------------------------------
+
+    def _mem(self, cid: CID, data: bytes) -> None:
+        self._locs.setdefault(cid.multihash, _Loc(None, 0, 0, data, b""))
+
+    def add_block(self, cid: CID, data: bytes) -> None:
+        """Keep one block in memory (tests, small synthetic DAGs). Raises
+        :class:`HashMismatch` if ``data`` is not ``cid``'s block."""
+        cid.verify(data)
+        if not cid.is_identity:
+            self._mem(cid, bytes(data))
+
+    def add_paths(self, sources: Sequence[str], opts: ImportOptions, *, jobs: int | None = None,
+                  report: Report | None = None) -> list[CID]:
+        """Import files and directories as ``carget add`` does and index their blocks.
+
+        ``report(cid, name, digest)`` gets the same lines ``carget add`` prints. Raises
+        :class:`InputError` for unreadable paths (from :func:`carget.tree.add_paths`).
+        """
+        from .add import add_file
+        from .tree import add_paths
+
+        enc = LeafEncoder(opts)
+        rec = _Recorder(self, enc)
+        out: list[CID] = []
+
+        def on_report(cid_text: str, name: str, digest: str | None) -> None:
+            leaves = rec.take()
+            cid = CID.parse(cid_text)
+            path = self._entry_path(sources, name)
+            if leaves:
+                if path is None or not self._attach(path, leaves, enc):
+                    # the name does not map back to the file that produced these leaves:
+                    # import that file again on its own, which is slower but exact
+                    if path is None:
+                        raise InputError(f"cannot locate the file for {name!r} to serve it")
+                    again = _Recorder(self, enc)
+                    got = add_file(path, opts, jobs=jobs, emit=again.emit)
+                    if got.cid != cid or not self._attach(path, again.take(), enc):
+                        raise InputError(f"{path} changed while it was being imported")
+            if report is not None:
+                report(cid_text, name, digest)
+
+        roots = add_paths(list(sources), opts, jobs=jobs, emit=rec.emit, report=on_report)
+        for src, root in zip(sources, roots, strict=False):
+            name = os.path.basename(os.path.normpath(src)) if src != "-" else str(root)
+            self.roots.append((root, name))
+            out.append(root)
+        return out
+
+    @staticmethod
+    def _entry_path(sources: Sequence[str], name: str) -> str | None:
+        """The local path behind a ``carget add`` output name (kubo names entries relative
+        to the parent of each source, so ``dir/sub/f`` is ``<parent of dir>/dir/sub/f``)."""
+        for src in sources:
+            if src == "-":
+                continue
+            base = os.path.normpath(src)
+            top = os.path.basename(base)
+            if name == top or name.startswith(top + "/"):
+                path = os.path.join(os.path.dirname(base), name)
+                if os.path.isfile(path):
+                    return path
+        return None
+
+    def _attach(self, path: str, leaves: list[_PendingLeaf], enc: LeafEncoder) -> bool:
+        """Record ``leaves`` as living in ``path``; check the file size and re-hash the first
+        and last leaf so a wrong mapping cannot survive. Returns False if they disagree."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        end = leaves[-1].offset + leaves[-1].length
+        if st.st_size != end:
+            return False
+        src = _Source(path, st)
+        locs = [(leaf, _Loc(src, leaf.offset, leaf.length, leaf.head, leaf.tail))
+                for leaf in leaves]
+        for leaf, loc in {id(x): x for x in (locs[0], locs[-1])}.values():
+            cid = CID(1, leaf.codec, leaf.multihash)
+            try:
+                data = self._read_loc(loc)
+                cid.verify(data)
+            except (OSError, HashMismatch):
+                return False
+        for leaf, loc in locs:
+            self._locs.setdefault(leaf.multihash, loc)
+        return True
+
+    def add_car(self, path: str) -> list[CID]:
+        """Index a CARv1 or CARv2 file: hash-check every block and remember where it is.
+
+        Returns the header's roots. Raises :class:`InputError` if the file cannot be read,
+        :class:`CARError` (or :class:`LimitExceeded`) if it is malformed, and
+        :class:`HashMismatch` if a block does not match its CID.
+        """
+        try:
+            f = open(path, "rb", buffering=0)
+        except OSError as exc:
+            raise InputError(f"{path}: {exc.strerror or exc}") from None
+        with f:
+            st = os.fstat(f.fileno())
+            src = _Source(path, st)
+            roots = _scan_car(f, st.st_size, src, self._locs)
+        name = os.path.basename(path)
+        for root in roots:
+            self.roots.append((root, name))
+        return roots
+
+    # --- reading --------------------------------------------------------------------------
+
+    def has(self, cid: CID) -> bool:
+        return cid.is_identity or cid.multihash in self._locs
+
+    def size(self, cid: CID) -> int | None:
+        """The block's length, or None if the store does not have it."""
+        if cid.is_identity:
+            data = identity_data(cid)
+            return None if data is None else len(data)
+        loc = self._locs.get(cid.multihash)
+        return None if loc is None else loc.size
+
+    def is_leaf(self, cid: CID) -> bool:
+        """True when the block is known to have no links without reading it (raw blocks and
+        file leaves read from imported files)."""
+        if cid.codec == RAW:
+            return True
+        loc = self._locs.get(cid.multihash)
+        return loc is not None and loc.source is not None and bool(loc.head)
+
+    def get(self, cid: CID) -> bytes | None:
+        """The block's bytes, or None if absent.
+
+        Raises :class:`HashMismatch` if the file it lives in changed and the bytes no longer
+        match, :class:`InputError` if the file can no longer be read.
+        """
+        if cid.is_identity:
+            return identity_data(cid)
+        loc = self._locs.get(cid.multihash)
+        if loc is None:
+            return None
+        if loc.source is None:
+            return loc.head
+        data = self._read_loc(loc)
+        if loc.source.changed:
+            _check(cid, data)
+        return data
+
+    def read_into(self, cid: CID, buf: memoryview) -> int:
+        """Write the block into ``buf`` (at least :meth:`size` bytes); return its length.
+
+        The large part is read straight into ``buf`` with ``os.preadv`` (no copy). Raises
+        :class:`KeyError` if absent, :class:`HashMismatch` / :class:`InputError` as
+        :meth:`get`.
+        """
+        if cid.is_identity:
+            data = identity_data(cid) or b""
+            buf[: len(data)] = data
+            return len(data)
+        loc = self._locs[cid.multihash]
+        head, tail, n = loc.head, loc.tail, loc.length
+        buf[: len(head)] = head
+        if loc.source is None:
+            return len(head)
+        src = loc.source
+        try:
+            fd = os.open(src.path, os.O_RDONLY)
+        except OSError as exc:
+            raise InputError(f"{src.path}: {exc.strerror or exc}") from None
+        try:
+            got = os.preadv(fd, [buf[len(head): len(head) + n]], loc.offset)
+            if not src.changed and _signature(os.fstat(fd)) != src.signature:
+                src.changed = True
+        finally:
+            os.close(fd)
+        if got != n:
+            raise HashMismatch(f"{cid}: {src.path} is shorter than when it was indexed")
+        end = len(head) + n
+        buf[end: end + len(tail)] = tail
+        end += len(tail)
+        if src.changed:
+            _check(cid, buf[:end])
+        return end
+
+    def _read_loc(self, loc: _Loc) -> bytes:
+        buf = bytearray(loc.size)
+        assert loc.source is not None
+        src = loc.source
+        try:
+            fd = os.open(src.path, os.O_RDONLY)
+        except OSError as exc:
+            raise InputError(f"{src.path}: {exc.strerror or exc}") from None
+        try:
+            data = os.pread(fd, loc.length, loc.offset)
+            if not src.changed and _signature(os.fstat(fd)) != src.signature:
+                src.changed = True
+        finally:
+            os.close(fd)
+        if len(data) != loc.length:
+            src.changed = True
+        h = len(loc.head)
+        buf[:h] = loc.head
+        buf[h: h + len(data)] = data
+        buf[h + len(data):] = loc.tail
+        return bytes(buf)
+
+    def __len__(self) -> int:
+        return len(self._locs)
+
+
+def _check(cid: CID, data: bytes | bytearray | memoryview) -> None:
+    try:
+        cid.verify(data)
+    except HashMismatch:
+        raise HashMismatch(f"block {cid} changed on disk since it was indexed; not serving it")\
+            from None
+
+
+# --- CAR index scan ------------------------------------------------------------------------
+# carget.car.reader (another engineer's) was not there when this was written; this is the
+# minimal CARv1/v2 section scan the store needs: offsets only, blocks never kept.
+
+class _Scanner:
+    """Sequential reads over [start, end) of a file, tracking the absolute offset."""
+
+    def __init__(self, f: object, start: int, end: int) -> None:
+        self.fd = f.fileno()  # type: ignore[attr-defined]
+        self.pos = start
+        self.end = end
+        self.buf = b""
+        self.bufpos = start  # file offset of buf[0]
+
+    def _fill(self, need: int) -> None:
+        have = self.bufpos + len(self.buf) - self.pos
+        if have >= need:
+            return
+        keep = self.buf[self.pos - self.bufpos:]
+        want = max(need - len(keep), _SCAN_READ)
+        more = os.pread(self.fd, min(want, max(0, self.end - self.pos - len(keep))),
+                        self.pos + len(keep))
+        self.buf = keep + more
+        self.bufpos = self.pos
+
+    def peek(self, n: int) -> bytes:
+        self._fill(n)
+        off = self.pos - self.bufpos
+        return self.buf[off: off + n]
+
+    def read(self, n: int) -> bytes:
+        data = self.peek(n)
+        self.pos += len(data)
+        return data
+
+    def varint(self) -> int | None:
+        head = self.peek(10)
+        if not head:
+            return None
+        try:
+            value, used = decode_varint(head, 0)
+        except IndexError:
+            raise CARError("CAR ends inside a length prefix", self.pos) from None
+        self.pos += used
+        return value
+
+
+def _scan_car(f: object, file_size: int, src: _Source, locs: dict[bytes, _Loc]) -> list[CID]:
+    sc = _Scanner(f, 0, file_size)
+    start, end = 0, file_size
+    if sc.peek(len(CARV2_PRAGMA)) == CARV2_PRAGMA:
+        sc.read(len(CARV2_PRAGMA))
+        hdr = sc.read(CARV2_HEADER_BYTES)
+        if len(hdr) != CARV2_HEADER_BYTES:
+            raise CARError("CARv2 header is truncated", len(CARV2_PRAGMA))
+        start = int.from_bytes(hdr[16:24], "little")
+        size = int.from_bytes(hdr[24:32], "little")
+        end = start + size
+        if start < len(CARV2_PRAGMA) + CARV2_HEADER_BYTES or end > file_size:
+            raise CARError("CARv2 data offsets lie outside the file")
+        sc = _Scanner(f, start, end)
+    hlen = sc.varint()
+    if hlen is None or hlen == 0:
+        raise CARError("empty CAR: no header", start)
+    if hlen > MAX_HEADER_BYTES:
+        raise LimitExceeded(f"CAR header of {hlen} bytes exceeds {MAX_HEADER_BYTES}", start)
+    raw = sc.read(hlen)
+    if len(raw) != hlen:
+        raise CARError("CAR ends inside its header", sc.pos)
+    roots = _parse_header(raw)
+    while True:
+        at = sc.pos
+        n = sc.varint()
+        if n is None:
+            break
+        if n > MAX_SECTION_BYTES:
+            raise LimitExceeded(f"CAR section of {n} bytes exceeds {MAX_SECTION_BYTES}", at)
+        section = sc.read(n)
+        if len(section) != n:
+            raise CARError("CAR ends inside a section", at)
+        try:
+            cid, cid_end = read_cid(section, 0)
+        except (IndexError, CargetError) as exc:
+            raise CARError(f"bad CID in section: {exc}", at) from None
+        data = memoryview(section)[cid_end:]
+        try:
+            cid.verify(data)
+        except UsageError:
+            continue  # a hash carget cannot check is never served (it could not be trusted)
+        except HashMismatch:
+            raise HashMismatch(f"block {cid} in {src.path} at byte {at} does not match its"
+                               " hash") from None
+        if cid.is_identity:
+            continue
+        locs.setdefault(cid.multihash,
+                        _Loc(src, sc.pos - len(data), len(data), b"", b""))
+    return roots
+
+
+def _parse_header(raw: bytes) -> list[CID]:
+    import dag_cbor
+    from multiformats import CID as MFCID
+
+    try:
+        header = dag_cbor.decode(raw)
+    except Exception as exc:  # dag_cbor raises a family of its own errors
+        raise CARError(f"CAR header does not decode: {exc}") from None
+    if not isinstance(header, dict) or header.get("version") != 1:
+        raise CARError("CAR header is not a version 1 header")
+    roots = header.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(r, MFCID) for r in roots):
+        raise CARError("CAR header roots are not a list of CIDs")
+    return [CID.from_bytes(bytes(r)) for r in roots if isinstance(r, MFCID)]

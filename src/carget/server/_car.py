@@ -1,0 +1,323 @@
+"""Which blocks a CAR response carries, in which order (sans-IO over a block source).
+
+Trustless Gateway spec (ipfs/specs http-gateways/trustless-gateway), IPIP-402 and IPIP-412:
+first every block needed to verify the path, then the terminal element's blocks as
+``dag-scope`` says (``block``: its own block; ``entity``: a whole UnixFS file, or the byte
+range ``entity-bytes`` asks for, a directory's own block, a HAMT's shard nodes; ``all``: the
+whole DAG below it), depth-first in link order. ``dups=n`` sends each block once; ``dups=y``
+every time it occurs. Identity CIDs are never sent: their bytes are in the CID.
+
+Everything here is iterative (explicit stacks), so a hostile deep DAG cannot overflow the
+Python stack. A block the walk needs but the source lacks raises :class:`IncompleteDAG`
+from the iterator, after every block before it was produced: the caller ends the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..cid import CID, DAG_CBOR, DAG_PB, RAW
+from ..errors import DecodeError, IncompleteDAG, NotFoundError, UsageError
+from ..unixfs.node import Node, decode_unixfs
+
+__all__ = [
+    "BlockSource",
+    "ByteRange",
+    "Resolved",
+    "UnsupportedCodec",
+    "car_blocks",
+    "dag_cbor_links",
+    "resolve_path",
+    "resolve_range",
+]
+
+class UnsupportedCodec(UsageError):
+    """A path or a walk needs links from a codec carget cannot read (HTTP 501)."""
+
+
+#: codecs whose links carget can follow (the others can only be sent as single blocks)
+TRAVERSABLE = (RAW, DAG_PB, DAG_CBOR)
+
+
+class BlockSource(Protocol):
+    def get(self, cid: CID) -> bytes | None: ...
+
+    def is_leaf(self, cid: CID) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A content path resolved: the blocks that prove it, then the terminal CID."""
+
+    path_blocks: tuple[CID, ...]
+    terminal: CID
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive ``[first, last]`` range of file bytes, already resolved against the
+    file size (``entity-bytes``)."""
+
+    first: int
+    last: int
+
+
+def _need(src: BlockSource, cid: CID) -> bytes:
+    data = src.get(cid)
+    if data is None:
+        raise IncompleteDAG(f"block {cid} is not available")
+    return data
+
+
+def _decode_cbor(cid: CID, data: bytes) -> Any:
+    import dag_cbor
+
+    try:
+        return dag_cbor.decode(data)
+    except Exception as exc:  # dag_cbor raises a family of its own errors
+        raise DecodeError(f"dag-cbor block {cid} does not decode: {exc}") from None
+
+
+def dag_cbor_links(cid: CID, data: bytes) -> list[CID]:
+    """Links of a dag-cbor block in document order (map keys in their encoded order, which
+    for canonical DAG-CBOR is length-then-bytes), the order a DFS walk follows."""
+    from multiformats import CID as MFCID
+
+    found: list[CID] = []
+    stack: list[Any] = [_decode_cbor(cid, data)]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, MFCID):
+            found.append(CID.from_bytes(bytes(v)))
+        elif isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+    return found
+
+
+def _links(src: BlockSource, cid: CID) -> list[CID]:
+    if cid.codec == RAW or src.is_leaf(cid):
+        return []
+    data = _need(src, cid)
+    if cid.codec == DAG_PB:
+        from ..unixfs.dagpb import decode_node
+
+        return [link.cid for link in decode_node(data).links]
+    if cid.codec == DAG_CBOR:
+        return dag_cbor_links(cid, data)
+    raise IncompleteDAG(f"cannot follow links of {cid.codec_name} block {cid}")
+
+
+def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
+    """Walk ``segments`` from ``root`` through UnixFS directories, HAMT shards and dag-cbor
+    maps and lists.
+
+    Raises :class:`NotFoundError` if a name is absent, a block on the way is missing, or the
+    path goes into something that has no names (a file, raw block, symlink);
+    :class:`UsageError` for a codec carget cannot walk; :class:`DecodeError` for a
+    malformed block.
+    """
+    proof: list[CID] = []
+    cur = root
+    i = 0
+    while i < len(segments):
+        data = src.get(cur)
+        if data is None:
+            raise NotFoundError(f"block {cur} on the path is not available")
+        proof.append(cur)
+        if cur.codec == DAG_PB:
+            node = decode_unixfs(cur, data)
+            name = segments[i]
+            if node.kind == "directory":
+                link = next((lk for lk in node.links if lk.name == name), None)
+                if link is None:
+                    raise NotFoundError(f"no entry {name!r} in directory {cur}")
+                cur = link.cid
+                i += 1
+                continue
+            if node.kind == "hamt":
+                cur = _hamt_find(src, node, name, proof)
+                i += 1
+                continue
+            raise NotFoundError(f"{cur} is a UnixFS {node.kind}: it has no entry {name!r}")
+        if cur.codec == DAG_CBOR:
+            value: Any = _decode_cbor(cur, data)
+            nxt, i = _cbor_walk(value, segments, i)
+            if nxt is None:  # the path ends inside this block
+                proof.pop()
+                return Resolved(tuple(proof), cur)
+            cur = nxt
+            continue
+        if cur.codec == RAW:
+            raise NotFoundError(f"{cur} is a raw block: it has no entry {segments[i]!r}")
+        raise UnsupportedCodec(f"cannot walk a path through {cur.codec_name} block {cur}")
+    return Resolved(tuple(proof), cur)
+
+
+def _hamt_find(src: BlockSource, shard: Node, name: str, proof: list[CID]) -> CID:
+    depth = 0
+    while True:
+        hit = shard.hamt_lookup(name, depth)
+        if hit is None:
+            raise NotFoundError(f"no entry {name!r} in sharded directory")
+        kind, link = hit
+        if kind == "entry":
+            return link.cid
+        data = src.get(link.cid)
+        if data is None:
+            raise NotFoundError(f"HAMT shard {link.cid} is not available")
+        proof.append(link.cid)
+        shard = decode_unixfs(link.cid, data)
+        if shard.kind != "hamt":
+            raise DecodeError(f"HAMT link {link.cid} is not a shard")
+        depth += 1
+
+
+def _cbor_walk(value: Any, segments: list[str], i: int) -> tuple[CID | None, int]:
+    """Follow segments inside one dag-cbor value; stop at the first link."""
+    from multiformats import CID as MFCID
+
+    while i < len(segments):
+        seg = segments[i]
+        if isinstance(value, dict) and seg in value:
+            value = value[seg]
+        elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
+            value = value[int(seg)]
+        else:
+            raise NotFoundError(f"no field {seg!r} in dag-cbor block")
+        i += 1
+        if isinstance(value, MFCID):
+            return CID.from_bytes(bytes(value)), i
+    return None, i
+
+
+def resolve_range(size: int, spec: tuple[int | None, int | None]) -> ByteRange | None:
+    """Turn ``entity-bytes=from:to`` (None for ``*``; negatives count from the end) into an
+    inclusive range of a ``size``-byte file, clamped to the file.
+
+    Returns None when the range is empty (the response is then ``dag-scope=block``, spec).
+    Raises :class:`UsageError` when it lies entirely past the end of a non-empty file (the
+    spec's 400, "when the gateway is able to determine this upfront").
+    """
+    frm, to = spec
+    first = 0 if frm is None else (max(0, size + frm) if frm < 0 else frm)
+    last = size - 1 if to is None else (size + to if to < 0 else min(to, size - 1))
+    if size > 0 and first >= size:
+        raise UsageError(f"entity-bytes start {first} is past the end of a {size}-byte file")
+    if last < first or size == 0:
+        return None
+    return ByteRange(first, last)
+
+
+def car_blocks(src: BlockSource, resolved: Resolved, scope: str, byte_range: ByteRange | None,
+               dups: bool) -> Iterator[CID]:
+    """The CIDs of a CAR response body, in order (identity CIDs left out).
+
+    ``scope`` is "block", "entity" or "all"; ``byte_range`` (entity scope on a file only)
+    limits a file to the blocks that hold those bytes. Raises :class:`IncompleteDAG` where a
+    needed block is missing and :class:`DecodeError` for a malformed one, lazily.
+    """
+    seen: set[bytes] = set()
+
+    def fresh(cid: CID) -> bool:
+        if cid.is_identity:
+            return False
+        if dups:
+            return True
+        if cid.bytes in seen:
+            return False
+        seen.add(cid.bytes)
+        return True
+
+    for cid in resolved.path_blocks:
+        if fresh(cid):
+            yield cid
+    t = resolved.terminal
+    if scope == "block":
+        if fresh(t):
+            yield t
+        return
+    if scope == "all":
+        yield from _dfs(src, t, fresh, dups)
+        return
+    # entity
+    if t.codec != DAG_PB or src.is_leaf(t):
+        if fresh(t):
+            yield t
+        return
+    node = decode_unixfs(t, _need(src, t))
+    if node.kind == "file":
+        yield from _file_dfs(src, t, node, byte_range, fresh)
+    elif node.kind == "hamt":
+        yield from _hamt_dfs(src, t, fresh)
+    elif fresh(t):
+        yield t
+
+
+def _dfs(src: BlockSource, root: CID, fresh: Any, dups: bool) -> Iterator[CID]:
+    stack: list[Iterator[CID]] = [iter((root,))]
+    while stack:
+        cid = next(stack[-1], None)
+        if cid is None:
+            stack.pop()
+            continue
+        if not fresh(cid):
+            continue
+        yield cid
+        if cid.is_identity:
+            continue
+        children = _links(src, cid)
+        if children:
+            stack.append(iter(children))
+
+
+def _file_dfs(src: BlockSource, root: CID, node: Node, rng: ByteRange | None,
+              fresh: Any) -> Iterator[CID]:
+    """A UnixFS file's blocks, or those holding bytes ``rng`` (offsets via blocksizes)."""
+    # stack entries: iterator over (child cid, absolute start, absolute end)
+    def children(n: Node, base: int) -> Iterator[tuple[CID, int, int]]:
+        for link, s, e in n.file_children():
+            if rng is None or (base + s <= rng.last and base + e > rng.first):
+                yield link.cid, base + s, base + e
+
+    if fresh(root):
+        yield root
+    stack = [children(node, 0)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        cid, start, _ = item
+        if not fresh(cid):
+            continue
+        yield cid
+        if cid.codec != DAG_PB or src.is_leaf(cid) or cid.is_identity:
+            continue
+        child = decode_unixfs(cid, _need(src, cid))
+        if child.kind != "file":
+            raise DecodeError(f"file {root} links to a UnixFS {child.kind} ({cid})")
+        if child.links:
+            stack.append(children(child, start))
+
+
+def _hamt_dfs(src: BlockSource, root: CID, fresh: Any) -> Iterator[CID]:
+    """A sharded directory's entity: the root and every sub-shard, not the entries."""
+    stack: list[Iterator[CID]] = [iter((root,))]
+    while stack:
+        cid = next(stack[-1], None)
+        if cid is None:
+            stack.pop()
+            continue
+        if not fresh(cid):
+            continue
+        yield cid
+        node = decode_unixfs(cid, _need(src, cid))
+        if node.kind != "hamt":
+            raise DecodeError(f"HAMT link {cid} is not a shard")
+        subs = [link.cid for name, link in node.hamt_links() if name is None]
+        if subs:
+            stack.append(iter(subs))

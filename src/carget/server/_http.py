@@ -1,0 +1,314 @@
+"""HTTP/1.1 under trio with h11: connections, timeouts, and streaming of CAR bodies.
+
+Each connection is its own trio task, so a slow client only ever blocks itself. Bodies go
+out in large writes (about a MiB: a CAR section prefix and its block are packed into one
+reused buffer, the block read straight into it with ``os.preadv``), on worker threads when
+reading, so the event loop keeps serving other clients while the disk is read.
+
+Limits (all in :class:`ServerLimits`, with the reason beside each):
+
+* ``max_connections``: above it, a new connection gets a canned 503 and is closed at once
+  (so thousands of idle sockets cost one small task each, briefly, never a crash);
+* ``idle_timeout``: a keep-alive connection with no new request is closed;
+* ``header_timeout``: once a request has begun, its head must complete (slow-loris);
+* ``send_timeout``: a client that reads nothing of one write for this long is dropped.
+
+A CAR stream that meets a missing or changed block stops where it is: the connection is
+closed without the terminating chunk, so the client sees an incomplete response, never a
+padded or wrong one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import h11
+import trio
+
+from ..car.encoder import section_prefix
+from ..cid import CID
+from ..errors import CargetError, IncompleteDAG
+from ._car import car_blocks
+from ._routes import CarPlan, Plan, _error, plan_request
+
+__all__ = ["HTTPServer", "ServedStore", "ServerLimits"]
+
+#: largest request head (request line + headers) accepted; h11's default is 16 KiB too
+MAX_HEAD_BYTES = 16 * 1024
+#: request bodies are not expected on GET/HEAD; a little is drained, more closes the socket
+MAX_DRAIN_BYTES = 64 * 1024
+RECV_BYTES = 16 * 1024
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+         b"Content-Length: 0\r\n\r\n")
+
+
+class ServedStore(Protocol):
+    def get(self, cid: CID) -> bytes | None: ...
+
+    def is_leaf(self, cid: CID) -> bool: ...
+
+    def size(self, cid: CID) -> int | None: ...
+
+    def read_into(self, cid: CID, buf: memoryview) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    #: concurrent connections served; enough for a LAN mirror, far below the fd limit
+    max_connections: int = 1024
+    #: keep-alive idle time (nginx's keepalive_timeout is 75 s; 30 s frees sockets sooner)
+    idle_timeout: float = 30.0
+    #: time for a started request head to arrive in full (slow-loris guard)
+    header_timeout: float = 10.0
+    #: time one write may wait for a client that reads nothing
+    send_timeout: float = 60.0
+    #: bytes per body write: large enough that per-write overhead vanishes
+    write_size: int = 1024 * 1024
+    #: read CAR bodies on worker threads (keeps the event loop free while the disk works)
+    thread_reads: bool = True
+
+
+class _Close(Exception):
+    """End this connection now (timeout, broken pipe, protocol error, aborted body)."""
+
+
+def car_chunks(store: ServedStore, plan: CarPlan, size: int) -> Iterator[memoryview]:
+    """The CAR body as a few large buffers. A yielded view is valid until the next one is
+    asked for (the buffer is reused). Raises :class:`IncompleteDAG` for a missing block,
+    :class:`HashMismatch` for a block whose file changed, after yielding what came before."""
+    buf = bytearray(size + 64 * 1024)  # slack: a full write plus one prefix still fits
+    mv = memoryview(buf)
+    cap = len(buf)
+    h = plan.header
+    mv[: len(h)] = h
+    pos = len(h)
+    mark = pos  # end of the last complete section: all that may be sent on failure
+    try:
+        for cid in car_blocks(store, plan.resolved, plan.scope, plan.byte_range, plan.dups):
+            n = store.size(cid)
+            if n is None:
+                raise IncompleteDAG(f"block {cid} is not available")
+            prefix = section_prefix(cid, n)
+            need = len(prefix) + n
+            if pos + need > cap:
+                if pos:
+                    yield mv[:pos]
+                    pos = mark = 0
+                if need > cap:  # a block larger than the buffer (up to the 8 MiB CAR limit)
+                    big = bytearray(need)
+                    big[: len(prefix)] = prefix
+                    store.read_into(cid, memoryview(big)[len(prefix):])
+                    yield memoryview(big)
+                    continue
+            mv[pos: pos + len(prefix)] = prefix
+            pos += len(prefix)
+            pos += store.read_into(cid, mv[pos:])
+            mark = pos
+            if pos >= size:
+                yield mv[:pos]
+                pos = mark = 0
+    except (CargetError, OSError):
+        if mark:
+            yield mv[:mark]
+        raise
+    if pos:
+        yield mv[:pos]
+
+
+class HTTPServer:
+    """Serves one :class:`ServedStore` over HTTP/1.1; hand :meth:`handle` to
+    ``trio.serve_listeners``."""
+
+    def __init__(self, store: ServedStore, limits: ServerLimits | None = None) -> None:
+        self.store = store
+        self.limits = limits or ServerLimits()
+        self.active = 0
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        if self.active >= self.limits.max_connections:
+            with trio.move_on_after(1):
+                try:
+                    await stream.send_all(_BUSY)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+            await trio.aclose_forcefully(stream)
+            return
+        self.active += 1
+        try:
+            await _Connection(self, stream).run()
+        except _Close:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except Exception:  # a bug must cost one connection, never the server
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self.active -= 1
+            await trio.aclose_forcefully(stream)
+
+
+class _Connection:
+    def __init__(self, server: HTTPServer, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.stream = stream
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+
+    async def run(self) -> None:
+        conn = self.conn
+        while True:
+            try:
+                event = await self._next_event(request=True)
+            except h11.RemoteProtocolError as exc:
+                await self._protocol_error(exc)
+                return
+            if isinstance(event, h11.ConnectionClosed) or event is None:
+                return
+            if not isinstance(event, h11.Request):
+                return
+            await self._answer(event)
+            try:
+                await self._drain()
+            except h11.RemoteProtocolError:
+                return
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _next_event(self, request: bool = False) -> h11.Event | None:
+        """Next h11 event; waits with the idle timeout until a request starts, then with
+        the header timeout. Raises :class:`_Close` on timeout."""
+        conn = self.conn
+        deadline = trio.current_time() + (self.limits.idle_timeout if request
+                                          else self.limits.header_timeout)
+        started = False
+        while True:
+            event = conn.next_event()
+            if event is h11.PAUSED:
+                return None
+            if event is not h11.NEED_DATA:
+                assert isinstance(event, h11.Event)
+                return event
+            with trio.move_on_at(deadline):
+                data = await self.stream.receive_some(RECV_BYTES)
+                conn.receive_data(data)
+                if request and not started and data:
+                    started = True
+                    deadline = trio.current_time() + self.limits.header_timeout
+                continue
+            raise _Close()
+
+    async def _drain(self) -> None:
+        """Read the rest of a request (GET bodies are pointless but legal) before reuse."""
+        got = 0
+        while self.conn.their_state is h11.SEND_BODY:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                got += len(event.data)
+                if got > MAX_DRAIN_BYTES:
+                    raise _Close()
+            elif isinstance(event, h11.ConnectionClosed) or event is None:
+                raise _Close()
+
+    async def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            plan = _error(exc.error_status_hint, f"bad request: {exc}")
+            plan.headers.append(("Connection", "close"))
+            try:
+                await self._send_head(plan.status, plan.headers)
+                await self._send(h11.Data(data=plan.body))
+                await self._send(h11.EndOfMessage())
+            except (h11.LocalProtocolError, _Close):
+                pass
+
+    async def _send(self, event: h11.Event) -> None:
+        parts = self.conn.send_with_data_passthrough(event)
+        if not parts:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        with trio.move_on_after(self.limits.send_timeout):
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                raise _Close() from None
+            return
+        raise _Close()
+
+    async def _send_body(self, chunk: memoryview) -> None:
+        # h11 frames the chunk; header and trailer are tiny, the chunk is sent as is
+        parts = self.conn.send_with_data_passthrough(
+            h11.Data(data=chunk))  # type: ignore[arg-type]  # h11 passes any buffer through
+        assert parts is not None
+        for part in parts:
+            with trio.move_on_after(self.limits.send_timeout):
+                try:
+                    await self.stream.send_all(part)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    raise _Close() from None
+                continue
+            raise _Close()
+
+    async def _send_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        hdrs = [("Server", "carget"), ("Date", email.utils.formatdate(usegmt=True)), *headers]
+        await self._send(h11.Response(status_code=status,
+                                      headers=[(k.encode(), v.encode()) for k, v in hdrs]))
+
+    async def _answer(self, req: h11.Request) -> None:
+        method = req.method.decode("ascii", "replace")
+        headers: dict[str, str] = {}
+        for k, v in req.headers:
+            name = k.decode("ascii", "replace").lower()
+            val = v.decode("latin-1")
+            headers[name] = f"{headers[name]}, {val}" if name in headers else val
+        try:
+            target = req.target.decode("ascii")
+        except UnicodeDecodeError:
+            plan = _error(400, "request target is not ASCII")
+        else:
+            try:
+                plan = plan_request(method, target, headers, self.server.store)
+            except Exception as exc:  # a bug: answer 500, keep serving
+                traceback.print_exc(file=sys.stderr)
+                plan = _error(500, f"internal error: {type(exc).__name__}")
+        etag = next((v for k, v in plan.headers if k == "Etag"), None)
+        if plan.status == 200 and etag and headers.get("if-none-match") in (etag, "*"):
+            keep = {"Etag", "Cache-Control", "X-Ipfs-Path", "X-Ipfs-Roots", "Vary"}
+            await self._send_head(304, [(k, v) for k, v in plan.headers if k in keep])
+            await self._send(h11.EndOfMessage())
+            return
+        await self._send_head(plan.status, plan.headers)
+        if method == "HEAD":
+            await self._send(h11.EndOfMessage())
+            return
+        if plan.car is not None:
+            await self._stream_car(plan)
+        else:
+            if plan.body:
+                await self._send(h11.Data(data=plan.body))
+        await self._send(h11.EndOfMessage())
+
+    async def _stream_car(self, plan: Plan) -> None:
+        assert plan.car is not None
+        gen = car_chunks(self.server.store, plan.car, self.limits.write_size)
+        threaded = self.limits.thread_reads
+        while True:
+            try:
+                if threaded:
+                    chunk = await trio.to_thread.run_sync(next, gen, None)
+                else:
+                    chunk = next(gen, None)
+            except (CargetError, OSError):
+                # missing, changed or malformed block: end the stream without its
+                # terminating chunk, so the client cannot take it for a complete CAR
+                raise _Close() from None
+            if chunk is None:
+                return
+            await self._send_body(chunk)

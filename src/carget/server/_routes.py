@@ -1,0 +1,334 @@
+"""Request → response plan, sans-IO: parse the target, query and ``Accept``, pick the format,
+resolve the path, and decide status, headers and what the body is.
+
+Rules (ipfs/specs http-gateways/trustless-gateway; IPIP-402, IPIP-412, IPIP-523):
+
+* ``format`` beats ``Accept`` (IPIP-523); ``car-version``/``car-order``/``car-dups`` beat the
+  matching ``Accept`` parameters; ``Accept`` entries are tried by q-value, best first.
+* No ``format`` and no usable ``Accept``: 400 (the spec's "strict trustless mode");
+  ``Accept`` that names only types we cannot give: 406.
+* Raw blocks only for ``/ipfs/{cid}`` with no path; CAR-only parameters on a raw request
+  are a 400 (the spec makes them "only available for CAR requests").
+* Missing root block: 404 (412 with ``Cache-Control: only-if-cached``); missing name on the
+  path: 404 (decided before the status line, so there is no partial body to guess about).
+* Unknown query parameter names are ignored (as kubo does; caches add their own), but bad
+  values of known parameters are a 400.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote
+
+from ..car.encoder import encode_header
+from ..cid import CID, DAG_PB, RAW
+from ..errors import CargetError, DecodeError, NotFoundError, UsageError
+from ..unixfs.node import decode_unixfs
+from ._car import (
+    TRAVERSABLE,
+    BlockSource,
+    ByteRange,
+    Resolved,
+    UnsupportedCodec,
+    resolve_path,
+    resolve_range,
+)
+
+__all__ = ["CarPlan", "Plan", "plan_request"]
+
+RAW_TYPE = "application/vnd.ipld.raw"
+CAR_TYPE = "application/vnd.ipld.car"
+#: one year is what the spec's examples and the conformance suite expect for /ipfs/
+IMMUTABLE = "public, max-age=29030400, immutable"
+#: longest request target accepted: a CID plus a deep path, not a megabyte of junk
+MAX_TARGET = 8192
+#: formats other gateways know that this trustless gateway cannot give (406, not 400)
+KNOWN_FORMATS = {"tar", "json", "cbor", "dag-json", "dag-cbor", "ipns-record"}
+CAR_PARAMS = ("dag-scope", "entity-bytes", "car-version", "car-order", "car-dups")
+
+
+@dataclass(frozen=True, slots=True)
+class CarPlan:
+    header: bytes
+    resolved: Resolved
+    scope: str
+    byte_range: ByteRange | None
+    dups: bool
+
+
+@dataclass
+class Plan:
+    """What to answer: status, headers, and the body (bytes, a CAR plan, or nothing)."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    car: CarPlan | None = None
+
+
+def _error(status: int, message: str) -> Plan:
+    body = (message.rstrip() + "\n").encode("utf-8", "replace")
+    return Plan(status, [("Content-Type", "text/plain; charset=utf-8"),
+                         ("X-Content-Type-Options", "nosniff"),
+                         ("Content-Length", str(len(body)))], body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    kind: str  # "raw" or "car"
+    order_explicit: bool = False
+    dups: bool | None = None
+
+
+def _parse_params(parts: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in parts:
+        k, eq, v = p.strip().partition("=")
+        if eq:
+            out[k.strip().lower()] = v.strip().strip('"').lower()
+    return out
+
+
+def negotiate(accept: str | None) -> _Want | str | None:
+    """The best response ``Accept`` allows: a :class:`_Want`, None if ``Accept`` says nothing
+    specific (absent or wildcards only), or "406" if it names only types we cannot give.
+    Raises :class:`UsageError` for a malformed q-value."""
+    if not accept:
+        return None
+    options: list[tuple[float, int, _Want | None]] = []
+    specific = False
+    for idx, item in enumerate(accept.split(",")):
+        parts = item.split(";")
+        mtype = parts[0].strip().lower()
+        if not mtype:
+            continue
+        params = _parse_params(parts[1:])
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            raise UsageError(f"bad q-value in Accept: {item.strip()!r}") from None
+        if q <= 0:
+            continue
+        if mtype in ("*/*", "application/*"):
+            continue
+        specific = True
+        want: _Want | None = None
+        if mtype == RAW_TYPE:
+            want = _Want("raw")
+        elif mtype == CAR_TYPE:
+            order = params.get("order")
+            dups = params.get("dups")
+            if params.get("version", "1") == "1" and order in (None, "", "dfs", "unk") \
+                    and dups in (None, "y", "n"):
+                want = _Want("car", order == "dfs", None if dups is None else dups == "y")
+        options.append((-q, idx, want))
+    if not specific:
+        return None
+    for _, _, want in sorted(options, key=lambda o: (o[0], o[1])):
+        if want is not None:
+            return want
+    return "406"
+
+
+def parse_entity_bytes(text: str) -> tuple[int | None, int | None]:
+    """``from:to`` with integers, negatives, or ``*`` for ``to``. Raises :class:`UsageError`."""
+    frm, colon, to = text.partition(":")
+    if not colon:
+        raise UsageError(f"entity-bytes {text!r} is not from:to")
+
+    def num(s: str, star_ok: bool) -> int | None:
+        if star_ok and s == "*":
+            return None
+        body = s[1:] if s.startswith("-") else s
+        if not body.isdigit() or not body.isascii() or len(body) > 19:
+            raise UsageError(f"entity-bytes {text!r}: {s!r} is not a byte offset")
+        return int(s)
+
+    a = num(frm, False)
+    b = num(to, True)
+    assert a is not None
+    # both ends counted the same way and reversed can never select anything (RFC 9110 14.1.2)
+    if b is not None and ((a >= 0 and b >= 0) or (a < 0 and b < 0)) and b < a:
+        raise UsageError(f"entity-bytes {text!r}: the range ends before it starts")
+    return a, b
+
+
+def split_target(target: str) -> tuple[list[str], dict[str, str]]:
+    """Split ``/ipfs/{cid}/a/b?x=y`` into path segments (percent-decoded) and query.
+
+    Raises :class:`UsageError` for ``.``/``..``, NUL or ``/`` inside a segment, bad
+    percent-encoding or repeated query parameters, and :class:`NotFoundError` for targets
+    outside ``/ipfs/``.
+    """
+    if len(target) > MAX_TARGET:
+        raise UsageError("request target too long")
+    path, _, query = target.partition("?")
+    path = path.partition("#")[0]
+    if not path.startswith("/ipfs/"):
+        raise NotFoundError(f"no such route {path!r} (this gateway serves /ipfs/)")
+    segs: list[str] = []
+    raw_segs = path[len("/ipfs/"):].split("/")
+    for i, raw in enumerate(raw_segs):
+        if raw == "":
+            if i == len(raw_segs) - 1 and i > 0:
+                continue  # trailing slash
+            raise UsageError("empty path segment")
+        try:
+            seg = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            raise UsageError("path segment is not valid UTF-8") from None
+        if seg in (".", "..") or "\x00" in seg or "/" in seg:
+            raise UsageError(f"unsafe path segment {seg!r}")
+        segs.append(seg)
+    params: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False,
+                          errors="strict", max_num_fields=64)
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError("malformed query string") from None
+    for k, v in pairs:
+        if k in params:
+            raise UsageError(f"query parameter {k!r} given twice")
+        params[k] = v
+    return segs, params
+
+
+def plan_request(method: str, target: str, headers: dict[str, str],
+                 store: BlockSource) -> Plan:
+    """Decide the whole response to one request (no I/O beyond ``store`` lookups)."""
+    if method not in ("GET", "HEAD"):
+        plan = _error(405, f"method {method} not allowed")
+        plan.headers.append(("Allow", "GET, HEAD"))
+        return plan
+    try:
+        return _plan(target, headers, store)
+    except NotFoundError as exc:
+        return _error(404, str(exc))
+    except UsageError as exc:
+        return _error(501 if isinstance(exc, UnsupportedCodec) else 400, str(exc))
+    except DecodeError as exc:
+        return _error(502, f"stored block is malformed: {exc}")
+    except CargetError as exc:
+        return _error(500, str(exc))
+
+
+def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
+    segs, q = split_target(target)
+    if not segs:
+        raise UsageError("missing CID after /ipfs/")
+    cid_text, path = segs[0], segs[1:]
+    try:
+        cid = CID.parse(cid_text)
+    except CargetError as exc:
+        raise UsageError(f"invalid CID {cid_text!r}: {exc}") from None
+    except (ValueError, IndexError, KeyError):
+        raise UsageError(f"invalid CID {cid_text!r}") from None
+
+    # --- format ---------------------------------------------------------------------------
+    fmt = q.get("format")
+    accepted = negotiate(headers.get("accept"))
+    if fmt is not None:
+        if fmt not in ("raw", "car"):
+            if fmt in KNOWN_FORMATS:
+                return _error(406, f"format={fmt} is not served by a trustless gateway")
+            raise UsageError(f"unknown format {fmt!r}")
+        kind = fmt
+    elif accepted == "406":
+        return _error(406, f"cannot give any of: {headers.get('accept')}; "
+                           f"this gateway serves {RAW_TYPE} and {CAR_TYPE}")
+    elif accepted is None:
+        raise UsageError(f"say what you want: ?format=raw|car or Accept: {RAW_TYPE} or "
+                         f"{CAR_TYPE} (trustless gateway)")
+    else:
+        assert isinstance(accepted, _Want)
+        kind = accepted.kind
+    car_accept = accepted if isinstance(accepted, _Want) and accepted.kind == "car" else None
+
+    only_cached = "only-if-cached" in headers.get("cache-control", "").lower()
+    fullpath = "/ipfs/" + "/".join([cid_text, *path]) if path else f"/ipfs/{cid_text}"
+
+    if kind == "raw":
+        bad = [p for p in CAR_PARAMS if p in q]
+        if bad:
+            raise UsageError(f"{', '.join(bad)} only apply to CAR responses")
+        if path:
+            raise UsageError("raw blocks are served only for /ipfs/{cid}, without a path")
+        data = store.get(cid)
+        if data is None:
+            if only_cached:
+                return _error(412, f"block {cid} is not in this gateway's store")
+            raise NotFoundError(f"block {cid} is not in this gateway's store")
+        return Plan(200, [
+            ("Content-Type", RAW_TYPE),
+            ("Content-Length", str(len(data))),
+            ("Content-Disposition", f'attachment; filename="{cid_text}.bin"'),
+            ("Etag", f'"{cid_text}.raw"'),
+            ("Cache-Control", IMMUTABLE),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Ipfs-Path", fullpath),
+            ("X-Ipfs-Roots", str(cid)),
+            ("Vary", "Accept"),
+        ], body=data)
+
+    # --- CAR ------------------------------------------------------------------------------
+    version = q.get("car-version", "1")
+    if version != "1":
+        if "car-version" in q and version not in ("1", "2"):
+            raise UsageError(f"bad car-version {version!r}")
+        return _error(406, "only CAR version 1 is served")
+    order = q.get("car-order")
+    if order is not None and order not in ("dfs", "unk"):
+        raise UsageError(f"bad car-order {order!r} (dfs or unk)")
+    dups_q = q.get("car-dups")
+    if dups_q is not None and dups_q not in ("y", "n"):
+        raise UsageError(f"bad car-dups {dups_q!r} (y or n)")
+    if dups_q is not None:
+        dups = dups_q == "y"
+    elif car_accept is not None and car_accept.dups is not None:
+        dups = car_accept.dups
+    else:
+        dups = False  # the spec: answer dups=n when the client does not say
+    scope = q.get("dag-scope", "all")
+    if scope not in ("block", "entity", "all"):
+        raise UsageError(f"bad dag-scope {scope!r} (block, entity or all)")
+    eb = q.get("entity-bytes")
+    spec = parse_entity_bytes(eb) if eb is not None else None
+    if spec is not None:
+        scope = "entity"  # entity-bytes implies dag-scope=entity (spec)
+
+    if store.get(cid) is None:
+        if only_cached:
+            return _error(412, f"block {cid} is not in this gateway's store")
+        raise NotFoundError(f"block {cid} is not in this gateway's store")
+    resolved = resolve_path(store, cid, path)
+    t = resolved.terminal
+    byte_range: ByteRange | None = None
+    if scope != "block":
+        if t.codec not in TRAVERSABLE and scope == "all":
+            raise UnsupportedCodec(f"cannot walk {t.codec_name} block {t}")
+        tdata = store.get(t)
+        if tdata is None:
+            raise NotFoundError(f"block {t} is not in this gateway's store")
+        if spec is not None and t.codec in (DAG_PB, RAW):
+            node = decode_unixfs(t, tdata)
+            if node.kind in ("file", "raw"):
+                byte_range = resolve_range(node.filesize, spec)
+                if byte_range is None:
+                    scope = "block"
+    header = encode_header([cid])
+    tag = hashlib.sha256(f"{fullpath}|{scope}|{eb}|{dups}".encode()).hexdigest()[:16]
+    roots = ",".join(str(c) for c in (*resolved.path_blocks, t))
+    ctype = f"{CAR_TYPE}; version=1; order=dfs; dups={'y' if dups else 'n'}"
+    hdrs = [
+        ("Content-Type", ctype),
+        ("Content-Disposition", f'attachment; filename="{cid_text}.car"'),
+        ("Etag", f'"{cid_text}.car.{tag}"'),
+        ("Cache-Control", IMMUTABLE),
+        ("Accept-Ranges", "none"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Ipfs-Path", fullpath),
+        ("X-Ipfs-Roots", roots),
+        ("Vary", "Accept"),
+    ]
+    return Plan(200, hdrs, car=CarPlan(header, resolved, scope, byte_range, dups))

@@ -1,0 +1,88 @@
+"""A real gateway for other areas' tests: ``running_gateway`` runs ``carget serve`` on
+127.0.0.1 with an ephemeral port, on a background thread with its own ``trio.run``.
+
+>>> with running_gateway(["fixtures/dir.car", "some/file.bin"], cid_version=1) as url:
+...     httpx.get(f"{url}/ipfs/{cid}?format=raw")
+
+Paths ending in ``.car`` are indexed as CARs; anything else is imported like ``carget add``
+with ``import_opts`` (the keyword arguments of :func:`carget.unixfs.options.resolve_options`).
+A ready :class:`~carget.blockstore.BlockStore` may be passed instead of paths.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import trio
+
+from ..blockstore import BlockStore
+from . import serve
+from ._http import ServerLimits
+
+__all__ = ["build_store", "running_gateway"]
+
+#: how long starting (import + bind) may take before the helper gives up
+START_TIMEOUT = 60.0
+
+
+def build_store(paths: Sequence[str | os.PathLike[str]], **import_opts: Any) -> BlockStore:
+    """A store over ``paths``: ``.car`` files indexed, others imported with ``import_opts``."""
+    from ..unixfs.options import resolve_options
+
+    store = BlockStore()
+    files: list[str] = []
+    for p in (os.fspath(x) for x in paths):
+        if p.endswith(".car") and os.path.isfile(p):
+            store.add_car(p)
+        else:
+            files.append(p)
+    if files:
+        store.add_paths(files, resolve_options(**import_opts), jobs=1)
+    return store
+
+
+@contextmanager
+def running_gateway(paths_or_store: BlockStore | Sequence[str | os.PathLike[str]],
+                    *, limits: ServerLimits | None = None,
+                    **import_opts: Any) -> Iterator[str]:
+    """Yield the base URL (``http://127.0.0.1:PORT``) of a gateway serving the content;
+    stop it on exit. Raises what the import or the bind raised, in the calling thread."""
+    store = (paths_or_store if isinstance(paths_or_store, BlockStore)
+             else build_store(paths_or_store, **import_opts))
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            box["cancel"] = nursery.cancel_scope
+            box["token"] = trio.lowlevel.current_trio_token()
+            box["port"] = await nursery.start(partial(serve, store, "127.0.0.1", 0, limits=limits))
+            ready.set()
+
+    def thread() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # reported to the caller below
+            box["error"] = exc
+        finally:
+            ready.set()
+
+    t = threading.Thread(target=thread, name="carget-test-gateway", daemon=True)
+    t.start()
+    if not ready.wait(START_TIMEOUT):
+        raise RuntimeError("test gateway did not start")
+    if "error" in box:
+        raise box["error"]
+    try:
+        yield f"http://127.0.0.1:{box['port']}"
+    finally:
+        try:
+            box["token"].run_sync_soon(box["cancel"].cancel)
+        except trio.RunFinishedError:
+            pass
+        t.join(10)
