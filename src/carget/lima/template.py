@@ -165,27 +165,30 @@ def _scalar(node: CommentedMap, key: str, where: str) -> str | None:
 
 
 def _entry(
-    node: Any, where: str, path: tuple[str | int, ...], parent_arch: str | None, with_arch: bool
+    node: Any, where: str, path: tuple[str | int, ...], parent_arch: str | None,
+    with_arch: bool, file: str,
 ) -> Entry:
     if not isinstance(node, CommentedMap):
-        raise InputError(f"{where}: expected a mapping with location/arch/digest")
-    location = _scalar(node, "location", where)
+        raise InputError(f"{file}: {where}: expected a mapping with location/arch/digest")
+    line = node.lc.line + 1
+    ctx = f"{file}: {where} (line {line})"
+    location = _scalar(node, "location", ctx)
     if not location:
-        raise InputError(f"{where}: entry has no location")
-    arch = _scalar(node, "arch", where) if with_arch else None
+        raise InputError(f"{ctx}: entry has no location")
+    arch = _scalar(node, "arch", ctx) if with_arch else None
     if arch is not None and arch not in LIMA_ARCHES:
-        raise InputError(f"{where}: unknown arch {arch!r} (lima knows {', '.join(LIMA_ARCHES)})")
-    digest = _scalar(node, "digest", where)
+        raise InputError(f"{ctx}: unknown arch {arch!r} (lima knows {', '.join(LIMA_ARCHES)})")
+    digest = _scalar(node, "digest", ctx)
     if digest is not None:
-        check_digest(digest, where)
-    cid_text = _scalar(node, "cid", where)
+        check_digest(digest, ctx)
+    cid_text = _scalar(node, "cid", ctx)
     cid = None
     if cid_text is not None:
         try:
             cid = CID.parse(cid_text)
         except CargetError as exc:
-            raise InputError(f"{where}: bad cid {cid_text!r}: {exc}") from None
-    return Entry(where, path, node.lc.line + 1, location, arch or parent_arch, digest, cid, node)
+            raise InputError(f"{ctx}: bad cid {cid_text!r}: {exc}") from None
+    return Entry(where, path, line, location, arch or parent_arch, digest, cid, node)
 
 
 def _seq(data: CommentedMap, key: str, where: str) -> CommentedSeq | None:
@@ -218,12 +221,13 @@ def parse_template(text: str, path: str = "<template>") -> Template:
         raise InputError(f"{path}: not a lima template (no images list)")
     entries: list[Entry] = []
     for i, node in enumerate(images):
-        image = _entry(node, f"images[{i}]", ("images", i), None, True)
+        image = _entry(node, f"images[{i}]", ("images", i), None, True, path)
         entries.append(image)
         for sub in ("kernel", "initrd"):
             if node.get(sub) is not None:
                 entries.append(
-                    _entry(node[sub], f"images[{i}].{sub}", ("images", i, sub), image.arch, False)
+                    _entry(node[sub], f"images[{i}].{sub}", ("images", i, sub), image.arch, False,
+                           path)
                 )
     for section, key in (("containerd", "archives"), ("firmware", "images")):
         parent = data.get(section)
@@ -233,7 +237,9 @@ def parse_template(text: str, path: str = "<template>") -> Template:
             raise InputError(f"{path}: {section}: expected a mapping")
         items = _seq(parent, key, f"{path}: {section}.{key}")
         for i, node in enumerate(items or ()):
-            entries.append(_entry(node, f"{section}.{key}[{i}]", (section, key, i), None, True))
+            entries.append(
+                _entry(node, f"{section}.{key}[{i}]", (section, key, i), None, True, path)
+            )
     return Template(path, text, data, tuple(entries))
 
 

@@ -1,0 +1,221 @@
+"""``carget lima prefetch`` and ``carget lima annotate``: carget for lima templates."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import tempfile
+from typing import TYPE_CHECKING
+
+import click
+
+from ..errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from ..lima.prefetch import Outcome, ProgressHooks
+
+__all__ = ["lima"]
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    x = n / 1024
+    for unit in ("KiB", "MiB"):
+        if x < 1024:
+            return f"{x:.1f} {unit}"
+        x /= 1024
+    return f"{x:.1f} GiB"
+
+
+def _arch(arch: str | None) -> str:
+    from ..lima.template import check_arch, host_arch
+
+    return check_arch(arch) if arch else host_arch()
+
+
+@click.group()
+def lima() -> None:
+    """Prefetch and annotate lima templates (images and archives by CID)."""
+
+
+def _gateways(given: tuple[str, ...]) -> list[str]:
+    if given:
+        return list(given)
+    from .. import fetcher
+
+    finder = getattr(fetcher, "default_gateways", None)
+    if finder is not None:
+        return list(finder())
+    env = os.environ.get("IPFS_GATEWAY")
+    if env:
+        return [env]
+    raise UsageError("no gateway: pass --gateway URL or set IPFS_GATEWAY")
+
+
+def _table(outcomes: list[Outcome], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="carget lima prefetch", title_justify="left")
+    for col in ("entry", "source", "size", "time", "result"):
+        table.add_column(col, justify="right" if col in ("size", "time") else "left")
+    for o in outcomes:
+        style = "red" if o.error else ("dim" if o.result.startswith("skipped") else "")
+        table.add_row(o.entry.label, o.source, _size(o.size),
+                      f"{o.seconds:.1f} s" if o.seconds else "-", o.result, style=style)
+    console.print(table)
+
+
+@lima.command()
+@click.argument("template", type=click.Path(dir_okay=False))
+@click.option("--arch", default=None, help="lima arch to fetch (default: this machine's).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="lima's cache dir (default: ~/.cache/lima, ~/Library/Caches/lima on macOS).")
+@click.option("--gateway", "gateways", multiple=True, metavar="URL",
+              help="Trustless gateway to fetch from (repeatable).")
+@click.option("--fallback", is_flag=True,
+              help="Download entries without a cid (or that IPFS cannot serve) from their "
+                   "location, checked by their digest.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds allowed for each entry.")
+def prefetch(template: str, arch: str | None, cache_dir: str | None, gateways: tuple[str, ...],
+             fallback: bool, timeout: float | None) -> None:
+    """Fetch TEMPLATE's images and archives by CID into lima's download cache."""
+    import trio
+
+    from ..lima.cache import LimaCache, default_cache_dir
+    from ..lima.prefetch import exit_error, plan_prefetch
+    from ..lima.prefetch import prefetch as run_prefetch
+    from ..lima.template import load_template
+
+    chosen = _arch(arch)
+    tpl = load_template(template)
+    entries = plan_prefetch(tpl, chosen)  # refuse bad entries before anything else
+    if not entries:
+        raise InputError(f"{template}: no entries for arch {chosen}")
+    gw = _gateways(gateways) if any(e.cid for e in entries) else list(gateways)
+    cache = LimaCache(cache_dir or default_cache_dir())
+    console = _console()
+    hooks, progress = _progress_hooks(console)
+    if progress is not None:
+        with progress:
+            outcomes = trio.run(lambda: run_prefetch(
+                tpl, cache, arch=chosen, gateways=gw, fallback=fallback, timeout=timeout,
+                hooks=hooks))
+    else:
+        outcomes = trio.run(lambda: run_prefetch(
+            tpl, cache, arch=chosen, gateways=gw, fallback=fallback, timeout=timeout))
+    _table(outcomes, console)
+    err = exit_error(outcomes)
+    if err is not None:
+        raise err
+
+
+def _progress_hooks(console: Console) -> tuple[ProgressHooks | None, Progress | None]:
+    """A rich progress bar per entry on a terminal; nothing when stderr is not one."""
+    if not console.is_terminal:
+        return None, None
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    from ..lima.prefetch import ProgressHooks
+    from ..lima.template import Entry
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), console=console, transient=True)
+    tasks: dict[str, TaskID] = {}
+
+    def start(e: Entry, total: int | None) -> None:
+        tasks[e.where] = progress.add_task(e.name, total=total)
+
+    def advance(e: Entry, done: int, total: int | None) -> None:
+        task = tasks.get(e.where)
+        if task is not None:
+            progress.update(task, completed=done, total=total)
+
+    def finish(e: Entry) -> None:
+        task = tasks.pop(e.where, None)
+        if task is not None:
+            progress.remove_task(task)
+
+    return ProgressHooks(start, advance, finish), progress
+
+
+@lima.command()
+@click.argument("template", type=click.Path(dir_okay=False))
+@click.option("--arch", default=None, help="Only entries of this lima arch (default: all).")
+@click.option("--write", is_flag=True, help="Rewrite TEMPLATE in place (default: print a diff).")
+@click.option("--from-dir", type=click.Path(file_okay=False), default=None,
+              help="Read each entry's file from DIR (by the location's last path segment) "
+                   "instead of downloading it.")
+def annotate(template: str, arch: str | None, write: bool, from_dir: str | None) -> None:
+    """Add cid: lines (ipfs add --cid-version=1) after each entry's digest: line.
+
+    Entries without a digest get a digest: line too, computed in the same pass, since lima
+    checks the digest when it downloads over HTTPS. A digest that disagrees with the file
+    is an error (exit 5); TEMPLATE is then left as it was.
+    """
+    from ..lima.annotate import annotate as run_annotate
+    from ..lima.template import check_arch, load_template
+
+    if arch is not None:
+        check_arch(arch)
+    tpl = load_template(template)
+    console = _console()
+
+    def report(entry: object, computed: object) -> None:
+        from ..lima.annotate import Computed
+        from ..lima.template import Entry
+
+        assert isinstance(entry, Entry) and isinstance(computed, Computed)
+        console.print(f"{entry.label}: {computed.cid} {computed.digest} ({_size(computed.size)})")
+
+    result = run_annotate(tpl, arch=arch, from_dir=from_dir, report=report)
+    if result.text == tpl.text:
+        console.print(f"{template}: every entry already carries its cid")
+        return
+    if write:
+        _write_atomic(template, result.text)
+        console.print(f"{template}: written")
+        return
+    diff = difflib.unified_diff(tpl.text.splitlines(keepends=True),
+                                result.text.splitlines(keepends=True),
+                                fromfile=f"a/{template}", tofile=f"b/{template}")
+    for line in diff:
+        sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    sys.stdout.flush()
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Replace ``path`` by a temporary file beside it, keeping its mode."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(prefix=".carget-", suffix=".yaml", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None

@@ -1,0 +1,310 @@
+"""``carget lima prefetch``: fetch a template's entries by CID into lima's cache.
+
+For each entry of the chosen arch (see :func:`carget.lima.template.select`):
+
+* already in the cache with the template's digest (what lima itself trusts): skipped;
+* with a ``cid:``: fetched through :func:`carget.fetcher.fetch_file` (every block verified,
+  gateways raced, resumable: the staging path is keyed by the location, so an interrupted
+  run resumes), the digest checked, then the entry renamed into place;
+* without a ``cid:``: listed as skipped, or with ``fallback`` downloaded from its location
+  with the digest check (an entry with neither cid nor digest is never downloaded: carget
+  places nothing it could not verify).
+
+Entries run concurrently up to :data:`CONCURRENT_ENTRIES`. One entry failing does not stop
+the others; every outcome is returned for the summary table and the caller picks the exit
+code. Bad input (an entry whose location is not http(s), an unwritable cache) is refused
+before anything is fetched or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from ..errors import (
+    CargetError,
+    DigestMismatch,
+    FetchTimeout,
+    InputError,
+    NetworkError,
+    NotFoundError,
+    VerificationError,
+)
+from .cache import LimaCache
+from .template import Entry, Template, select
+
+__all__ = [
+    "CONCURRENT_ENTRIES",
+    "Outcome",
+    "ProgressHooks",
+    "exit_error",
+    "plan_prefetch",
+    "prefetch",
+]
+
+#: entries fetched at once: the fetcher already splits one file across connections, so a
+#: few entries in flight keep the link busy without thrashing the disk
+CONCURRENT_ENTRIES = 3
+#: the gateway spec's idle timeout, also used for the plain HTTP(S) fallback
+HTTP_IDLE_TIMEOUT = 30.0
+#: bytes per read of a fallback body (large reads keep per-chunk cost off the hot path)
+HTTP_CHUNK = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One row of the summary table."""
+
+    entry: Entry
+    result: str  # "fetched", "cached", "skipped: ...", "failed: ..."
+    source: str  # "ipfs", "fallback", "location", "cache", "-"
+    size: int | None = None
+    seconds: float = 0.0
+    error: CargetError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class ProgressHooks:
+    """Callbacks for a progress display: ``start(entry, total_or_None)``,
+    ``advance(entry, done_bytes, total_or_None)``, ``finish(entry)``."""
+
+    start: Callable[[Entry, int | None], None]
+    advance: Callable[[Entry, int, int | None], None]
+    finish: Callable[[Entry], None]
+
+
+def plan_prefetch(template: Template, arch: str) -> list[Entry]:
+    """The entries to prefetch for ``arch``. Raises :class:`InputError` naming the first
+    entry whose location is not http(s) (lima never caches local files)."""
+    entries = select(template.entries, arch)
+    for e in entries:
+        if not e.is_remote:
+            raise InputError(
+                f"{e.where} (line {e.line}): location {e.location!r} is not http(s); "
+                "lima does not cache local files"
+            )
+    return entries
+
+
+def _cached(cache: LimaCache, entry: Entry) -> bool:
+    if entry.digest is not None:
+        return cache.has(entry.location, entry.digest)
+    # no digest: lima uses whatever the entry holds, so carget does too
+    return (cache.entry_dir(entry.location) / "data").is_file()
+
+
+def _file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(HTTP_CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return f"{algo}:{h.hexdigest()}"
+
+
+def _event_bytes(event: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(done, total) from a fetcher progress event, whatever names it uses for them."""
+    done = total = None
+    for key in ("done", "bytes", "received", "written", "completed"):
+        v = event.get(key)
+        if isinstance(v, int):
+            done = v
+            break
+    for key in ("total", "size", "filesize"):
+        v = event.get(key)
+        if isinstance(v, int):
+            total = v
+            break
+    return done, total
+
+
+async def _fetch_cid(
+    entry: Entry, out: Path, *, gateways: list[str], fallback: bool,
+    timeout: float | None, hooks: ProgressHooks | None,
+) -> tuple[str, str | None]:
+    from ..fetcher import fetch_file
+
+    assert entry.cid is not None
+
+    def progress(event: dict[str, Any]) -> None:
+        if hooks is not None:
+            done, total = _event_bytes(event)
+            if done is not None:
+                hooks.advance(entry, done, total)
+
+    res = await fetch_file(
+        f"ipfs://{entry.cid}", out, gateways=gateways, digest=entry.digest,
+        fallback_url=entry.location if fallback and entry.digest else None,
+        timeout=timeout, progress=progress,
+    )
+    return res.source, res.digest
+
+
+async def _fetch_location(
+    entry: Entry, out: Path, *, timeout: float | None, hooks: ProgressHooks | None
+) -> str:
+    """Download ``entry.location`` to ``out``, hashing on the way; return the digest."""
+    assert entry.digest is not None
+    algo = entry.digest.partition(":")[0]
+    h = hashlib.new(algo)
+    done = 0
+    try:
+        with trio.fail_after(timeout) if timeout else _nothing():
+            async with httpx.AsyncClient(
+                follow_redirects=True, timeout=httpx.Timeout(HTTP_IDLE_TIMEOUT),
+                headers={"Accept-Encoding": "identity"},
+            ) as client, client.stream("GET", entry.location) as resp:
+                if resp.status_code in (404, 410):
+                    raise NotFoundError(f"{entry.location}: HTTP {resp.status_code}")
+                if not resp.is_success:
+                    raise NetworkError(f"{entry.location}: HTTP {resp.status_code}")
+                total = int(resp.headers.get("content-length", "0")) or None
+                with open(out, "wb") as f:
+                    async for chunk in resp.aiter_bytes(HTTP_CHUNK):
+                        # hashing and writing off the event loop (hashlib releases the GIL)
+                        await trio.to_thread.run_sync(_write_hash, f, h, chunk)
+                        done += len(chunk)
+                        if hooks is not None:
+                            hooks.advance(entry, done, total)
+    except trio.TooSlowError:
+        raise FetchTimeout(f"{entry.location}: no result within {timeout} s") from None
+    except httpx.TimeoutException as exc:
+        raise FetchTimeout(f"{entry.location}: timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"{entry.location}: {exc or type(exc).__name__}") from None
+    return f"{algo}:{h.hexdigest()}"
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _write_hash(f: Any, h: Any, chunk: bytes) -> None:
+    f.write(chunk)
+    h.update(chunk)
+
+
+async def _one(
+    entry: Entry, cache: LimaCache, *, gateways: list[str], fallback: bool,
+    timeout: float | None, hooks: ProgressHooks | None,
+) -> Outcome:
+    if await trio.to_thread.run_sync(_cached, cache, entry):
+        size = (cache.entry_dir(entry.location) / "data").stat().st_size
+        return Outcome(entry, "cached", "cache", size)
+    if entry.cid is None and not fallback:
+        return Outcome(entry, "skipped: no cid (--fallback downloads it)", "-")
+    if entry.cid is None and entry.digest is None:
+        return Outcome(entry, "skipped: no cid and no digest to check", "-")
+    started = time.monotonic()
+    stage = cache.begin(entry.location)
+    out = stage / "data"
+    if hooks is not None:
+        hooks.start(entry, None)
+    try:
+        if entry.cid is not None:
+            source, got = await _fetch_cid(
+                entry, out, gateways=gateways, fallback=fallback, timeout=timeout, hooks=hooks
+            )
+        else:
+            source, got = "location", await _fetch_location(
+                entry, out, timeout=timeout, hooks=hooks
+            )
+        algo = entry.digest.partition(":")[0] if entry.digest else "sha256"
+        if got is None or not got.startswith(f"{algo}:"):
+            # the fetcher checked the CID; compute the digest lima records ourselves
+            got = await trio.to_thread.run_sync(_file_digest, out, algo)
+        if entry.digest is not None and got != entry.digest:
+            raise DigestMismatch(f"{entry.location}: got {got}, the template says {entry.digest}")
+        await trio.to_thread.run_sync(cache.commit, entry.location, entry.digest or got)
+    except (DigestMismatch, VerificationError) as exc:
+        # bytes that failed their check must not be resumed from: start clean next time
+        cache.discard(entry.location)
+        return _failed(entry, exc, started)
+    except CargetError as exc:
+        if not out.exists():
+            cache.discard(entry.location)  # nothing to resume: keep no empty staging dir
+        return _failed(entry, exc, started)
+    finally:
+        if hooks is not None:
+            hooks.finish(entry)
+    size = os.stat(cache.entry_dir(entry.location) / "data").st_size
+    return Outcome(entry, "fetched", source, size, time.monotonic() - started)
+
+
+def _failed(entry: Entry, exc: CargetError, started: float) -> Outcome:
+    return Outcome(entry, f"failed: {exc}", "-", None, time.monotonic() - started, exc)
+
+
+async def prefetch(
+    template: Template,
+    cache: LimaCache,
+    *,
+    arch: str,
+    gateways: list[str],
+    fallback: bool = False,
+    timeout: float | None = None,
+    hooks: ProgressHooks | None = None,
+) -> list[Outcome]:
+    """Prefetch ``template``'s entries for ``arch`` into ``cache``; outcomes in file order.
+
+    Raises (before fetching or writing anything) :class:`InputError` for an entry whose
+    location is not http(s) or a cache dir that cannot be written. Per-entry failures are
+    reported in the outcomes, not raised; see :func:`exit_error`.
+    """
+    entries = plan_prefetch(template, arch)
+    await trio.to_thread.run_sync(cache.check_writable)
+    outcomes: list[Outcome | None] = [None] * len(entries)
+    limiter = trio.CapacityLimiter(CONCURRENT_ENTRIES)
+    # two entries with the same location share one cache entry: fetch it once
+    first: dict[str, int] = {}
+
+    async def run(i: int, entry: Entry) -> None:
+        async with limiter:
+            outcomes[i] = await _one(entry, cache, gateways=gateways, fallback=fallback,
+                                     timeout=timeout, hooks=hooks)
+
+    async with trio.open_nursery() as nursery:
+        for i, entry in enumerate(entries):
+            if entry.location in first:
+                continue
+            first[entry.location] = i
+            nursery.start_soon(run, i, entry)
+    for i, entry in enumerate(entries):
+        if outcomes[i] is None:
+            twin = outcomes[first[entry.location]]
+            assert twin is not None
+            outcomes[i] = Outcome(entry, f"same location as {twin.entry.where}: {twin.result}",
+                                  twin.source, twin.size, 0.0, None)
+    cache.tidy()
+    return [o for o in outcomes if o is not None]
+
+
+def exit_error(outcomes: list[Outcome]) -> CargetError | None:
+    """The error the command exits with: the first failed entry's, named by the entry
+    (a wrong digest is :class:`DigestMismatch`, exit 5), or None when all went well."""
+    for o in outcomes:
+        if o.error is not None:
+            exc = o.error
+            message = f"{o.entry.where} ({o.entry.name}): {exc}"
+            try:
+                return type(exc)(message)
+            except TypeError:
+                return exc
+    return None
