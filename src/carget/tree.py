@@ -32,8 +32,9 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from .add import BATCH_BYTES, Emit, add_file, import_stream
+from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream
 from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
@@ -223,7 +224,8 @@ class _TreeAdder:
         return cid, tsize, []
 
     def stdin(self) -> tuple[CID, int]:
-        res = import_stream(sys.stdin.buffer, self.opts, jobs=self.jobs, emit=self.emit,
+        stream = cast(Readable, sys.stdin.buffer)  # typeshed's BinaryIO.readinto is narrower
+        res = import_stream(stream, self.opts, jobs=self.jobs, emit=self.emit,
                             digest=self.digest)
         self._tell(res.cid, str(res.cid), res.digest)  # kubo names stdin by its CID
         return res.cid, res.tsize

@@ -152,9 +152,10 @@ def add(
     for p in sources:  # check everything before printing anything
         if p == "-":
             continue
-        if not os.path.lexists(p):
+        clean = os.path.normpath(p)  # as kubo: cleaned, then lstat-ed (symlinks stay links)
+        if not os.path.lexists(clean):
             raise InputError(f"{p}: no such file or directory")
-        if os.path.isdir(p) and not recursive:
+        if os.path.isdir(clean) and not os.path.islink(clean) and not recursive:
             raise InputError(f"{p} is a directory (use -r to add directories)")
     if car_out == "-" and not (quiet or quieter):
         raise UsageError("--car - writes the CAR to stdout: combine it with -q or -Q")

@@ -126,6 +126,13 @@ def resolve_options(
         raw = base.raw_leaves or version > 0
     else:
         raw = raw_leaves
+    if preserve_mode or preserve_mtime:
+        # kubo core/commands/add.go: mode/mtime need a dag-pb root, so raw leaves go off,
+        # and asking for them explicitly (flag, or a profile's config) is an error
+        if raw_leaves or (raw_leaves is None and profile is not None and base.raw_leaves):
+            raise UsageError("--raw-leaves can't be used with UnixFS metadata like mode or "
+                             "modification time")
+        raw = False
     limit = base.inline_limit if inline_limit is None else inline_limit
     if limit < 0:
         raise UsageError("--inline-limit must not be negative")
