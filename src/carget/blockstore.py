@@ -24,25 +24,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
-from .cid import CID, DAG_PB, RAW, Block, decode_varint, read_cid
-from .errors import CARError, CargetError, HashMismatch, InputError, LimitExceeded, UsageError
+from .cid import CID, DAG_PB, RAW, Block, decode_varint, encode_varint
+from .errors import CargetError, HashMismatch, InputError
 from .unixfs.file import LeafEncoder
 from .unixfs.node import identity_data
 from .unixfs.options import ImportOptions
 
-__all__ = ["BlockStore", "MAX_SECTION_BYTES", "Report"]
-
-#: go-car's default section limit ("don't OOM"): a larger length prefix in a local CAR is
-#: treated as corruption rather than read into memory
-MAX_SECTION_BYTES = 8 * 1024 * 1024
-#: go-car's header limit; a CARv1 header is a few hundred bytes in practice
-MAX_HEADER_BYTES = 32 * 1024 * 1024
-#: the CARv2 pragma (11 bytes) and fixed header (40 bytes), CARv2 spec
-CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
-CARV2_HEADER_BYTES = 40
-#: how much of a CAR the index scan reads per call (large reads, few syscalls)
-_SCAN_READ = 1024 * 1024
+__all__ = ["BlockStore", "Report"]
 
 Report = Callable[[str, str, "str | None"], None]
 
@@ -203,6 +193,8 @@ class BlockStore:
         roots = add_paths(list(sources), opts, jobs=jobs, emit=rec.emit, report=on_report)
         for src, root in zip(sources, roots, strict=False):
             name = os.path.basename(os.path.normpath(src)) if src != "-" else str(root)
+            if opts.wrap:
+                name = ""
             self.roots.append((root, name))
             out.append(root)
         return out
@@ -215,6 +207,8 @@ class BlockStore:
             if src == "-":
                 continue
             base = os.path.normpath(src)
+            if os.path.basename(base) in (".", ".."):
+                base = os.path.realpath(base)  # kubo names "." by the directory's real name
             top = os.path.basename(base)
             if name == top or name.startswith(top + "/"):
                 path = os.path.join(os.path.dirname(base), name)
@@ -250,8 +244,9 @@ class BlockStore:
         """Index a CARv1 or CARv2 file: hash-check every block and remember where it is.
 
         Returns the header's roots. Raises :class:`InputError` if the file cannot be read,
-        :class:`CARError` (or :class:`LimitExceeded`) if it is malformed, and
-        :class:`HashMismatch` if a block does not match its CID.
+        :class:`CARError` (or :class:`LimitExceeded`) if it is malformed,
+        :class:`HashMismatch` if a block does not match its CID, :class:`UsageError` for a
+        hash function carget does not implement.
         """
         try:
             f = open(path, "rb", buffering=0)
@@ -260,7 +255,7 @@ class BlockStore:
         with f:
             st = os.fstat(f.fileno())
             src = _Source(path, st)
-            roots = _scan_car(f, st.st_size, src, self._locs)
+            roots = _scan_car(f, src, self._locs)
         name = os.path.basename(path)
         for root in roots:
             self.roots.append((root, name))
@@ -375,116 +370,21 @@ def _check(cid: CID, data: bytes | bytearray | memoryview) -> None:
             from None
 
 
-# --- CAR index scan ------------------------------------------------------------------------
-# carget.car.reader (another engineer's) was not there when this was written; this is the
-# minimal CARv1/v2 section scan the store needs: offsets only, blocks never kept.
+# --- CAR index -----------------------------------------------------------------------------
 
-class _Scanner:
-    """Sequential reads over [start, end) of a file, tracking the absolute offset."""
+def _scan_car(f: BinaryIO, src: _Source, locs: dict[bytes, _Loc]) -> list[CID]:
+    """One pass of :class:`carget.car.reader.CarReader` (every block verified; CARv1/v2,
+    its limits): remember where each block's bytes start, keep none of them."""
+    from .car.reader import CarReader
 
-    def __init__(self, f: object, start: int, end: int) -> None:
-        self.fd = f.fileno()  # type: ignore[attr-defined]
-        self.pos = start
-        self.end = end
-        self.buf = b""
-        self.bufpos = start  # file offset of buf[0]
-
-    def _fill(self, need: int) -> None:
-        have = self.bufpos + len(self.buf) - self.pos
-        if have >= need:
-            return
-        keep = self.buf[self.pos - self.bufpos:]
-        want = max(need - len(keep), _SCAN_READ)
-        more = os.pread(self.fd, min(want, max(0, self.end - self.pos - len(keep))),
-                        self.pos + len(keep))
-        self.buf = keep + more
-        self.bufpos = self.pos
-
-    def peek(self, n: int) -> bytes:
-        self._fill(n)
-        off = self.pos - self.bufpos
-        return self.buf[off: off + n]
-
-    def read(self, n: int) -> bytes:
-        data = self.peek(n)
-        self.pos += len(data)
-        return data
-
-    def varint(self) -> int | None:
-        head = self.peek(10)
-        if not head:
-            return None
-        try:
-            value, used = decode_varint(head, 0)
-        except IndexError:
-            raise CARError("CAR ends inside a length prefix", self.pos) from None
-        self.pos += used
-        return value
-
-
-def _scan_car(f: object, file_size: int, src: _Source, locs: dict[bytes, _Loc]) -> list[CID]:
-    sc = _Scanner(f, 0, file_size)
-    start, end = 0, file_size
-    if sc.peek(len(CARV2_PRAGMA)) == CARV2_PRAGMA:
-        sc.read(len(CARV2_PRAGMA))
-        hdr = sc.read(CARV2_HEADER_BYTES)
-        if len(hdr) != CARV2_HEADER_BYTES:
-            raise CARError("CARv2 header is truncated", len(CARV2_PRAGMA))
-        start = int.from_bytes(hdr[16:24], "little")
-        size = int.from_bytes(hdr[24:32], "little")
-        end = start + size
-        if start < len(CARV2_PRAGMA) + CARV2_HEADER_BYTES or end > file_size:
-            raise CARError("CARv2 data offsets lie outside the file")
-        sc = _Scanner(f, start, end)
-    hlen = sc.varint()
-    if hlen is None or hlen == 0:
-        raise CARError("empty CAR: no header", start)
-    if hlen > MAX_HEADER_BYTES:
-        raise LimitExceeded(f"CAR header of {hlen} bytes exceeds {MAX_HEADER_BYTES}", start)
-    raw = sc.read(hlen)
-    if len(raw) != hlen:
-        raise CARError("CAR ends inside its header", sc.pos)
-    roots = _parse_header(raw)
-    while True:
-        at = sc.pos
-        n = sc.varint()
-        if n is None:
-            break
-        if n > MAX_SECTION_BYTES:
-            raise LimitExceeded(f"CAR section of {n} bytes exceeds {MAX_SECTION_BYTES}", at)
-        section = sc.read(n)
-        if len(section) != n:
-            raise CARError("CAR ends inside a section", at)
-        try:
-            cid, cid_end = read_cid(section, 0)
-        except (IndexError, CargetError) as exc:
-            raise CARError(f"bad CID in section: {exc}", at) from None
-        data = memoryview(section)[cid_end:]
-        try:
-            cid.verify(data)
-        except UsageError:
-            continue  # a hash carget cannot check is never served (it could not be trusted)
-        except HashMismatch:
-            raise HashMismatch(f"block {cid} in {src.path} at byte {at} does not match its"
-                               " hash") from None
+    reader = CarReader(f, verify=True)
+    roots = list(reader.header.roots)
+    for block in reader.blocks():
+        cid = block.cid
         if cid.is_identity:
             continue
-        locs.setdefault(cid.multihash,
-                        _Loc(src, sc.pos - len(data), len(data), b"", b""))
+        n = len(block.data)
+        raw = cid.bytes
+        start = reader.section_offset + len(encode_varint(len(raw) + n)) + len(raw)
+        locs.setdefault(cid.multihash, _Loc(src, start, n, b"", b""))
     return roots
-
-
-def _parse_header(raw: bytes) -> list[CID]:
-    import dag_cbor
-    from multiformats import CID as MFCID
-
-    try:
-        header = dag_cbor.decode(raw)
-    except Exception as exc:  # dag_cbor raises a family of its own errors
-        raise CARError(f"CAR header does not decode: {exc}") from None
-    if not isinstance(header, dict) or header.get("version") != 1:
-        raise CARError("CAR header is not a version 1 header")
-    roots = header.get("roots", [])
-    if not isinstance(roots, list) or not all(isinstance(r, MFCID) for r in roots):
-        raise CARError("CAR header roots are not a list of CIDs")
-    return [CID.from_bytes(bytes(r)) for r in roots if isinstance(r, MFCID)]

@@ -25,6 +25,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Protocol
 
 import h11
@@ -258,7 +259,11 @@ class _Connection:
 
     async def _send_head(self, status: int, headers: list[tuple[str, str]]) -> None:
         hdrs = [("Server", "carget"), ("Date", email.utils.formatdate(usegmt=True)), *headers]
-        await self._send(h11.Response(status_code=status,
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            reason = b""
+        await self._send(h11.Response(status_code=status, reason=reason,
                                       headers=[(k.encode(), v.encode()) for k, v in hdrs]))
 
     async def _answer(self, req: h11.Request) -> None:

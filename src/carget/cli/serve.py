@@ -1,0 +1,131 @@
+"""``carget serve``: a trustless gateway over files, directories and CARs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import sys
+
+import click
+
+from ..errors import InputError, UsageError
+from .add import _esc
+
+#: kubo's gateway listens on 8080 by default; so does this one
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (loopback). Raises :class:`UsageError`."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--listen {text!r} is not HOST:PORT")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=False))
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0 picks a free port).")
+@click.option("--public", is_flag=True,
+              help="Allow a non-loopback --listen address. The gateway has no authentication:"
+                   " anyone who can reach the address can read everything it serves, so only"
+                   " use this on a network you trust (e.g. a LAN mirror).")
+@click.option("-H", "--hidden", is_flag=True, help="Include hidden files in directories.")
+@click.option("--cid-version", type=click.IntRange(0, 1), default=None,
+              help="CID version (default 0; 1 implies --raw-leaves).")
+@click.option("--raw-leaves", type=click.BOOL, default=None,
+              help="Use raw blocks for leaf nodes (--raw-leaves=true|false).")
+@click.option("--chunker", "-s", default=None, metavar="size-N",
+              help="Chunking algorithm, size-N (default size-262144).")
+@click.option("--trickle", "-t", is_flag=True, help="Use the trickle DAG layout.")
+@click.option("--hash", "hash_name", default=None, metavar="NAME",
+              help="Hash function: sha2-256 (default), sha2-512, sha3-256, blake2b-256.")
+@click.option("--inline", is_flag=True, help="Inline small blocks into identity CIDs.")
+@click.option("--inline-limit", type=click.IntRange(0), default=None,
+              help="Maximum block size to inline (default 32).")
+@click.option("--profile", default=None,
+              type=click.Choice(["legacy-cid-v0", "unixfs-v0-2015", "unixfs-v1-2025"]),
+              help="Named import profile (IPIP-499).")
+@click.option("-w", "--wrap-with-directory", "wrap", is_flag=True,
+              help="Wrap the files in one directory.")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None,
+              help="Hashing threads while importing (default: number of CPUs).")
+def serve(paths: tuple[str, ...], listen: str, public: bool, hidden: bool,
+          cid_version: int | None, raw_leaves: bool | None, chunker: str | None,
+          trickle: bool, hash_name: str | None, inline: bool, inline_limit: int | None,
+          profile: str | None, wrap: bool, jobs: int | None) -> None:
+    """Serve PATHS as a trustless IPFS gateway (GET/HEAD /ipfs/CID[/path], raw blocks and
+    CARs).
+
+    Files and directories are imported as `carget add -r` would (same flags, same `added`
+    lines) without copying them: blocks are read from the files when served, and a file that
+    changed since is detected and refused. Paths ending in .car are served as CAR files
+    (v1 or v2), indexed without loading them into memory.
+    """
+    from ..blockstore import BlockStore
+    from ..unixfs.options import resolve_options
+
+    host, port = parse_listen(listen)
+    if not is_loopback(host) and not public:
+        raise UsageError(f"refusing to listen on {host}: it is not a loopback address; "
+                         "add --public to serve the network (no authentication)")
+    opts = resolve_options(profile=profile, cid_version=cid_version, raw_leaves=raw_leaves,
+                           chunker=chunker, trickle=trickle, hash=hash_name, inline=inline,
+                           inline_limit=inline_limit, wrap=wrap, hidden=hidden)
+    for p in paths:
+        if not os.path.lexists(p):
+            raise InputError(f"{p}: no such file or directory")
+    out = sys.stdout
+    store = BlockStore()
+    files: list[str] = []
+    for p in paths:
+        if p.endswith(".car") and os.path.isfile(p):
+            for root in store.add_car(p):
+                out.write(f"added {root} {os.path.basename(p)}\n")
+        else:
+            files.append(p)
+    if files:
+        def report(cid: str, name: str, digest: str | None) -> None:
+            out.write(f"added {cid} {_esc(name)}\n")
+
+        store.add_paths(files, opts, jobs=jobs, report=report)
+    out.flush()
+    _run(store, host, port)
+
+
+def _run(store: object, host: str, port: int) -> None:
+    import trio
+
+    from ..server import serve as serve_store
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(serve_store, store, host, port)
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(f"serving on http://{shown}:{bound}")
+            sys.stdout.flush()
+            # SIGTERM (service managers, kill) stops as cleanly as Ctrl-C does
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo("stopped", err=True)
