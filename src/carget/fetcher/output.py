@@ -1,0 +1,392 @@
+"""Where verified bytes go: a file written atomically (with a resume journal), a directory
+tree, or stdout. Blocking code, called from worker threads; no trio here.
+
+Nothing unverified ever reaches the output path: a file is written to
+``OUT.carget-partial`` beside it (``pwrite`` at each leaf's offset, so split streams and
+resumes write in any order) and renamed only when every byte is placed; a tree is built in
+a temporary directory beside ``OUT`` and renamed at the end. An interrupted file download
+keeps its partial file and ``OUT.carget-journal``: the verified DAG nodes (so the next run
+can re-derive every leaf CID from the root), the frames of dag-pb leaves, and the byte
+ranges written. The next run re-hashes the kept leaves before trusting them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from typing import BinaryIO, Final
+
+from ..cid import CID, RAW
+from ..errors import InputError, UnixFSError, UnsafePathError, UsageError
+from ..unixfs.node import decode_unixfs
+from .verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEvent
+
+__all__ = [
+    "JOURNAL_SUFFIX",
+    "PARTIAL_SUFFIX",
+    "FileOutput",
+    "StreamOutput",
+    "TreeOutput",
+    "check_symlink",
+    "file_digest",
+    "parse_digest",
+]
+
+PARTIAL_SUFFIX: Final = ".carget-partial"
+JOURNAL_SUFFIX: Final = ".carget-journal"
+#: the journal is rewritten after this many newly written bytes (and at the end): a
+#: SIGKILL loses at most this much progress, and the rewrite cost stays negligible
+JOURNAL_EVERY: Final = 16 << 20
+JOURNAL_VERSION: Final = 1
+DIGESTS: Final = ("sha256", "sha512")
+_READ: Final = 1 << 20
+
+
+def parse_digest(text: str) -> tuple[str, str]:
+    """``sha256:HEX`` / ``sha512:HEX`` → (algorithm, lower-case hex). Raises UsageError."""
+    algo, sep, hexd = text.partition(":")
+    algo = algo.lower()
+    size = {"sha256": 64, "sha512": 128}.get(algo)
+    if not sep or size is None:
+        raise UsageError(f"digest {text!r} must be sha256:HEX or sha512:HEX")
+    hexd = hexd.lower()
+    if len(hexd) != size or any(c not in "0123456789abcdef" for c in hexd):
+        raise UsageError(f"digest {text!r} has a malformed hex value")
+    return algo, hexd
+
+
+def file_digest(path: str, algo: str) -> str:
+    """``algo:HEX`` of a file's contents (read in 1 MiB pieces; hashlib drops the GIL)."""
+    h = hashlib.new(algo)
+    buf = bytearray(_READ)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return f"{algo}:{h.hexdigest()}"
+
+
+def check_symlink(link_path: str, target: str) -> None:
+    """Refuse a symlink (``link_path`` relative to the output root) whose target is
+    absolute or resolves outside the root. Raises :class:`UnsafePathError`."""
+    if not target or target.startswith("/") or "\x00" in target:
+        raise UnsafePathError(f"symlink {link_path!r} has an unsafe target {target!r}")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
+    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
+        raise UnsafePathError(f"symlink {link_path!r} -> {target!r} escapes the output")
+
+
+def _merge(ranges: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return out
+
+
+class FileOutput:
+    """A single file assembled at ``path`` from verified leaves, resumable.
+
+    Thread-safe: several streams' worker threads call :meth:`handle` at once.
+    """
+
+    def __init__(self, path: str, cid: CID, size: int, *, target: str = "") -> None:
+        self.path = path
+        self.cid = cid
+        self.size = size
+        self.target = target
+        self.partial = path + PARTIAL_SUFFIX
+        self.journal_path = path + JOURNAL_SUFFIX
+        self._lock = threading.Lock()
+        self._done: list[list[int]] = []
+        self._nodes: dict[str, str] = {}
+        self._frames: dict[str, list[str]] = {}
+        self._since_journal = 0
+        self.written = 0
+        self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise InputError(f"output directory {parent} does not exist")
+        if os.path.isdir(path):
+            raise InputError(f"{path} is a directory")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.partial, flags, 0o644)
+        if os.fstat(self._fd).st_size != size:
+            os.ftruncate(self._fd, size)
+
+    # --- resume ---------------------------------------------------------------------------
+
+    def resume(self) -> list[tuple[int, int]]:
+        """Ranges of the partial file that a journal vouches for AND whose leaves re-hash
+        to the CIDs the (re-verified) DAG gives. Unusable journals are ignored."""
+        try:
+            with open(self.journal_path, encoding="utf-8") as f:
+                doc = json.load(f)
+            if (doc.get("version") != JOURNAL_VERSION or doc.get("cid") != str(self.cid)
+                    or doc.get("size") != self.size):
+                return []
+            nodes = {k: base64.b64decode(v) for k, v in doc["nodes"].items()}
+            frames = {k: (bytes.fromhex(a), bytes.fromhex(b)) for k, (a, b) in
+                      doc["frames"].items()}
+            claimed = _merge([[int(a), int(b)] for a, b in doc["done"]])
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        good: list[tuple[int, int]] = []
+        self._recheck(self.cid, 0, self.size, nodes, frames, claimed, good)
+        self._done = _merge([list(r) for r in good])
+        self._nodes = {k: base64.b64encode(v).decode() for k, v in nodes.items()}
+        self._frames = {k: [a.hex(), b.hex()] for k, (a, b) in frames.items()}
+        return [(a, b) for a, b in self._done]
+
+    def _recheck(self, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
+                 frames: dict[str, tuple[bytes, bytes]], claimed: list[list[int]],
+                 good: list[tuple[int, int]]) -> None:
+        if not any(a <= offset and offset + size <= b for a, b in claimed):
+            if not any(a < offset + size and offset < b for a, b in claimed):
+                return  # nothing of this subtree was written
+        key = str(cid)
+        block = nodes.get(key)
+        if block is not None and cid.codec != RAW:
+            try:
+                cid.verify(block)
+                node = decode_unixfs(cid, block)
+            except Exception:  # a tampered journal: trust nothing below this node
+                return
+            if node.links:
+                for link, a, b in node.file_children():
+                    self._recheck(link.cid, offset + a, b - a, nodes, frames, claimed, good)
+                return
+        if not any(a <= offset and offset + size <= b for a, b in claimed):
+            return
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            return
+        prefix, suffix = frames.get(key, (b"", b""))
+        try:
+            cid.verify(prefix + data + suffix if key in frames else data)
+        except Exception:
+            return
+        good.append((offset, offset + size))
+
+    # --- writing --------------------------------------------------------------------------
+
+    def handle(self, events: list[VerifierEvent]) -> int:
+        """Write the file bytes among ``events``; remember nodes and frames. Returns the
+        number of file bytes written. Raises :class:`UnixFSError` on a leaf past the end."""
+        written = 0
+        for ev in events:
+            if isinstance(ev, FileData):
+                end = ev.offset + len(ev.data)
+                if end > self.size:
+                    raise UnixFSError(f"leaf {ev.cid} ends at {end}, past the file's {self.size}")
+                if len(ev.data):
+                    os.pwrite(self._fd, ev.data, ev.offset)
+                written += len(ev.data)
+                with self._lock:
+                    self._done.append([ev.offset, end])
+                    if ev.frame is not None:
+                        self._frames[str(ev.cid)] = [ev.frame[0].hex(), ev.frame[1].hex()]
+                if self.on_block is not None:
+                    block = (ev.frame[0] + bytes(ev.data) + ev.frame[1]
+                             if ev.frame is not None else ev.data)
+                    self.on_block(ev.cid, block)
+            elif isinstance(ev, InnerNode):
+                with self._lock:
+                    key = str(ev.cid)
+                    if key not in self._nodes and ev.cid.codec != RAW:
+                        self._nodes[key] = base64.b64encode(ev.data).decode()
+                if self.on_block is not None:
+                    self.on_block(ev.cid, ev.data)
+        with self._lock:
+            self.written += written
+            self._since_journal += written
+            if self._since_journal >= JOURNAL_EVERY:
+                self._write_journal_locked()
+        return written
+
+    def covered(self) -> bool:
+        with self._lock:
+            self._done = _merge(self._done)
+            return self.size == 0 or self._done == [[0, self.size]]
+
+    def missing(self) -> list[tuple[int, int]]:
+        with self._lock:
+            self._done = _merge(self._done)
+            out: list[tuple[int, int]] = []
+            pos = 0
+            for a, b in self._done:
+                if a > pos:
+                    out.append((pos, a))
+                pos = max(pos, b)
+            if pos < self.size:
+                out.append((pos, self.size))
+            return out
+
+    def write_journal(self) -> None:
+        with self._lock:
+            self._write_journal_locked()
+
+    def _write_journal_locked(self) -> None:
+        self._since_journal = 0
+        self._done = _merge(self._done)
+        doc = {"version": JOURNAL_VERSION, "target": self.target, "cid": str(self.cid),
+               "size": self.size, "done": self._done, "nodes": self._nodes,
+               "frames": self._frames}
+        tmp = self.journal_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, self.journal_path)
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Rename the complete partial file to ``path`` and drop the journal."""
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        os.replace(self.partial, self.path)
+        for p in (self.journal_path, self.journal_path + ".tmp"):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+    def abandon(self, keep: bool) -> None:
+        """Stop. ``keep`` (interrupted, resumable) writes the journal; otherwise the
+        partial file and journal are removed."""
+        if self._fd >= 0:
+            if keep:
+                self.write_journal()
+            os.close(self._fd)
+            self._fd = -1
+        if not keep or not os.path.exists(self.journal_path):
+            for p in (self.partial, self.journal_path, self.journal_path + ".tmp"):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+
+    def read_back(self) -> str:
+        return self.partial
+
+
+class TreeOutput:
+    """A directory tree (or single entity) built under a temporary directory beside
+    ``path`` and renamed into place by :meth:`commit`. Names were checked by the verifier;
+    symlinks are checked here."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+        if os.path.lexists(path):
+            raise InputError(f"{path} already exists")
+        self.tmp = tempfile.mkdtemp(prefix=".carget-", dir=parent)
+        self.root = os.path.join(self.tmp, "out")
+        self._files: dict[str, int] = {}
+        self.written = 0
+        self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
+
+    def _abs(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/")) if rel else self.root
+
+    def handle(self, events: list[VerifierEvent]) -> int:
+        written = 0
+        for ev in events:
+            if isinstance(ev, FileData):
+                fd = self._files.get(ev.path)
+                if fd is None:
+                    fd = os.open(self._abs(ev.path), os.O_WRONLY | os.O_CREAT, 0o644)
+                    self._files[ev.path] = fd
+                if len(ev.data):
+                    os.pwrite(fd, ev.data, ev.offset)
+                written += len(ev.data)
+                if self.on_block is not None:
+                    self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
+                                  if ev.frame is not None else ev.data)
+            elif isinstance(ev, EntityStart):
+                target = self._abs(ev.path)
+                if ev.kind == "directory":
+                    os.makedirs(target, exist_ok=True)
+                elif ev.kind == "file":
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.ftruncate(fd, ev.size or 0)
+                    old = self._files.pop(ev.path, None)
+                    if old is not None:
+                        os.close(old)
+                    self._files[ev.path] = fd
+                elif ev.kind != "symlink":
+                    raise UsageError(f"{ev.cid} at {ev.path or '/'} is not UnixFS "
+                                     f"({ev.cid.codec_name}); carget get writes UnixFS only")
+            elif isinstance(ev, SymlinkEntry):
+                if ev.path:
+                    check_symlink(ev.path, ev.target)
+                else:
+                    check_symlink(os.path.basename(self.path), ev.target)
+                os.symlink(ev.target, self._abs(ev.path))
+            elif isinstance(ev, InnerNode) and self.on_block is not None:
+                self.on_block(ev.cid, ev.data)
+        self.written += written
+        return written
+
+    def _close_files(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+    def commit(self) -> None:
+        self._close_files()
+        os.rename(self.root, self.path)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def abandon(self, keep: bool = False) -> None:
+        self._close_files()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class StreamOutput:
+    """Verified file bytes, in order, to a binary stream (``carget cat``)."""
+
+    def __init__(self, out: BinaryIO, digest_algo: str | None = None) -> None:
+        self.out = out
+        self.hasher = hashlib.new(digest_algo) if digest_algo else None
+        self.pos = 0
+        self.written = 0
+        self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
+
+    def handle(self, events: list[VerifierEvent]) -> int:
+        written = 0
+        for ev in events:
+            if isinstance(ev, FileData):
+                if ev.path:
+                    raise UsageError("cat needs a file, not a directory")
+                if ev.offset != self.pos:
+                    if ev.offset + len(ev.data) <= self.pos:
+                        continue  # already written (a resumed stream repeats a leaf)
+                    raise UnixFSError(f"file bytes out of order at {ev.offset} "
+                                      f"(expected {self.pos})")
+                self.out.write(ev.data)
+                if self.hasher is not None:
+                    self.hasher.update(ev.data)
+                self.pos += len(ev.data)
+                written += len(ev.data)
+                if self.on_block is not None:
+                    self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
+                                  if ev.frame is not None else ev.data)
+            elif isinstance(ev, EntityStart) and ev.kind != "file":
+                raise UsageError(f"{ev.cid} is a {ev.kind}: cat needs a file")
+            elif isinstance(ev, SymlinkEntry):
+                raise UsageError("cat of a symlink: fetch its target instead")
+            elif isinstance(ev, InnerNode) and self.on_block is not None:
+                self.on_block(ev.cid, ev.data)
+        self.out.flush()
+        self.written += written
+        return written
