@@ -19,9 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO, Final
 
-from ..cid import CID, Block, decode_varint, read_cid
+from ..cid import CID, IDENTITY, Block, decode_varint, read_cid
 from ..errors import CARError, CIDDecodeError, IncompleteDAG, InputError, UsageError
-from ..unixfs.node import identity_data
 from .decoder import CAR_END, DEFAULT_LIMITS, NEED_DATA, CarDecoder, CarLimits, verify_block
 from .header import CarHeader
 from .index import MultihashIndex, decode_index
@@ -33,6 +32,16 @@ __all__ = ["READ_CHUNK", "CarBlockStore", "CarReader", "open_car_input", "open_c
 READ_CHUNK: Final = 4 << 20
 #: an index bigger than this is refused instead of read into memory
 MAX_INDEX_BYTES: Final = 1 << 30
+
+
+def identity_data(cid: CID) -> bytes | None:
+    """The bytes an identity CID carries (None for a hashed CID). Local rather than from
+    carget.unixfs.node so that `car verify` does not import the UnixFS codecs at start-up."""
+    mh = cid.multihash
+    if mh[0] != IDENTITY:
+        return None
+    length, pos = decode_varint(mh, 1)
+    return mh[pos : pos + length]
 
 
 @contextmanager

@@ -93,7 +93,7 @@ def _links(block: Block) -> list[CID]:
 class _Survey:
     """One pass over a CAR: counts, codecs, and (when asked) the link graph."""
 
-    def __init__(self, car_file: str, follow_links: bool) -> None:
+    def __init__(self, car_file: str, follow_links: bool, jobs: int | None = None) -> None:
         from ..car.reader import CarReader, open_car_input
 
         self.codecs: Counter[str] = Counter()
@@ -102,7 +102,7 @@ class _Survey:
         self.present: set[bytes] = set()
         self.links: dict[bytes, list[CID]] = {}
         with open_car_input(car_file) as f:
-            reader = CarReader(f, jobs=_jobs())
+            reader = CarReader(f, jobs=jobs or _jobs())
             self.header = reader.header
             for block in reader.blocks():
                 self.blocks += 1
@@ -145,11 +145,13 @@ class _Survey:
 @click.option("--dag", is_flag=True,
               help="Also check that the DAG under the roots is complete (follows dag-pb "
                    "and dag-cbor links).")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None,
+              help="Hashing threads (default: number of CPUs).")
 @_CAR_IN
-def verify(car_file: str, dag: bool) -> None:
+def verify(car_file: str, dag: bool, jobs: int | None) -> None:
     """Check every block's hash (and with --dag that no block the DAG needs is missing).
     Exit 4 when a block is bad or missing."""
-    survey = _Survey(car_file, follow_links=dag)
+    survey = _Survey(car_file, follow_links=dag, jobs=jobs)
     if dag:
         missing = survey.missing()
         if missing:
