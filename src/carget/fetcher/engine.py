@@ -534,8 +534,8 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
         if car is not None:
             car.set_root(res.cid)
             for e in res.events:
-                if hasattr(e, "data") and not hasattr(e, "offset"):
-                    car(e.cid, e.data)  # type: ignore[union-attr]
+                if isinstance(e, InnerNode):
+                    car(e.cid, e.data)
         if res.kind == "file":
             assert res.size is not None
             run.total = res.size
@@ -676,6 +676,11 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
             raise UsageError(f"{run.target} is a {res.kind}: cat needs a file")
         run.total = res.size
         assert res.size is not None
+        if car is not None:
+            car.set_root(res.cid)
+            for e in res.events:
+                if isinstance(e, InnerNode):
+                    car(e.cid, e.data)
         gws = [res.gateway] + [g for g in run.gateways if g is not res.gateway]
         while True:
             pending = [g for g in gws if not g.dropped and not g.not_found]
@@ -704,6 +709,14 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
                 raise DigestMismatch(f"digest mismatch: expected {algo}:{want}, got {digest}")
         return FetchResult(str(res.cid), out.pos, digest, "ipfs")
 
-    result: FetchResult = await _bounded(opts.timeout, go)
-    run.event("done", cid=result.cid, size=result.size, digest=None, source="ipfs")
+    car = _CarSink(opts.car_out) if opts.car_out else None
+    out.on_block = car
+    ok = False
+    try:
+        result: FetchResult = await _bounded(opts.timeout, go)
+        ok = True
+    finally:
+        if car is not None:
+            car.close(ok)
+    run.event("done", cid=result.cid, size=result.size, digest=result.digest, source="ipfs")
     return result
