@@ -129,9 +129,21 @@ class HTTPServer:
         self.store = store
         self.limits = limits or ServerLimits()
         self.active = 0
+        # connections waiting for a request, oldest first: at the cap, the longest-idle one
+        # is closed to make room, so a flood of idle sockets cannot lock real clients out
+        self.idle: dict[_Connection, trio.CancelScope] = {}
+
+    def _make_room(self) -> bool:
+        if self.active < self.limits.max_connections:
+            return True
+        if not self.idle:
+            return False
+        oldest = next(iter(self.idle))
+        self.idle.pop(oldest).cancel()
+        return True
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        if self.active >= self.limits.max_connections:
+        if not self._make_room():
             with trio.move_on_after(1):
                 try:
                     await stream.send_all(_BUSY)
@@ -140,8 +152,9 @@ class HTTPServer:
             await trio.aclose_forcefully(stream)
             return
         self.active += 1
+        conn = _Connection(self, stream)
         try:
-            await _Connection(self, stream).run()
+            await conn.run()
         except _Close:
             pass
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -149,6 +162,7 @@ class HTTPServer:
         except Exception:  # a bug must cost one connection, never the server
             traceback.print_exc(file=sys.stderr)
         finally:
+            self.idle.pop(conn, None)
             self.active -= 1
             await trio.aclose_forcefully(stream)
 
@@ -164,7 +178,12 @@ class _Connection:
         conn = self.conn
         while True:
             try:
-                event = await self._next_event(request=True)
+                with trio.CancelScope() as idle:
+                    self.server.idle[self] = idle
+                    event = await self._next_event(request=True)
+                self.server.idle.pop(self, None)
+                if idle.cancelled_caught:
+                    return  # evicted to make room for a new connection
             except h11.RemoteProtocolError as exc:
                 await self._protocol_error(exc)
                 return
@@ -204,6 +223,7 @@ class _Connection:
                 if request and not started and data:
                     started = True
                     deadline = trio.current_time() + self.limits.header_timeout
+                    self.server.idle.pop(self, None)  # busy now: never evicted mid-request
                 continue
             raise _Close()
 

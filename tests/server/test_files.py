@@ -1,0 +1,110 @@
+"""Serving imported files and directories: same CIDs as ``carget add``, leaves read back
+from the original files (not copied), and a file changed on disk is never served wrongly."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+from servehelp import car_cids
+
+from carget.blockstore import BlockStore
+from carget.car.decoder import decode_car
+from carget.cid import CID, RAW
+from carget.server.testing import running_gateway
+from carget.tree import add_paths
+from carget.unixfs.node import decode_unixfs
+from carget.unixfs.options import resolve_options
+
+SETTINGS = [
+    {"cid_version": 1, "chunker": "size-65536"},  # raw leaves
+    {"chunker": "size-65536"},  # CIDv0, dag-pb leaves
+    {"cid_version": 1, "raw_leaves": False, "trickle": True, "chunker": "size-32768"},
+    {"cid_version": 1, "hash": "sha2-512", "chunker": "size-100000"},
+]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    rng = random.Random(7)
+    root = tmp_path / "d"
+    (root / "sub").mkdir(parents=True)
+    (root / "big.bin").write_bytes(rng.randbytes(1_300_000))
+    (root / "sub" / "small.txt").write_bytes(b"small file\n")
+    (root / "sub" / "empty").write_bytes(b"")
+    return root
+
+
+def _file_bytes(body: bytes, skip: int) -> bytes:
+    """Reassemble a file from a CAR response after ``skip`` path blocks (a file's leaves in
+    DFS order are in file order)."""
+    _, blocks = decode_car(body, verify=True)
+    out = bytearray()
+    for b in blocks[skip:]:
+        out += b.data if b.cid.codec == RAW else decode_unixfs(b.cid, bytes(b.data)).data
+    return bytes(out)
+
+
+@pytest.mark.parametrize("opts", SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_served_dag_matches_carget_add_and_the_file(tree: Path, opts: dict[str, object]) -> None:
+    expected = add_paths([str(tree)], resolve_options(**opts), jobs=1)[0]  # type: ignore[arg-type]
+    store = BlockStore()
+    lines: list[tuple[str, str]] = []
+    roots = store.add_paths([str(tree)], resolve_options(**opts),  # type: ignore[arg-type]
+                            jobs=1, report=lambda c, n, d: lines.append((c, n)))
+    assert roots == [expected]
+    assert lines[-1] == (str(expected), "d")
+    # leaves are not copied: what is kept in memory is a small fraction of the data
+    kept = sum(len(loc.head) for loc in store._locs.values() if loc.source is None)
+    assert kept < 1_300_000 // 20
+    with running_gateway(store) as url:
+        r = httpx.get(f"{url}/ipfs/{expected}/big.bin?format=car", timeout=10)
+        assert r.status_code == 200
+        assert car_cids(r.content)[0] == str(expected)
+        assert _file_bytes(r.content, skip=1) == (tree / "big.bin").read_bytes()
+        r = httpx.get(f"{url}/ipfs/{expected}/sub/small.txt?format=car", timeout=10)
+        assert r.status_code == 200
+        small = CID.parse(car_cids(r.content)[-1])
+        raw = httpx.get(f"{url}/ipfs/{small}?format=raw", timeout=10)
+        small.verify(raw.content)
+
+
+def test_changed_file_is_refused_not_served(tmp_path: Path) -> None:
+    f = tmp_path / "f.bin"
+    data = bytearray(random.Random(1).randbytes(300_000))
+    f.write_bytes(data)
+    opts = {"cid_version": 1, "chunker": "size-65536"}
+    with running_gateway([str(f)], **opts) as url:
+        root = add_paths([str(f)], resolve_options(**opts), jobs=1)[0]  # type: ignore[arg-type]
+        ok = httpx.get(f"{url}/ipfs/{root}?format=car", timeout=10)
+        leaves = car_cids(ok.content)[1:]
+        assert len(leaves) == 5
+        # rewrite one byte of the third leaf in place (same size)
+        data[2 * 65536 + 10] ^= 0xFF
+        f.write_bytes(data)
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(f"{url}/ipfs/{root}?format=car", timeout=10)
+        bad = httpx.get(f"{url}/ipfs/{leaves[2]}?format=raw", timeout=10)
+        assert bad.status_code == 500
+        # the leaves that did not change are re-hashed and still served
+        good = httpx.get(f"{url}/ipfs/{leaves[0]}?format=raw", timeout=10)
+        assert good.status_code == 200
+        CID.parse(leaves[0]).verify(good.content)
+        part = httpx.get(f"{url}/ipfs/{root}?format=car&entity-bytes=0:65535", timeout=10)
+        assert car_cids(part.content) == [str(root), leaves[0]]
+
+
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "f.bin"
+    f.write_bytes(os.urandom(200_000))
+    with running_gateway([str(f)], cid_version=1, chunker="size-65536") as url:
+        root = BlockStore()
+        root_cid = root.add_paths([str(f)], resolve_options(cid_version=1, chunker="size-65536"),
+                                  jobs=1)[0]
+        with open(f, "r+b") as fh:
+            fh.truncate(100_000)
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(f"{url}/ipfs/{root_cid}?format=car", timeout=10)
