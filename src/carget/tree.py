@@ -27,6 +27,7 @@ kept until an argument ends is one (CID, path) line per directory, for kubo's ou
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import sys
@@ -34,16 +35,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream
+from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream, open_regular_file
 from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
 from .unixfs.directory import DirectoryBuilder, DirResult, symlink_block, with_metadata
+from .unixfs.file import FileImporter
 from .unixfs.options import ImportOptions
 
 __all__ = ["Report", "add_paths"]
 
 Report = Callable[[str, str, "str | None"], None]
+
+#: files up to this size are read whole and imported in this thread: add_file's batch
+#: buffers and thread pools would cost more than hashing a small file (~60 µs a file)
+SMALL_FILE = 1024 * 1024
 
 #: (CID text, output path) of a directory, reported when its argument is finished
 _DirLine = tuple[str, str]
@@ -104,13 +110,37 @@ class _TreeAdder:
 
     # --- leaves: files and symlinks ----------------------------------------------------
 
-    def _file(self, path: str, st: os.stat_result) -> tuple[CID, int, str | None]:
-        # a small file is one batch: a thread pool would only add start-up cost
+    def _small_file(self, path: str, emit: Emit | None) -> tuple[CID, int, str | None]:
+        """Import a small file read whole (the same DAG add_file makes, less overhead)."""
+        with open_regular_file(path) as f:
+            try:
+                data = f.read()
+            except OSError as exc:
+                raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+        importer = FileImporter(self.opts, emit)
+        view = memoryview(data)
+        chunk = self.opts.chunk_size
+        for i in range(0, len(data), chunk):
+            importer.add_chunk(view[i : i + chunk])
+        root = importer.finish()
+        digest = None
+        if self.digest is not None:
+            digest = f"{self.digest}:{hashlib.new(self.digest, data).hexdigest()}"
+        return root.cid, root.tsize, digest
+
+    def _import(self, path: str, st: os.stat_result,
+                emit: Emit | None) -> tuple[CID, int, str | None]:
+        if st.st_size <= SMALL_FILE and self.digest in (None, "sha256", "sha512"):
+            return self._small_file(path, emit)
+        # one batch: a thread pool would only add start-up cost
         jobs = 1 if st.st_size <= BATCH_BYTES else self.jobs
+        res = add_file(path, self.opts, jobs=jobs, emit=emit, digest=self.digest)
+        return res.cid, res.tsize, res.digest
+
+    def _file(self, path: str, st: os.stat_result) -> tuple[CID, int, str | None]:
         mode, mtime = self._mode(st), self._mtime(st)
         if not mode and mtime is None:
-            res = add_file(path, self.opts, jobs=jobs, emit=self.emit, digest=self.digest)
-            return res.cid, res.tsize, res.digest
+            return self._import(path, st, self.emit)
         # the root gets mode/mtime after the layout (boxo SetFileAttributes): hold back the
         # last block seen, which at the end is the root, and re-encode it
         held: list[Block] = []
@@ -121,11 +151,11 @@ class _TreeAdder:
                 out(held[0])
             held[:] = [Block(block.cid, bytes(block.data))]
 
-        res = add_file(path, self.opts, jobs=jobs, emit=hold, digest=self.digest)
-        root, tsize = with_metadata(held[0], res.tsize, self.opts, mode, mtime)
+        _, plain_tsize, digest = self._import(path, st, hold)
+        root, tsize = with_metadata(held[0], plain_tsize, self.opts, mode, mtime)
         if out is not None:
             out(root)
-        return root.cid, tsize, res.digest
+        return root.cid, tsize, digest
 
     def _symlink(self, path: str, st: os.stat_result) -> tuple[CID, int]:
         try:

@@ -1,0 +1,119 @@
+"""`carget add -r -Q` on directory trees against hashlib's SHA-256 of the same files, both
+as whole processes in the same run (start-up included). Two trees (issue 5):
+
+* many small files: 10,000 files of 1-8 KiB in 100 directories (per-file overhead);
+* a few large files: 3 files of 64 MiB (hashing throughput through the tree path).
+
+The baseline walks the same tree in sorted order and hashes every file with hashlib
+(open, 1 MiB unbuffered reads, sha256), so both sides pay for opening each file.
+
+    python benchmarks/bench_add_tree.py [--files 10000] [--large-mib 64] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import Run, best_of, make_file
+
+#: hashlib over every file of a tree, as one process (the same-run baseline)
+HASHLIB_TREE = """
+import hashlib, os, sys
+buf = bytearray(1 << 20)
+mv = memoryview(buf)
+n = 0
+for top, dirs, files in os.walk(sys.argv[1]):
+    dirs.sort()
+    for name in sorted(files):
+        h = hashlib.sha256()
+        with open(os.path.join(top, name), 'rb', buffering=0) as f:
+            while k := f.readinto(buf):
+                h.update(mv[:k])
+        n += 1
+print(n)
+"""
+
+
+def small_tree(root: str, files: int) -> int:
+    """``files`` files of 1-8 KiB spread over 100 directories; returns the byte count."""
+    rng = random.Random(5)
+    total = 0
+    per_dir = max(1, files // 100)
+    for i in range(files):
+        d = os.path.join(root, f"dir-{i // per_dir:03d}")
+        os.makedirs(d, exist_ok=True)
+        size = rng.randint(1024, 8192)
+        with open(os.path.join(d, f"file-{i:05d}.txt"), "wb") as f:
+            f.write(rng.randbytes(size))
+        total += size
+    return total
+
+
+def large_tree(root: str, count: int, mib: int) -> int:
+    os.makedirs(root, exist_ok=True)
+    for i in range(count):
+        make_file(os.path.join(root, f"large-{i}.bin"), mib * 1024 * 1024)
+    return count * mib * 1024 * 1024
+
+
+def row(name: str, run: Run, files: int, size: int, base: Run) -> dict[str, object]:
+    return {
+        "name": name,
+        "seconds": round(run.seconds, 3),
+        "files_per_s": round(files / run.seconds),
+        "mb_per_s": round(size / run.seconds / 1e6, 1),
+        "ratio_to_hashlib": round(base.seconds / run.seconds, 3),
+        "max_rss_mib": round(run.max_rss_mib, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--large-count", type=int, default=3)
+    ap.add_argument("--large-mib", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where to build the trees (default: temp)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    carget = shutil.which("carget") or sys.exit("carget is not installed (pip install -e .)")
+    tmp = tempfile.mkdtemp(prefix="carget-bench-tree-", dir=args.dir)
+    results = []
+    try:
+        trees = [
+            ("small", os.path.join(tmp, "small"), args.files,
+             lambda p: small_tree(p, args.files)),
+            ("large", os.path.join(tmp, "large"), args.large_count,
+             lambda p: large_tree(p, args.large_count, args.large_mib)),
+        ]
+        for label, path, files, build in trees:
+            size = build(path)
+            best_of(1, [sys.executable, "-c", HASHLIB_TREE, path])  # warm the page cache
+            base = best_of(args.repeat, [sys.executable, "-c", HASHLIB_TREE, path])
+            results.append(row(f"{label}: hashlib sha256 (1 core)", base, files, size, base))
+            cores = os.cpu_count() or 1
+            for jobs in [1] + ([cores] if cores > 1 else []):
+                run = best_of(args.repeat, [carget, "add", "-r", "-Q", "--jobs", str(jobs), path])
+                results.append(row(f"{label}: carget add -r -Q --jobs {jobs}", run, files,
+                                   size, base))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return
+    print(f"{'benchmark':44} {'s':>8} {'files/s':>9} {'MB/s':>8} {'x hashlib':>9} {'RSS MiB':>8}")
+    for r in results:
+        print(f"{r['name']:44} {r['seconds']:>8} {r['files_per_s']:>9} {r['mb_per_s']:>8} "
+              f"{r['ratio_to_hashlib']:>9} {r['max_rss_mib']:>8}")
+
+
+if __name__ == "__main__":
+    main()
