@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import InputError, UsageError
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,7 +24,10 @@ __all__ = ["lima"]
 def _console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        console.width = 160  # a log or a pipe: keep table rows on one line where possible
+    return console
 
 
 def _size(n: int | None) -> str:
@@ -52,17 +55,13 @@ def lima() -> None:
 
 
 def _gateways(given: tuple[str, ...]) -> list[str]:
-    if given:
-        return list(given)
-    from .. import fetcher
+    """Gateways named with --gateway, only those; else the IPIP-280 order (IPFS_GATEWAY,
+    $IPFS_PATH/gateway or ~/.ipfs/gateway, then the built-in public gateways)."""
+    from ..fetcher.gateways import discover_gateways, normalize_gateway
 
-    finder = getattr(fetcher, "default_gateways", None)
-    if finder is not None:
-        return list(finder())
-    env = os.environ.get("IPFS_GATEWAY")
-    if env:
-        return [env]
-    raise UsageError("no gateway: pass --gateway URL or set IPFS_GATEWAY")
+    if given:
+        return [normalize_gateway(g) for g in given]
+    return discover_gateways()
 
 
 def _table(outcomes: list[Outcome], console: Console) -> None:
@@ -73,15 +72,21 @@ def _table(outcomes: list[Outcome], console: Console) -> None:
         table.add_column(col, justify="right" if col in ("size", "time") else "left")
     for o in outcomes:
         style = "red" if o.error else ("dim" if o.result.startswith("skipped") else "")
+        # a failure's message can be long: the table says which, the lines below say why
+        result = f"failed (exit {o.error.exit_code})" if o.error else o.result
         table.add_row(o.entry.label, o.source, _size(o.size),
-                      f"{o.seconds:.1f} s" if o.seconds else "-", o.result, style=style)
+                      f"{o.seconds:.1f} s" if o.seconds else "-", result, style=style)
     console.print(table)
+    for o in outcomes:
+        if o.error is not None:
+            console.print(f"{o.entry.where} ({o.entry.name}): {o.error}", style="red",
+                          soft_wrap=True)
 
 
 @lima.command()
 @click.argument("template", type=click.Path(dir_okay=False))
 @click.option("--arch", default=None, help="lima arch to fetch (default: this machine's).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--cache-dir", type=click.Path(), default=None,
               help="lima's cache dir (default: ~/.cache/lima, ~/Library/Caches/lima on macOS).")
 @click.option("--gateway", "gateways", multiple=True, metavar="URL",
               help="Trustless gateway to fetch from (repeatable).")
@@ -105,7 +110,7 @@ def prefetch(template: str, arch: str | None, cache_dir: str | None, gateways: t
     entries = plan_prefetch(tpl, chosen)  # refuse bad entries before anything else
     if not entries:
         raise InputError(f"{template}: no entries for arch {chosen}")
-    gw = _gateways(gateways) if any(e.cid for e in entries) else list(gateways)
+    gw = _gateways(gateways)
     cache = LimaCache(cache_dir or default_cache_dir())
     console = _console()
     hooks, progress = _progress_hooks(console)

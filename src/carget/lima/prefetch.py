@@ -45,6 +45,7 @@ __all__ = [
     "CONCURRENT_ENTRIES",
     "Outcome",
     "ProgressHooks",
+    "event_bytes",
     "exit_error",
     "plan_prefetch",
     "prefetch",
@@ -115,7 +116,7 @@ def _file_digest(path: Path, algo: str) -> str:
     return f"{algo}:{h.hexdigest()}"
 
 
-def _event_bytes(event: dict[str, Any]) -> tuple[int | None, int | None]:
+def event_bytes(event: dict[str, Any]) -> tuple[int | None, int | None]:
     """(done, total) from a fetcher progress event, whatever names it uses for them."""
     done = total = None
     for key in ("done", "bytes", "received", "written", "completed"):
@@ -141,7 +142,7 @@ async def _fetch_cid(
 
     def progress(event: dict[str, Any]) -> None:
         if hooks is not None:
-            done, total = _event_bytes(event)
+            done, total = event_bytes(event)
             if done is not None:
                 hooks.advance(entry, done, total)
 
@@ -209,9 +210,9 @@ async def _one(
         size = (cache.entry_dir(entry.location) / "data").stat().st_size
         return Outcome(entry, "cached", "cache", size)
     if entry.cid is None and not fallback:
-        return Outcome(entry, "skipped: no cid (--fallback downloads it)", "-")
+        return Outcome(entry, "skipped: no cid", "-")
     if entry.cid is None and entry.digest is None:
-        return Outcome(entry, "skipped: no cid and no digest to check", "-")
+        return Outcome(entry, "skipped: no cid, no digest", "-")
     started = time.monotonic()
     stage = cache.begin(entry.location)
     out = stage / "data"
