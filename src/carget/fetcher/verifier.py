@@ -253,9 +253,9 @@ class DagVerifier:
                     self._on_block(ev.cid, ev.data)
         if self._stack:
             top = self._stack[-1]
-            if top.role == _PATH:
-                raise NotFoundError(f"answer ends before the path resolves: {top.cid} (for "
-                                    f"segment {top.seg + 1} of {len(self.segments)}) is missing")
+            if self.terminal is None:
+                raise NotFoundError(f"answer ends before the path resolves ({top.cid} is "
+                                    f"missing)")
             raise IncompleteDAG(f"answer ends with {len(self._stack)} wanted block(s) missing, "
                                 f"first {top.cid}")
         return self._take()

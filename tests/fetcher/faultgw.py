@@ -1,0 +1,254 @@
+"""A fault-injecting trustless gateway for tests (trio, HTTP/1.1 on 127.0.0.1).
+
+It answers ``/ipfs/CID[/path]?format=car&dag-scope=…&entity-bytes=…`` from a
+:class:`DagStore` the honest way, then breaks the answer as its :class:`Fault` says:
+
+=============== =====================================================================
+kind            what the gateway does
+=============== =====================================================================
+none            honest
+flip            flips a bit in block number ``at`` (a hash mismatch)
+substitute      sends another valid block of the store in place of block ``at``
+cut_mid         closes the connection in the middle of block ``at``
+cut_boundary    ends the response cleanly after ``at`` blocks (an incomplete DAG)
+drip            sends ``drip_size`` bytes every ``drip_delay`` seconds
+stall           sends ``at`` blocks, then nothing, forever
+status          answers ``status`` (e.g. 500, or 429 with ``Retry-After``)
+ignore_scope    ignores dag-scope and entity-bytes: sends the whole DAG
+content_type    sends the CAR with a wrong Content-Type
+huge_prefix     sends a section length prefix of 2^60
+never_end       after the honest body, sends junk blocks forever
+=============== =====================================================================
+
+``times`` limits a fault to the first N CAR requests. Every request is logged in
+``log`` (path, query, status, body bytes sent), which tests use to prove what was
+(re)fetched. ``/routing/v1/providers/{cid}`` answers with ``providers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import trio
+from dagstore import DagStore, NotHere
+
+from carget.car.encoder import encode_header, section_prefix
+from carget.cid import CID, RAW, encode_varint
+
+
+@dataclass
+class Fault:
+    kind: str = "none"
+    at: int = 1
+    status: int = 500
+    retry_after: str | None = None
+    times: int | None = None
+    drip_size: int = 2048
+    drip_delay: float = 0.005
+
+
+@dataclass
+class Logged:
+    path: str
+    query: dict[str, str]
+    status: int = 0
+    sent: int = 0
+
+
+@dataclass
+class FaultGateway:
+    store: DagStore
+    fault: Fault = field(default_factory=Fault)
+    chunked: bool = True
+    providers: list[dict[str, Any]] = field(default_factory=list)
+    log: list[Logged] = field(default_factory=list)
+    url: str = ""
+    car_requests: int = 0
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            method, target, _ = head[0].split(" ", 2)
+            headers = {}
+            for line in head[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            parts = urlsplit(target)
+            entry = Logged(parts.path, dict(parse_qsl(parts.query)))
+            self.log.append(entry)
+            await self.respond(stream, entry, headers)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def send_head(self, stream: trio.SocketStream, entry: Logged, status: int,
+                        headers: list[tuple[str, str]]) -> None:
+        entry.status = status
+        lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in headers]
+        await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    async def send_body_piece(self, stream: trio.SocketStream, entry: Logged,
+                              piece: bytes) -> None:
+        if not piece:
+            return
+        entry.sent += len(piece)
+        if self.chunked:
+            await stream.send_all(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        else:
+            await stream.send_all(piece)
+
+    async def simple(self, stream: trio.SocketStream, entry: Logged, status: int,
+                     body: bytes, ctype: str = "text/plain",
+                     extra: list[tuple[str, str]] | None = None) -> None:
+        await self.send_head(stream, entry, status, [("Content-Type", ctype),
+                                                     ("Content-Length", str(len(body))),
+                                                     ("Connection", "close"),
+                                                     *(extra or [])])
+        entry.sent += len(body)
+        await stream.send_all(body)
+
+    # --- gateway ------------------------------------------------------------------------
+
+    async def respond(self, stream: trio.SocketStream, entry: Logged,
+                      headers: dict[str, str]) -> None:
+        path = entry.path
+        if path.startswith("/routing/v1/providers/"):
+            body = json.dumps({"Providers": self.providers}).encode()
+            await self.simple(stream, entry, 200, body, "application/json")
+            return
+        if not path.startswith("/ipfs/"):
+            await self.simple(stream, entry, 404, b"no")
+            return
+        segs = [unquote(s) for s in path[len("/ipfs/"):].split("/") if s]
+        q = entry.query
+        self.car_requests += 1
+        fault = self.fault
+        active = fault.times is None or self.car_requests <= fault.times
+        kind = fault.kind if active else "none"
+        if kind == "status":
+            extra = [("Retry-After", fault.retry_after)] if fault.retry_after else []
+            await self.simple(stream, entry, fault.status, b"busy", extra=extra)
+            return
+        scope = q.get("dag-scope", "all")
+        rng = None
+        if "entity-bytes" in q:
+            a, _, b = q["entity-bytes"].partition(":")
+            rng = (int(a), None if b == "*" else int(b))
+        dups = "dups=y" in headers.get("accept", "")
+        try:
+            root = CID.parse(segs[0])
+            if kind == "ignore_scope":
+                blocks = self.store.select(root, [], "all", None, dups)
+            else:
+                blocks = self.store.select(root, segs[1:], scope, rng, dups)
+        except (NotHere, KeyError):
+            await self.simple(stream, entry, 404, b"not found")
+            return
+        sections = [section_prefix(b.cid, len(b.data)) + bytes(b.data) for b in blocks]
+        at = min(fault.at, max(0, len(sections) - 1))
+        if kind == "flip" and sections:
+            s = bytearray(sections[at])
+            s[-1] ^= 0x01
+            sections[at] = bytes(s)
+        elif kind == "substitute" and sections:
+            others = [c for c in self.store.blocks if c not in {b.cid for b in blocks}]
+            sub = others[0] if others else blocks[(at + 1) % len(blocks)].cid
+            data = self.store.blocks[sub]
+            sections[at] = section_prefix(sub, len(data)) + data
+        ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=" + ("y" if dups else "n")
+        if kind == "content_type":
+            ctype = "application/octet-stream"
+        hdrs = [("Content-Type", ctype), ("Connection", "close")]
+        header = encode_header([root])
+        if kind == "huge_prefix":
+            body = header + encode_varint(1 << 60) + b"\x01\x55" + os.urandom(64)
+            await self.simple(stream, entry, 200, body, ctype)
+            return
+        if not self.chunked:
+            total = len(header) + sum(len(s) for s in sections)
+            hdrs.append(("Content-Length", str(total)))
+        else:
+            hdrs.append(("Transfer-Encoding", "chunked"))
+        await self.send_head(stream, entry, 200, hdrs)
+        send = partial(self.send_body_piece, stream, entry)
+        await send(header)
+        for i, sec in enumerate(sections):
+            if kind == "cut_mid" and i == at:
+                await send(sec[: len(sec) // 2])
+                return  # connection closes mid-block (no terminating chunk)
+            if kind == "cut_boundary" and i == at:
+                break
+            if kind == "stall" and i == at:
+                await trio.sleep_forever()
+            if kind == "drip":
+                for j in range(0, len(sec), fault.drip_size):
+                    await send(sec[j:j + fault.drip_size])
+                    await trio.sleep(fault.drip_delay)
+            else:
+                await send(sec)
+        if kind == "never_end":
+            while True:
+                junk = os.urandom(1024)
+                await send(section_prefix(CID.of(junk, RAW), len(junk)) + junk)
+                await trio.sleep(0)
+        if self.chunked:
+            await stream.send_all(b"0\r\n\r\n")
+
+
+@asynccontextmanager
+async def fault_gateway(store: DagStore, fault: Fault | None = None, *, chunked: bool = True,
+                        providers: list[dict[str, Any]] | None = None
+                        ) -> AsyncIterator[FaultGateway]:
+    gw = FaultGateway(store, fault or Fault(), chunked, providers or [])
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, gw.handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        gw.url = f"http://127.0.0.1:{port}"
+        try:
+            yield gw
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def plain_server(content: bytes) -> AsyncIterator[str]:
+    """A plain HTTP mirror serving ``content`` at any path (the --fallback-url)."""
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream"
+                                  b"\r\nConnection: close\r\nContent-Length: "
+                                  + str(len(content)).encode() + b"\r\n\r\n" + content)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        try:
+            yield f"http://127.0.0.1:{port}/file.bin"
+        finally:
+            nursery.cancel_scope.cancel()
