@@ -108,9 +108,15 @@ def test_deep_tree_does_not_recurse(tmp_path: Path) -> None:
         deep += "/d"
         os.mkdir(deep)
     Path(deep, "leaf").write_bytes(b"bottom")
-    _, lines = _add([p])
-    assert lines[0][0].endswith("/d/leaf") and lines[-1][0] == "deep"
-    assert len(lines) == 1 + 1100 + 1
+    try:
+        _, lines = _add([p])
+        assert lines[0][0].endswith("/d/leaf") and lines[-1][0] == "deep"
+        assert len(lines) == 1 + 1100 + 1
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too
+        os.unlink(deep + "/leaf")
+        while deep != str(tmp_path):
+            os.rmdir(deep)
+            deep = os.path.dirname(deep)
 
 
 def test_wrap_a_file_and_a_tree(tmp_path: Path) -> None:
