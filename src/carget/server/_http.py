@@ -173,6 +173,7 @@ class _Connection:
         self.limits = server.limits
         self.stream = stream
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.declared = 0  # Content-Length of the current request's body
 
     async def run(self) -> None:
         conn = self.conn
@@ -230,6 +231,8 @@ class _Connection:
     async def _drain(self) -> None:
         """Read the rest of a request (GET bodies are pointless but legal) before reuse."""
         got = 0
+        if self.conn.their_state is h11.SEND_BODY and self.declared > MAX_DRAIN_BYTES:
+            raise _Close()  # not worth reading: close instead
         while self.conn.their_state is h11.SEND_BODY:
             event = await self._next_event()
             if isinstance(event, h11.Data):
@@ -293,6 +296,8 @@ class _Connection:
             name = k.decode("ascii", "replace").lower()
             val = v.decode("latin-1")
             headers[name] = f"{headers[name]}, {val}" if name in headers else val
+        length = headers.get("content-length", "0")
+        self.declared = int(length) if length.isdigit() else MAX_DRAIN_BYTES + 1
         try:
             target = req.target.decode("ascii")
         except UnicodeDecodeError:
