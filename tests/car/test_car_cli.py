@@ -187,3 +187,41 @@ def test_cid_format() -> None:
     raw = "bafkreidfdrlkeq4m4xnxuyx6iae76fdm4wgl5d4xzsb77ixhyqwumhz244"
     bad = run("cid", "format", "-v", "0", raw)
     assert bad.returncode == 2
+
+
+_EXTRACT_EXIT = {
+    "dag-cbor-traversal.car": 2,  # root is dag-cbor: not a UnixFS DAG
+    "dir-with-dag-cbor-with-links.car": 2,  # holds a dag-cbor entry
+    "inside-root.car": 4, "outside-root.car": 4,  # '../file', '../foo'
+    "file-3k-and-3-blocks-missing-block.car": 4,
+    "file-3k-and-3-blocks-missing-block.tooling-variant.car": 4,
+}
+
+
+@pytest.mark.parametrize("path", ALL_CARS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_extract_every_fixture_exit_code_and_no_partial_files(tmp_path: Path, path: Path) -> None:
+    r = _extract(path, tmp_path / "out")
+    assert r.returncode == _EXTRACT_EXIT.get(path.name, 0), r.stderr
+    leftovers = [p for p in tmp_path.rglob("*") if "carget-tmp" in p.name]
+    assert leftovers == []
+    if "missing-block" in path.name:  # the file cannot be complete, so it is not there
+        assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_extract_subdomain_fixture_sha512_and_cidv0_to_v1(tmp_path: Path) -> None:
+    assert _extract(FIXTURES / "subdomain_gateway" / "fixtures.car", tmp_path).returncode == 0
+    for name in ["hello-CIDv0", "hello-CIDv0to1", "hello-CIDv1", "hello-CIDv1_TOO_LONG",
+                 "testdirlisting/hello"]:
+        assert (tmp_path / name).read_bytes() == b"hello\n"
+
+
+def test_extract_two_single_block_files(tmp_path: Path) -> None:
+    car = FIXTURES / "trustless_gateway_car" / "subdir-with-two-single-block-files.car"
+    assert _extract(car, tmp_path, "subdir/ascii.txt").returncode == 0
+    assert (tmp_path / "ascii.txt").read_bytes() == b"hello application/vnd.ipld.car\n"
+    assert _extract(car, tmp_path / "all").returncode == 0
+    assert tree_names(tmp_path / "all") == ["subdir", "subdir/ascii.txt", "subdir/hello.txt"]
+
+
+def tree_names(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
