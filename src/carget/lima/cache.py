@@ -103,9 +103,13 @@ class LimaCache:
                 ) from None
 
     def begin(self, location: str) -> Path:
-        """Return the staging directory for ``location``, created, ready for ``data``."""
+        """Return the staging directory for ``location``, created, ready for ``data``.
+        Raises :class:`InputError` when it cannot be created."""
         d = self.staging_dir(location)
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cache: cannot create {d}: {exc.strerror or exc}") from None
         return d
 
     def discard(self, location: str) -> None:

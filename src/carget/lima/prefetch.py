@@ -18,6 +18,7 @@ before anything is fetched or written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -157,13 +158,19 @@ async def _fetch_cid(
 async def _fetch_location(
     entry: Entry, out: Path, *, timeout: float | None, hooks: ProgressHooks | None
 ) -> str:
-    """Download ``entry.location`` to ``out``, hashing on the way; return the digest."""
+    """Download ``entry.location`` to ``out``, hashing on the way; return the digest.
+
+    The body goes to ``out.part`` first, so ``out`` is only ever a complete body; the part
+    file is removed on any failure. Raises :class:`NotFoundError` (404/410),
+    :class:`FetchTimeout`, :class:`NetworkError`.
+    """
     assert entry.digest is not None
     algo = entry.digest.partition(":")[0]
     h = hashlib.new(algo)
+    part = out.with_name(out.name + ".part")
     done = 0
     try:
-        with trio.fail_after(timeout) if timeout else _nothing():
+        with trio.fail_after(timeout) if timeout else contextlib.nullcontext():
             async with httpx.AsyncClient(
                 follow_redirects=True, timeout=httpx.Timeout(HTTP_IDLE_TIMEOUT),
                 headers={"Accept-Encoding": "identity"},
@@ -172,29 +179,27 @@ async def _fetch_location(
                     raise NotFoundError(f"{entry.location}: HTTP {resp.status_code}")
                 if not resp.is_success:
                     raise NetworkError(f"{entry.location}: HTTP {resp.status_code}")
-                total = int(resp.headers.get("content-length", "0")) or None
-                with open(out, "wb") as f:
+                length = resp.headers.get("content-length", "")
+                total = int(length) if length.isdigit() else None
+                with open(part, "wb") as f:
                     async for chunk in resp.aiter_bytes(HTTP_CHUNK):
                         # hashing and writing off the event loop (hashlib releases the GIL)
                         await trio.to_thread.run_sync(_write_hash, f, h, chunk)
                         done += len(chunk)
                         if hooks is not None:
                             hooks.advance(entry, done, total)
+                os.replace(part, out)
     except trio.TooSlowError:
         raise FetchTimeout(f"{entry.location}: no result within {timeout} s") from None
     except httpx.TimeoutException as exc:
         raise FetchTimeout(f"{entry.location}: timed out ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
         raise NetworkError(f"{entry.location}: {exc or type(exc).__name__}") from None
+    except OSError as exc:
+        raise InputError(f"cache: cannot write {part}: {exc.strerror or exc}") from None
+    finally:
+        part.unlink(missing_ok=True)
     return f"{algo}:{h.hexdigest()}"
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _write_hash(f: Any, h: Any, chunk: bytes) -> None:
@@ -214,7 +219,10 @@ async def _one(
     if entry.cid is None and entry.digest is None:
         return Outcome(entry, "skipped: no cid, no digest", "-")
     started = time.monotonic()
-    stage = cache.begin(entry.location)
+    try:
+        stage = cache.begin(entry.location)
+    except CargetError as exc:
+        return _failed(entry, exc, started)
     out = stage / "data"
     if hooks is not None:
         hooks.start(entry, None)
@@ -239,8 +247,10 @@ async def _one(
         cache.discard(entry.location)
         return _failed(entry, exc, started)
     except CargetError as exc:
-        if not out.exists():
-            cache.discard(entry.location)  # nothing to resume: keep no empty staging dir
+        # a network failure keeps the fetcher's partial file and journal for the next run
+        # to resume from; a staging dir with nothing in it is removed
+        if not any(stage.iterdir()):
+            cache.discard(entry.location)
         return _failed(entry, exc, started)
     finally:
         if hooks is not None:
