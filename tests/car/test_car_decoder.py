@@ -3,7 +3,9 @@ input gives carget's own errors with offsets; limits refuse lengths before alloc
 
 from __future__ import annotations
 
+import signal
 import struct
+from collections.abc import Iterator
 
 import pytest
 from carfixtures import ALL_CARS, FIXTURES
@@ -17,6 +19,20 @@ from carget.cid import CID, RAW, Block, encode_varint
 from carget.errors import CARError, DecodeError, HashMismatch, LimitExceeded, VerificationError
 
 HELLO = FIXTURES / "tooling" / "hello_ipfs.car"
+
+
+@pytest.fixture(autouse=True)
+def _no_hang() -> Iterator[None]:
+    """A decoder that loops forever fails the test instead of blocking CI."""
+
+    def boom(signum: int, frame: object) -> None:
+        raise TimeoutError("decoder test exceeded 120 s: a hang")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 def _decode_pieces(pieces: list[bytes]) -> list[tuple[bytes, bytes]]:
