@@ -13,6 +13,7 @@ from carget.add import add_bytes
 from carget.lima import template as tm
 from carget.lima.cache import LimaCache, cache_key
 from carget.lima.edit import Annotation, annotate_text
+from carget.lima.prefetch import ProgressHooks, event_bytes, prefetch
 from carget.lima.template import parse_template
 from carget.server.testing import running_gateway
 from carget.unixfs.options import resolve_options
@@ -221,8 +222,6 @@ def test_a_failed_fetch_keeps_no_entry_and_next_run_completes(
     """Library level: an entry already in the cache with another digest is replaced whole."""
     import trio
 
-    from carget.lima.prefetch import prefetch
-
     text = annotated(site, MIRROR)
     t = parse_template(text)
     cache = LimaCache(tmp_path / "lima")
@@ -231,10 +230,33 @@ def test_a_failed_fetch_keeps_no_entry_and_next_run_completes(
     stale.mkdir(parents=True)
     (stale / "data").write_bytes(b"stale")
     (stale / "sha256.digest").write_text("sha256:" + "0" * 64)
-    outcomes = trio.run(lambda: prefetch(t, cache, arch="x86_64", gateways=[gateway]))
+    seen: dict[str, list[tuple[int | None, int | None]]] = {}
+    hooks = ProgressHooks(
+        start=lambda e, total: seen.setdefault(e.where, []).append((None, total)),
+        advance=lambda e, done, total: seen[e.where].append((done, total)),
+        finish=lambda e: seen[e.where].append((-1, -1)),
+    )
+    outcomes = trio.run(lambda: prefetch(t, cache, arch="x86_64", gateways=[gateway],
+                                         hooks=hooks))
     assert [o.result for o in outcomes] == ["fetched", "fetched", "skipped: no cid", "fetched"]
     assert (stale / "data").read_bytes() == site.data[rel]
     assert sorted(os.listdir(stale)) == ["data", "sha256.digest", "url"]
+    # the progress display saw every fetched entry through to its full size
+    assert sorted(seen) == ["containerd.archives[0]", "images[0]", "images[0].kernel"]
+    for where, events in seen.items():
+        size = len(site.data[next(o.entry.location for o in outcomes
+                                  if o.entry.where == where)[len(MIRROR) + 1:]])
+        assert events[-1] == (-1, -1)
+        assert max(d for d, _ in events[:-1] if d is not None) == size
+        assert any(total == size for _, total in events)
+
+
+def test_event_bytes_reads_the_fetchers_events() -> None:
+    assert event_bytes({"event": "resolved", "size": 10, "cid": "x"}) == (None, 10)
+    assert event_bytes({"event": "progress", "bytes": 4, "total": 10}) == (4, 10)
+    assert event_bytes({"event": "resume", "bytes": 3}) == (3, None)
+    assert event_bytes({"event": "done", "size": 10}) == (None, None)
+    assert event_bytes({"event": "progress", "bytes": "4"}) == (None, None)
 
 
 def test_files_cover_the_template() -> None:

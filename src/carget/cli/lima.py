@@ -150,10 +150,14 @@ def _progress_hooks(console: Console) -> tuple[ProgressHooks | None, Progress | 
     def start(e: Entry, total: int | None) -> None:
         tasks[e.where] = progress.add_task(e.name, total=total)
 
-    def advance(e: Entry, done: int, total: int | None) -> None:
+    def advance(e: Entry, done: int | None, total: int | None) -> None:
         task = tasks.get(e.where)
-        if task is not None:
-            progress.update(task, completed=done, total=total)
+        if task is None:
+            return
+        if total is not None:
+            progress.update(task, total=total)
+        if done is not None:
+            progress.update(task, completed=done)
 
     def finish(e: Entry) -> None:
         task = tasks.pop(e.where, None)

@@ -80,10 +80,10 @@ class Outcome:
 @dataclass(slots=True)
 class ProgressHooks:
     """Callbacks for a progress display: ``start(entry, total_or_None)``,
-    ``advance(entry, done_bytes, total_or_None)``, ``finish(entry)``."""
+    ``advance(entry, done_bytes_or_None, total_or_None)``, ``finish(entry)``."""
 
     start: Callable[[Entry, int | None], None]
-    advance: Callable[[Entry, int, int | None], None]
+    advance: Callable[[Entry, int | None, int | None], None]
     finish: Callable[[Entry], None]
 
 
@@ -118,19 +118,15 @@ def _file_digest(path: Path, algo: str) -> str:
 
 
 def event_bytes(event: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(done, total) from a fetcher progress event, whatever names it uses for them."""
-    done = total = None
-    for key in ("done", "bytes", "received", "written", "completed"):
-        v = event.get(key)
-        if isinstance(v, int):
-            done = v
-            break
-    for key in ("total", "size", "filesize"):
-        v = event.get(key)
-        if isinstance(v, int):
-            total = v
-            break
-    return done, total
+    """(bytes done, total bytes) from a :mod:`carget.fetcher` progress event, either None
+    when the event does not say: ``resolved`` gives the size, ``resume`` the bytes kept
+    from an earlier run, ``progress`` both."""
+    kind = event.get("event")
+    done = event.get("bytes") if kind in ("progress", "resume") else None
+    total = event.get("total") if kind == "progress" else (
+        event.get("size") if kind == "resolved" else None)
+    return (done if isinstance(done, int) else None,
+            total if isinstance(total, int) else None)
 
 
 async def _fetch_cid(
@@ -144,7 +140,7 @@ async def _fetch_cid(
     def progress(event: dict[str, Any]) -> None:
         if hooks is not None:
             done, total = event_bytes(event)
-            if done is not None:
+            if done is not None or total is not None:
                 hooks.advance(entry, done, total)
 
     res = await fetch_file(
