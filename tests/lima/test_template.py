@@ -116,3 +116,17 @@ def test_location_basename() -> None:
     assert tm.location_basename("https://h/a/b/img%20x.qcow2?x=1#f") == "img x.qcow2"
     assert tm.location_basename("/srv/images/a.img") == "a.img"
     assert tm.location_basename("~/a.img") == "a.img"
+
+
+def test_lima_modules_import_only_what_they_need() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, carget.lima, carget.lima.template, carget.lima.edit, carget.lima.cache\n"
+        "print(','.join(m for m in ('trio', 'httpx', 'click', 'rich') if m in sys.modules))\n"
+        "import carget.lima.annotate\n"  # needs httpx (which loads click and rich), not trio
+        "print(','.join(m for m in ('trio',) if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["", ""]
