@@ -13,7 +13,7 @@ import trio
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from dagstore import DagStore  # noqa: E402
+from dagstore import DagStore
 
 FIXTURES = Path("/work/shared/fixtures/gateway-conformance")
 #: no test may take longer than this even if the code under test hangs

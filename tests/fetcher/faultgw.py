@@ -20,8 +20,8 @@ huge_prefix     sends a section length prefix of 2^60
 never_end       after the honest body, sends junk blocks forever
 =============== =====================================================================
 
-``times`` limits a fault to the first N CAR requests. Every request is logged in
-``log`` (path, query, status, body bytes sent), which tests use to prove what was
+``times`` limits a fault to the first N CAR requests (of dag-scope ``only_scope``).
+Every request is logged in ``log`` (path, query, status, body bytes sent), which tests use to prove what was
 (re)fetched. ``/routing/v1/providers/{cid}`` answers with ``providers``.
 """
 
@@ -50,6 +50,7 @@ class Fault:
     status: int = 500
     retry_after: str | None = None
     times: int | None = None
+    only_scope: str | None = None  # apply only to requests with this dag-scope
     drip_size: int = 2048
     drip_delay: float = 0.005
 
@@ -83,7 +84,7 @@ class FaultGateway:
                     return
                 buf += data
             head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-            method, target, _ = head[0].split(" ", 2)
+            _method, target, _ = head[0].split(" ", 2)
             headers = {}
             for line in head[1:]:
                 k, _, v = line.partition(":")
@@ -137,9 +138,13 @@ class FaultGateway:
             return
         segs = [unquote(s) for s in path[len("/ipfs/"):].split("/") if s]
         q = entry.query
-        self.car_requests += 1
         fault = self.fault
-        active = fault.times is None or self.car_requests <= fault.times
+        q_scope = entry.query.get("dag-scope", "all")
+        if fault.only_scope is None or fault.only_scope == q_scope:
+            self.car_requests += 1
+            active = fault.times is None or self.car_requests <= fault.times
+        else:
+            active = False
         kind = fault.kind if active else "none"
         if kind == "status":
             extra = [("Retry-After", fault.retry_after)] if fault.retry_after else []

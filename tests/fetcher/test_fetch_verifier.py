@@ -27,6 +27,7 @@ from carget.fetcher.verifier import (
     PathNotFound,
     Scope,
     SymlinkEntry,
+    UnexpectedBlocks,
     VerifierEvent,
 )
 
@@ -101,12 +102,12 @@ def test_flipped_bit_is_hash_mismatch(file_dag: tuple[DagStore, CID, bytes]) -> 
         run(DagVerifier(root), bytes(body))
 
 
-def test_substituted_valid_block_is_incomplete(file_dag: tuple[DagStore, CID, bytes]) -> None:
+def test_substituted_valid_block_is_a_lie(file_dag: tuple[DagStore, CID, bytes]) -> None:
     store, root, _ = file_dag
     blocks = store.select(root, [], "entity")
     other = b"a valid block that nobody asked for"
     blocks[3] = Block(CID.of(other, RAW), other)
-    with pytest.raises(IncompleteDAG):
+    with pytest.raises(UnexpectedBlocks):
         run(DagVerifier(root), car_bytes(blocks))
 
 

@@ -91,6 +91,7 @@ class FetchOptions:
     routers: list[str] = field(default_factory=list)
     car_out: str | None = None
     streams_per_gateway: int = STREAMS_PER_GATEWAY
+    unit_bytes: int = UNIT_BYTES
     use_hint: bool = True
     log: Callable[[str], None] | None = None
 
@@ -170,6 +171,8 @@ class _Run:
     def failed(self, gw: _Gateway, exc: CargetError) -> None:
         """Record a stream's failure and decide the gateway's fate."""
         self.errors.append(exc)
+        if gw.dropped:
+            return  # another stream of this gateway already had it dropped
         if isinstance(exc, NotFoundError):
             gw.not_found = True
             self.log(f"{gw.url}: not found: {exc}")
@@ -375,8 +378,9 @@ async def _resolve(run: _Run) -> _Resolved:
 
 # --- phase 2: files, split across gateways ----------------------------------------------
 
-def _units(node: Node | None, missing: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Split the missing ranges at the root's child boundaries into ~UNIT_BYTES pieces."""
+def _units(node: Node | None, missing: list[tuple[int, int]], unit_bytes: int = UNIT_BYTES
+           ) -> list[tuple[int, int]]:
+    """Split the missing ranges at the root's child boundaries into ~unit_bytes pieces."""
     cuts: list[int] = []
     if node is not None and node.links:
         cuts = [b for _, _, b in node.file_children()]
@@ -385,7 +389,7 @@ def _units(node: Node | None, missing: list[tuple[int, int]]) -> list[tuple[int,
         start = lo
         inner = [c for c in cuts if lo < c < hi]
         for c in [*inner, hi]:
-            if c - start >= UNIT_BYTES or c == hi:
+            if c - start >= unit_bytes or c == hi:
                 if c > start:
                     units.append((start, c))
                 start = c
@@ -395,7 +399,7 @@ def _units(node: Node | None, missing: list[tuple[int, int]]) -> list[tuple[int,
 async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                             missing: list[tuple[int, int]]) -> None:
     node = decode_unixfs(res.cid, res.block) if res.cid.codec == DAG_PB else None
-    queue = _units(node, missing)
+    queue = _units(node, missing, run.opts.unit_bytes)
     inflight = 0
     changed = trio.Event()
 

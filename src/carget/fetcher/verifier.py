@@ -41,6 +41,7 @@ from ..errors import (
     NotFoundError,
     UnixFSError,
     UnsafePathError,
+    VerificationError,
 )
 from ..unixfs.node import Node, block_links, decode_unixfs, identity_data
 
@@ -56,6 +57,7 @@ __all__ = [
     "PathNotFound",
     "Scope",
     "SymlinkEntry",
+    "UnexpectedBlocks",
     "VerifierEvent",
 ]
 
@@ -79,6 +81,11 @@ NODE_CACHE_LIMIT: Final = 16 << 20
 class PathNotFound(NotFoundError):
     """A verified block proves the path does not exist (every gateway would agree), as
     opposed to an answer that merely stops before the path resolves."""
+
+
+class UnexpectedBlocks(VerificationError):
+    """The answer ended without the blocks asked for, and held blocks that belong to
+    nothing asked for instead: a substitution, which is a lie, not a mere cut."""
 
 
 class Scope:
@@ -253,6 +260,9 @@ class DagVerifier:
                     self._on_block(ev.cid, ev.data)
         if self._stack:
             top = self._stack[-1]
+            if self._stray:
+                raise UnexpectedBlocks(f"answer lacks {top.cid} but holds {self._stray} bytes "
+                                       f"of blocks nobody asked for")
             if self.terminal is None:
                 raise NotFoundError(f"answer ends before the path resolves ({top.cid} is "
                                     f"missing)")
