@@ -103,6 +103,7 @@ def test_write_round_trips_byte_for_byte(
     code, out, err = run_cli(["lima", "annotate", "--write", str(path)], capsys)
     assert code == 0 and out == ""
     assert "already carries" in err
+    assert "0 cid(s) added, 0 updated, 7 already right" in err
     assert path.read_bytes().decode() == new
 
 

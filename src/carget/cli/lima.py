@@ -197,6 +197,10 @@ def annotate(template: str, arch: str | None, write: bool, from_dir: str | None)
         console.print(f"{entry.label}: {computed.cid} {computed.digest} ({_size(computed.size)})")
 
     result = run_annotate(tpl, arch=arch, from_dir=from_dir, report=report)
+    counts = {k: sum(1 for *_, status in result.rows if status == k)
+              for k in ("added", "updated", "same")}
+    console.print(f"{counts['added']} cid(s) added, {counts['updated']} updated, "
+                  f"{counts['same']} already right")
     if result.text == tpl.text:
         console.print(f"{template}: every entry already carries its cid")
         return
