@@ -21,8 +21,8 @@ never_end       after the honest body, sends junk blocks forever
 =============== =====================================================================
 
 ``times`` limits a fault to the first N CAR requests (of dag-scope ``only_scope``).
-Every request is logged in ``log`` (path, query, status, body bytes sent), which tests use to prove what was
-(re)fetched. ``/routing/v1/providers/{cid}`` answers with ``providers``.
+Every request is logged in ``log`` (path, query, status, body bytes sent), which
+tests use to prove what was (re)fetched. ``/routing/v1/providers/{cid}`` answers with ``providers``.
 """
 
 from __future__ import annotations

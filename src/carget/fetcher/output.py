@@ -20,6 +20,7 @@ import posixpath
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import BinaryIO, Final
 
@@ -44,6 +45,8 @@ JOURNAL_SUFFIX: Final = ".carget-journal"
 #: the journal is rewritten after this many newly written bytes (and at the end): a
 #: SIGKILL loses at most this much progress, and the rewrite cost stays negligible
 JOURNAL_EVERY: Final = 16 << 20
+#: ... or after this many seconds, so a slow download killed hard loses little too
+JOURNAL_SECONDS: Final = 1.0
 JOURNAL_VERSION: Final = 1
 DIGESTS: Final = ("sha256", "sha512")
 _READ: Final = 1 << 20
@@ -111,6 +114,7 @@ class FileOutput:
         self._nodes: dict[str, str] = {}
         self._frames: dict[str, list[str]] = {}
         self._since_journal = 0
+        self._journal_at = time.monotonic()
         self.written = 0
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
         parent = os.path.dirname(os.path.abspath(path))
@@ -209,7 +213,8 @@ class FileOutput:
         with self._lock:
             self.written += written
             self._since_journal += written
-            if self._since_journal >= JOURNAL_EVERY:
+            if self._since_journal >= JOURNAL_EVERY or (
+                    written and time.monotonic() - self._journal_at >= JOURNAL_SECONDS):
                 self._write_journal_locked()
         return written
 
@@ -237,6 +242,7 @@ class FileOutput:
 
     def _write_journal_locked(self) -> None:
         self._since_journal = 0
+        self._journal_at = time.monotonic()
         self._done = _merge(self._done)
         doc = {"version": JOURNAL_VERSION, "target": self.target, "cid": str(self.cid),
                "size": self.size, "done": self._done, "nodes": self._nodes,
