@@ -254,3 +254,19 @@ def test_layout_the_editor_cannot_handle_is_refused() -> None:
 
 def test_every_digest_field_is_covered() -> None:
     assert set(DIGEST_FIELDS.values()) <= set(FILES)
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "filled"),
+    [
+        ("  cid:\n  arch: x86_64\n", f"  cid: {CID}\n  arch: x86_64\n"),
+        ("  cid: ''\n", f"  cid: {CID}\n"),
+        ("  cid: ~ # to fill\n", f"  cid: {CID} # to fill\n"),
+        ("  cid:", f"  cid: {CID}"),
+    ],
+)
+def test_empty_cid_placeholder_is_filled(placeholder: str, filled: str) -> None:
+    head = f"images:\n- location: https://h/a.img\n  digest: {D}\n"
+    t = parse_template(head + placeholder)
+    assert t.entries[0].cid is None
+    assert annotate_text(t, [Annotation(t.entries[0], CID)]) == head + filled

@@ -112,12 +112,24 @@ def annotate_text(template: Template, notes: Sequence[Annotation]) -> str:
             )
         if "cid" in node:
             old = node["cid"]
-            if isinstance(old, str) and _same_cid(old, note.cid):
+            if isinstance(old, str) and old and _same_cid(old, note.cid):
                 continue
-            row, col = node.lc.value("cid")
-            text = lines[row]
-            end = _scalar_end(text, col)
-            replace[row] = text[:col] + _quote_like(text, col, note.cid) + text[end:]
+            if old is None or old == "":
+                # an empty placeholder ("cid:", "cid: ''", "cid: ~"): rewrite the key's line,
+                # keeping a trailing comment, quoted like the digest
+                row, col = node.lc.key("cid")
+                text = lines[row]
+                body = text.rstrip("\r\n")
+                hash_at = body.find(" #", col)
+                comment = body[hash_at:] if hash_at >= 0 else ""
+                s_row, s_col = node.lc.value("digest" if "digest" in node else "location")
+                value = _quote_like(lines[s_row], s_col, note.cid)
+                replace[row] = f"{body[:col]}cid: {value}{comment}{text[len(body):]}"
+            else:
+                row, col = node.lc.value("cid")
+                text = lines[row]
+                end = _scalar_end(text, col)
+                replace[row] = text[:col] + _quote_like(text, col, note.cid) + text[end:]
             _set_in(expected, entry.path, "cid", note.cid)
             continue
         new: list[str] = []

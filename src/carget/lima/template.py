@@ -183,7 +183,7 @@ def _entry(
         check_digest(digest, ctx)
     cid_text = _scalar(node, "cid", ctx)
     cid = None
-    if cid_text is not None:
+    if cid_text:  # "cid:" left empty is a placeholder, as if absent
         try:
             cid = CID.parse(cid_text)
         except CargetError as exc:
