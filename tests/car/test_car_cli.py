@@ -190,8 +190,8 @@ def test_cid_format() -> None:
 
 
 _EXTRACT_EXIT = {
-    "dag-cbor-traversal.car": 2,  # root is dag-cbor: not a UnixFS DAG
-    "dir-with-dag-cbor-with-links.car": 2,  # holds a dag-cbor entry
+    "dag-cbor-traversal.car": 4,  # root is dag-cbor: not a UnixFS DAG (UnixFSError)
+    "dir-with-dag-cbor-with-links.car": 4,  # holds a dag-cbor entry
     "inside-root.car": 4, "outside-root.car": 4,  # '../file', '../foo'
     "file-3k-and-3-blocks-missing-block.car": 4,
     "file-3k-and-3-blocks-missing-block.tooling-variant.car": 4,

@@ -117,12 +117,13 @@ def decode_unixfs(cid: CID, block: bytes | memoryview) -> Node:
 
     Raises :class:`DagPBError` / :class:`UnixFSError` for malformed blocks or inconsistent
     UnixFS (blocksizes that do not match the links, a HAMT with an unknown hash or a fanout
-    that is not a power of two), and :class:`UsageError` for codecs that are not UnixFS.
+    that is not a power of two), and :class:`UnixFSError` for codecs that are not UnixFS
+    (a DAG that is not a file tree is bad content here, not a usage mistake).
     """
     if cid.codec == RAW:
         return Node(cid, "raw", (), None, bytes(block))
     if cid.codec != DAG_PB:
-        raise UsageError(f"{cid} is {cid.codec_name}, not UnixFS (dag-pb or raw)")
+        raise UnixFSError(f"{cid} is {cid.codec_name}, not UnixFS (dag-pb or raw)")
     pb = decode_node(block)
     if pb.data is None:
         raise UnixFSError(f"dag-pb node {cid} has no UnixFS Data")
