@@ -19,10 +19,10 @@ SIZE = 2_000_000
 
 
 async def start_slow_get(url: str, cid: str, tmp: Path) -> trio.Process:
-    out = open(tmp / "stderr.txt", "wb")  # noqa: SIM115 - closed with the process
-    return await trio.lowlevel.open_process(
-        [sys.executable, "-m", "carget", "get", "-g", url, cid, "-o", "out.bin",
-         "--streams", "1", "--progress=false"], stdout=out, stderr=out)
+    with open(tmp / "stderr.txt", "wb") as out:  # the child keeps its own copy
+        return await trio.lowlevel.open_process(
+            [sys.executable, "-m", "carget", "get", "-g", url, cid, "-o", "out.bin",
+             "--streams", "1", "--progress=false"], stdout=out, stderr=out)
 
 
 async def wait_for(path: Path, timeout: float = 20.0) -> None:
