@@ -165,7 +165,7 @@ def add(
 
     def report(cid: str, name: str, file_digest: str | None = None) -> None:
         if quieter:
-            lines.append((cid, name, file_digest))
+            lines[:] = [(cid, name, file_digest)]  # only the last is printed: keep one
             return
         if quiet:
             out.write(f"{cid}\n")
