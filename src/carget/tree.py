@@ -176,7 +176,7 @@ class _TreeAdder:
             cid, tsize, digest = self._file(path, st)
             self._tell(cid, display, digest)
         else:
-            raise InputError(f"{_shown(path)}: unsupported file type (FIFO, socket or device)")
+            raise InputError(f"{_shown(path)} is not a regular file (FIFO, device or socket)")
         return cid, tsize
 
     # --- directories -------------------------------------------------------------------
