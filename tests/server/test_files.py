@@ -108,3 +108,42 @@ def test_truncated_file_is_refused(tmp_path: Path) -> None:
             fh.truncate(100_000)
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.get(f"{url}/ipfs/{root_cid}?format=car", timeout=10)
+
+
+def test_carv2_with_index_is_served(tmp_path: Path) -> None:
+    from carget.car.writer import open_car_writer
+
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(400_000))
+    car = tmp_path / "f.car"
+    opts = resolve_options(cid_version=1, chunker="size-65536")
+    with open_car_writer(str(car), version=2) as w:
+        roots = add_paths([str(src)], opts, jobs=1, emit=w.write_block)
+        w.set_roots(roots)
+    with running_gateway([str(car)]) as url:
+        r = httpx.get(f"{url}/ipfs/{roots[0]}?format=car", timeout=10)
+        assert r.status_code == 200
+        assert car_cids(r.content)[0] == str(roots[0])
+        assert _file_bytes(r.content, skip=0) == src.read_bytes()
+
+
+def test_corrupt_cars_are_refused_with_carget_errors(tmp_path: Path) -> None:
+    from servehelp import FIXTURES
+
+    from carget.errors import CARError, HashMismatch
+
+    good = Path(FIXTURES, "trustless_gateway_car", "subdir-with-two-single-block-files.car")
+    blob = bytearray(good.read_bytes())
+    cut = tmp_path / "cut.car"
+    cut.write_bytes(blob[:-7])
+    with pytest.raises(CARError):
+        BlockStore().add_car(str(cut))
+    blob[-3] ^= 0x01  # inside the last block
+    flipped = tmp_path / "flipped.car"
+    flipped.write_bytes(blob)
+    with pytest.raises(HashMismatch):
+        BlockStore().add_car(str(flipped))
+    junk = tmp_path / "junk.car"
+    junk.write_bytes(b"\xff" * 100)
+    with pytest.raises(CARError):
+        BlockStore().add_car(str(junk))

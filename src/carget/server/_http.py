@@ -1,14 +1,16 @@
 """HTTP/1.1 under trio with h11: connections, timeouts, and streaming of CAR bodies.
 
 Each connection is its own trio task, so a slow client only ever blocks itself. Bodies go
-out in large writes (about a MiB: a CAR section prefix and its block are packed into one
-reused buffer, the block read straight into it with ``os.preadv``), on worker threads when
-reading, so the event loop keeps serving other clients while the disk is read.
+out in large writes (about a MiB: CAR section prefixes and their blocks are packed into one
+reused buffer, each block read straight into it with ``os.preadv``); while there are no more
+CAR streams than cores the buffer is filled on a worker thread, so reading overlaps sending.
 
 Limits (all in :class:`ServerLimits`, with the reason beside each):
 
-* ``max_connections``: above it, a new connection gets a canned 503 and is closed at once
-  (so thousands of idle sockets cost one small task each, briefly, never a crash);
+* ``max_connections``: at the cap, the connection idle longest (waiting for a request) is
+  closed to make room; only if every connection is mid-request does the newcomer get a
+  canned 503. Thousands of idle sockets cost one small task each, never a crash, and
+  never lock real clients out;
 * ``idle_timeout``: a keep-alive connection with no new request is closed;
 * ``header_timeout``: once a request has begun, its head must complete (slow-loris);
 * ``send_timeout``: a client that reads nothing of one write for this long is dropped.
