@@ -248,6 +248,9 @@ async def _nursery() -> AsyncIterator[trio.Nursery]:
         raise _leaf_error(eg) from None
 
 
+_Piece = memoryview | None | NetworkError
+
+
 def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
              byte_range: tuple[int, int] | None) -> str:
     t = Target(cid, path)
@@ -278,11 +281,19 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
         params = {p.split("=", 1)[0].strip().lower(): p.split("=", 1)[-1].strip().lower()
                   for p in ctype.split(";")[1:]}
         verifier.ordered = params.get("order") == "dfs"
-        send, recv = trio.open_memory_channel[memoryview | None](PIPE_DEPTH)
+        # items: body pieces, None at the end of the body, or the error that broke it
+        send, recv = trio.open_memory_channel[_Piece](PIPE_DEPTH)
 
-        def work(pieces: list[memoryview | None]) -> int:
+        def work(pieces: list[_Piece]) -> int:
             written = 0
             for piece in pieces:
+                if isinstance(piece, NetworkError):
+                    if verifier.at_boundary and not isinstance(piece, FetchTimeout):
+                        # the gateway closed its answer between two blocks: it ended the
+                        # CAR early (as servers do on a missing block), not a torn stream
+                        raise IncompleteDAG(f"answer ended before the DAG was complete "
+                                            f"({piece})")
+                    raise piece
                 events = verifier.feed_eof() if piece is None else verifier.feed(piece)
                 if collect is not None:
                     collect.extend(events)
@@ -295,34 +306,30 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
         async def reader() -> None:
             async with send:
                 while True:
-                    piece = await resp.receive()
+                    try:
+                        piece: _Piece = await resp.receive()
+                    except NetworkError as exc:
+                        piece = exc
                     await send.send(piece)
-                    if piece is None:
+                    if not isinstance(piece, memoryview):
                         return
 
         async with _nursery() as nursery:
             nursery.start_soon(reader)
             async with recv:
                 while not verifier.done:
-                    first = await recv.receive()
-                    batch: list[memoryview | None] = [first]
-                    while first is not None:
+                    batch: list[_Piece] = [await recv.receive()]
+                    while isinstance(batch[-1], memoryview):
                         try:
-                            nxt = recv.receive_nowait()
+                            batch.append(recv.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                        batch.append(nxt)
-                        if nxt is None:
                             break
                     n = await trio.to_thread.run_sync(work, batch)
                     if n:
                         run.progressed(n)
-                    if batch[-1] is None:
+                    if not isinstance(batch[-1], memoryview):
                         break
             nursery.cancel_scope.cancel()  # done: a gateway that never ends is cut off here
-        if not verifier.done:
-            eof: list[memoryview | None] = [None]
-            await trio.to_thread.run_sync(work, eof)
 
 
 # --- phase 1: race for the terminal block ------------------------------------------------

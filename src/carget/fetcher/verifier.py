@@ -226,6 +226,11 @@ class DagVerifier:
         return not self._stack
 
     @property
+    def at_boundary(self) -> bool:
+        """True when every byte fed so far has been parsed (no partial block pending)."""
+        return self._dec.buffered == 0
+
+    @property
     def offset(self) -> int:
         """Bytes of the CAR stream consumed so far."""
         return self._dec.offset
