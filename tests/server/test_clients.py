@@ -58,7 +58,8 @@ def test_curl_car_of_an_imported_file(tmp_path: Path) -> None:
         assert bad.returncode != 0
 
 
-def test_carget_serve_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_carget_serve_command(tmp_path: Path, stop: int) -> None:
     d = tmp_path / "site"
     (d / "sub").mkdir(parents=True)
     (d / "sub" / "a.txt").write_bytes(b"alpha\n")
@@ -87,7 +88,7 @@ def test_carget_serve_command(tmp_path: Path) -> None:
         a_cid = next(ln.split()[1] for ln in expected.splitlines() if ln.endswith("/a.txt"))
         assert car_cids(a.content)[-1] == a_cid
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         rc = proc.wait(timeout=20)
     assert rc == 0
     assert "stopped" in (proc.stderr.read() if proc.stderr else "")

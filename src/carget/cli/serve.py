@@ -116,8 +116,9 @@ def _run(store: object, host: str, port: int) -> None:
             shown = f"[{host}]" if ":" in host else host
             click.echo(f"serving on http://{shown}:{bound}")
             sys.stdout.flush()
-            # SIGTERM (service managers, kill) stops as cleanly as Ctrl-C does
-            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            # Ctrl-C and SIGTERM (service managers, kill) both stop it cleanly: caught here
+            # rather than as KeyboardInterrupt, which trio would wrap in an exception group
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
