@@ -84,6 +84,9 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, hidden: bool,
     opts = resolve_options(profile=profile, cid_version=cid_version, raw_leaves=raw_leaves,
                            chunker=chunker, trickle=trickle, hash=hash_name, inline=inline,
                            inline_limit=inline_limit, wrap=wrap, hidden=hidden)
+    if "-" in paths:
+        raise UsageError("stdin (-) cannot be served: blocks are read back from the files "
+                         "they came from; save it to a file first")
     for p in paths:
         if not os.path.lexists(p):
             raise InputError(f"{p}: no such file or directory")
