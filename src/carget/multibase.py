@@ -33,14 +33,26 @@ BASES: dict[str, str] = {
 }
 
 
+_B58_POW = 58**10  # ten base58 digits per big-int division: one divmod per 10 digits
+_B58_PAIRS = [a + b for a in _B58 for b in _B58]  # two digits per table lookup
+
+
 def b58encode(data: bytes) -> str:
+    """base58btc, as CIDv0 is printed on every ``add`` line (kept cheap: per-file cost)."""
     n = int.from_bytes(data, "big")
-    out = []
+    groups: list[str] = []
+    pairs = _B58_PAIRS
     while n:
-        n, r = divmod(n, 58)
-        out.append(_B58[r])
+        n, r = divmod(n, _B58_POW)
+        # r < 58**10: five two-digit groups, least significant first
+        g = []
+        for _ in range(5):
+            r, d = divmod(r, 3364)
+            g.append(pairs[d])
+        groups.append("".join(reversed(g)))
+    body = "".join(reversed(groups)).lstrip("1")
     zeros = len(data) - len(data.lstrip(b"\0"))
-    return "1" * zeros + "".join(reversed(out))
+    return "1" * zeros + body
 
 
 def b58decode(text: str) -> bytes:

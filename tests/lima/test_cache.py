@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,14 +88,25 @@ def test_commit_without_staged_data_is_refused(tmp_path: Path) -> None:
     assert not cache.entry_dir(LOC).exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permissions")
-def test_unwritable_cache_dir_is_named(tmp_path: Path) -> None:
+def test_unwritable_cache_dir_is_named(tmp_path: Path, unprivileged: list[str]) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    code = (
+        "import sys\n"
+        "from carget.errors import InputError\n"
+        "from carget.lima import LimaCache\n"
+        "try:\n"
+        "    LimaCache(sys.argv[1]).check_writable()\n"
+        "except InputError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(1)\n"
+    )
     try:
-        with pytest.raises(InputError, match="cache dir"):
-            LimaCache(ro).check_writable()
+        r = subprocess.run([*unprivileged, sys.executable, "-c", code, str(ro)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert "cache dir" in r.stdout
         assert os.listdir(ro) == []
     finally:
         ro.chmod(0o700)

@@ -313,13 +313,26 @@ def test_unreadable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         _add([root])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_file_for_real(tmp_path: Path) -> None:
+def test_unreadable_file_for_real(tmp_path: Path, unprivileged: list[str]) -> None:
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "secret").write_bytes(b"s")
     os.chmod(tmp_path / "t" / "secret", 0)
-    out = _carget("-r", "t", cwd=tmp_path)
-    assert out.returncode == 1 and "secret" in out.stderr
+    out = subprocess.run([*unprivileged, sys.executable, "-m", "carget", "add", "-r", "t"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "secret" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout == ""
+
+
+def test_unreadable_directory_for_real(tmp_path: Path, unprivileged: list[str]) -> None:
+    (tmp_path / "t" / "locked").mkdir(parents=True)
+    (tmp_path / "t" / "locked" / "f").write_bytes(b"f")
+    os.chmod(tmp_path / "t" / "locked", 0)
+    try:
+        out = subprocess.run([*unprivileged, sys.executable, "-m", "carget", "add", "-r", "t"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    finally:
+        os.chmod(tmp_path / "t" / "locked", 0o755)
+    assert out.returncode == 1 and "locked" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_path_vanishing_during_the_walk(tmp_path: Path) -> None:
