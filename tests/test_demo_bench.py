@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -13,8 +12,6 @@ import pytest
 
 from carget.bench import make_sample, run_bench, sha256_file
 from carget.cli import main
-
-HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -88,10 +85,12 @@ def test_run_bench_selected_stages(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # its temp dir is removed
 
 
-@pytest.mark.skipif(HAS_MATPLOTLIB, reason="matplotlib is installed")
 def test_bench_plot_without_matplotlib_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     out_png = tmp_path / "b.png"
     code, out, err = run_cli(["bench", "--size", "1", "--plot", str(out_png)], capsys)
     assert code == 2
@@ -99,7 +98,6 @@ def test_bench_plot_without_matplotlib_is_a_clear_error(
     assert out == "" and not out_png.exists()
 
 
-@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="needs the carget[plot] extra")
 def test_bench_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_png = tmp_path / "b.png"
     code, _, err = run_cli(["bench", "--size", "1", "--json", "--plot", str(out_png)], capsys)
