@@ -23,10 +23,10 @@ JS = Path(__file__).resolve().parents[1] / "interop" / "js"
 NODE_MODULES = JS / "node_modules"
 IPFS_CAR = NODE_MODULES / "ipfs-car" / "bin.js"
 
-pytestmark = pytest.mark.skipif(
-    not NODE_MODULES.is_dir(),
-    reason="!!! CAR INTEROP NOT RUN: tests/interop/js/node_modules is missing; "
-           "run `npm ci` in tests/interop/js to test against @ipld/car and ipfs-car !!!",
+pytestmark = pytest.mark.requires_peer(
+    None
+    if NODE_MODULES.is_dir()
+    else "tests/interop/js/node_modules is missing: run `npm ci` in tests/interop/js"
 )
 
 

@@ -20,8 +20,9 @@ from carget.tree import add_paths
 from carget.unixfs.options import resolve_options
 
 CURL = shutil.which("curl")
-needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed (CI: apt-get install"
-                                                     " curl)")
+needs_curl = pytest.mark.requires_peer(
+    None if CURL else "curl is not installed (CI: apt-get install curl)"
+)
 RAW_ASCII = "bafkreihhpc5y2pqvl5rbe5uuyhqjouybfs3rvlmisccgzue2kkt5zq6upq"
 
 

@@ -227,8 +227,9 @@ def _meta_tree(root: Path) -> None:
         os.utime(p, ns=(0, 1_577_934_245_500_000_001))
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not JS_MODULES.exists(),
-                    reason="node or tests/interop/js/node_modules missing")
+@pytest.mark.requires_peer(
+    None if shutil.which("node") and JS_MODULES.exists() else "node or its npm packages missing"
+)
 @pytest.mark.parametrize("version", [0, 1])
 def test_preserve_mode_and_mtime_match_the_js_importer(tmp_path: Path, version: int) -> None:
     """Non-default modes and non-zero nanoseconds only: there the JS importer encodes
