@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from queue import Queue
 from typing import Any, Final, Protocol
 
 import trio
@@ -51,10 +53,18 @@ from ..errors import (
 from ..unixfs.node import Node, decode_unixfs
 from .api import FetchResult, ProgressCallback
 from .gateways import find_providers, normalize_gateway
-from .http import open_http
+from .http import HttpResponse, open_http
 from .output import FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
 from .target import Target, parse_target
-from .verifier import DagVerifier, EntityStart, InnerNode, PathNotFound, Scope, VerifierEvent
+from .verifier import (
+    DagVerifier,
+    EntityStart,
+    FileData,
+    InnerNode,
+    PathNotFound,
+    Scope,
+    VerifierEvent,
+)
 
 __all__ = ["FetchOptions", "run_cat", "run_get"]
 
@@ -72,6 +82,9 @@ MAX_FAILURES: Final = 4
 MAX_RETRY_AFTER: Final = 120.0
 #: body pieces in flight between a stream's network task and its verifier thread
 PIPE_DEPTH: Final = 4
+#: verified batches (each up to ~1 MiB, pinning its receive buffer) waiting for the
+#: writer thread: bounds memory per stream at a few MiB
+WRITE_QUEUE: Final = 4
 
 
 class _Output(Protocol):
@@ -260,10 +273,117 @@ def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
     return url
 
 
+class _StreamState:
+    """What a stream got done: ``written_end`` is where the bytes it handed to the output
+    stop (its leaves arrive in file order), the point a failover continues from;
+    ``written`` / ``reported`` count bytes for progress (written on the stream's thread,
+    reported from trio)."""
+
+    __slots__ = ("reported", "written", "written_end")
+
+    def __init__(self, start: int = 0) -> None:
+        self.written_end = start
+        self.written = 0
+        self.reported = 0
+
+
+def _torn(verifier: DagVerifier, exc: NetworkError) -> CargetError:
+    """A body that broke between two blocks was ended by the gateway (as servers do on a
+    missing block): an incomplete DAG. Torn inside a block, or silent: the network."""
+    if verifier.at_boundary and not isinstance(exc, FetchTimeout):
+        return IncompleteDAG(f"answer ended before the DAG was complete ({exc})")
+    return exc
+
+
+async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
+                          out: _Output | None, collect: list[VerifierEvent] | None,
+                          state: _StreamState) -> None:
+    """The bulk path for plain TCP: one worker thread receives (1 MiB reads), verifies
+    and writes; trio only waits, reports progress, and on cancellation shuts the socket
+    so the thread ends at once. See DESIGN "Performance" and bench_fetch.py."""
+
+    queue: Queue[list[VerifierEvent] | None] = Queue(WRITE_QUEUE)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        # the output stage on its own thread, so pwrite overlaps hashing (both drop the
+        # GIL); after an error it keeps draining so the verifier never blocks on put
+        while (events := queue.get()) is not None:
+            if failed:
+                continue
+            try:
+                assert out is not None
+                state.written += out.handle(events)
+            except BaseException as exc:
+                failed.append(exc)
+                continue
+            for ev in reversed(events):
+                if isinstance(ev, FileData):
+                    state.written_end = ev.offset + len(ev.data)
+                    break
+
+    def consume(piece: memoryview | None) -> bool:
+        if failed:
+            raise failed[0]
+        events = verifier.feed_eof() if piece is None else verifier.feed(piece)
+        if collect is not None:
+            collect.extend(events)
+        if out is not None and events:
+            queue.put(events)
+        return verifier.done
+
+    def body() -> None:
+        thread = threading.Thread(target=writer, name="carget-write", daemon=True)
+        thread.start()
+        try:
+            resp.read_body_blocking(consume)
+        except NetworkError as exc:
+            raise _torn(verifier, exc) from None
+        finally:
+            queue.put(None)
+            thread.join()
+        if failed:
+            raise failed[0]
+
+    def report() -> None:
+        n = state.written - state.reported
+        if n:
+            state.reported += n
+            run.progressed(n)
+
+    async def watch() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            resp.abort()
+
+    async def ticker() -> None:
+        while True:
+            await trio.sleep(0.1)
+            report()
+
+    async with _nursery() as nursery:
+        nursery.start_soon(watch)
+        nursery.start_soon(ticker)
+        try:
+            await trio.to_thread.run_sync(body)
+        except CargetError:
+            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: not the gateway's fault
+            raise
+        finally:
+            report()
+        nursery.cancel_scope.cancel()
+
+
 async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
-                  url: str, collect: list[VerifierEvent] | None = None) -> None:
-    """One CAR request: feed its body to ``verifier`` on a worker thread and hand the
-    events to ``out`` there too. Raises what the request or the verifier raised."""
+                  url: str, collect: list[VerifierEvent] | None = None,
+                  state: _StreamState | None = None) -> None:
+    """One CAR request, as a three-stage pipeline joined by bounded channels:
+
+    network (trio task, 1 MiB reads) → verifier (worker thread: CAR parsing, hashing) →
+    output (another worker thread: pwrite / stdout), so hashing and writing use both
+    cores. Raises what the request, the verifier or the output raised.
+    """
     async with open_http(url, headers={"Accept": CAR_ACCEPT},
                          idle_timeout=run.opts.idle_timeout) as resp:
         status = resp.status
@@ -281,27 +401,33 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
         params = {p.split("=", 1)[0].strip().lower(): p.split("=", 1)[-1].strip().lower()
                   for p in ctype.split(";")[1:]}
         verifier.ordered = params.get("order") == "dfs"
+        if resp.detachable:
+            await _body_on_thread(run, resp, verifier, out, collect, state or _StreamState())
+            return
+        # TLS: the same stages with trio receiving and worker threads verifying, writing
         # items: body pieces, None at the end of the body, or the error that broke it
         send, recv = trio.open_memory_channel[_Piece](PIPE_DEPTH)
+        wsend, wrecv = trio.open_memory_channel[list[VerifierEvent]](PIPE_DEPTH)
 
-        def work(pieces: list[_Piece]) -> int:
-            written = 0
+        def verify(pieces: list[_Piece]) -> list[VerifierEvent]:
+            events: list[VerifierEvent] = []
             for piece in pieces:
                 if isinstance(piece, NetworkError):
-                    if verifier.at_boundary and not isinstance(piece, FetchTimeout):
-                        # the gateway closed its answer between two blocks: it ended the
-                        # CAR early (as servers do on a missing block), not a torn stream
-                        raise IncompleteDAG(f"answer ended before the DAG was complete "
-                                            f"({piece})")
-                    raise piece
-                events = verifier.feed_eof() if piece is None else verifier.feed(piece)
-                if collect is not None:
-                    collect.extend(events)
-                if out is not None and events:
-                    written += out.handle(events)
+                    raise _torn(verifier, piece)
+                events += verifier.feed_eof() if piece is None else verifier.feed(piece)
                 if verifier.done:
                     break
-            return written
+            return events
+
+        def write(events: list[VerifierEvent]) -> int:
+            assert out is not None
+            n = out.handle(events)
+            if state is not None:
+                for ev in reversed(events):
+                    if isinstance(ev, FileData):
+                        state.written_end = ev.offset + len(ev.data)
+                        break
+            return n
 
         async def reader() -> None:
             async with send:
@@ -314,22 +440,37 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
                     if not isinstance(piece, memoryview):
                         return
 
-        async with _nursery() as nursery:
-            nursery.start_soon(reader)
-            async with recv:
-                while not verifier.done:
-                    batch: list[_Piece] = [await recv.receive()]
-                    while isinstance(batch[-1], memoryview):
-                        try:
-                            batch.append(recv.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    n = await trio.to_thread.run_sync(work, batch)
+        async def writer() -> None:
+            async with wrecv:
+                async for events in wrecv:
+                    n = await trio.to_thread.run_sync(write, events)
                     if n:
                         run.progressed(n)
-                    if not isinstance(batch[-1], memoryview):
-                        break
-            nursery.cancel_scope.cancel()  # done: a gateway that never ends is cut off here
+
+        async with _nursery() as outer:
+            if out is not None:
+                outer.start_soon(writer)
+            async with wsend:
+                async with _nursery() as inner:
+                    inner.start_soon(reader)
+                    async with recv:
+                        while not verifier.done:
+                            batch: list[_Piece] = [await recv.receive()]
+                            while isinstance(batch[-1], memoryview):
+                                try:
+                                    batch.append(recv.receive_nowait())
+                                except (trio.WouldBlock, trio.EndOfChannel):
+                                    break
+                            events = await trio.to_thread.run_sync(verify, batch)
+                            if collect is not None:
+                                collect.extend(events)
+                            if out is not None and events:
+                                await wsend.send(events)
+                            if not isinstance(batch[-1], memoryview):
+                                break
+                    # verified to the end: stop reading (a gateway that never ends is cut
+                    # off here); closing wsend lets the writer finish what is verified
+                    inner.cancel_scope.cancel()
 
 
 # --- phase 1: race for the terminal block ------------------------------------------------
@@ -431,13 +572,14 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
             lo, hi = queue.pop(0)
             inflight += 1
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))
+            state = _StreamState(lo)
             try:
                 await _stream(run, gw, v, out, _car_url(gw.url, res.cid, (), Scope.ENTITY,
-                                                        (lo, hi)))
+                                                        (lo, hi)), state=state)
             except _CONTENT_ERRORS:
                 raise
             except CargetError as exc:
-                rest = max(lo, v.file_end)
+                rest = max(lo, state.written_end)
                 if rest < hi:
                     queue.insert(0, (rest, hi))  # continue from the last verified leaf
                 run.failed(gw, exc)

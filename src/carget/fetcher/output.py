@@ -255,8 +255,11 @@ class FileOutput:
     # --- ending ---------------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Rename the complete partial file to ``path`` and drop the journal."""
-        os.fsync(self._fd)
+        """Rename the complete partial file to ``path`` and drop the journal.
+
+        No fsync: the rename is what makes the file appear whole to other processes, and
+        forcing 512 MiB to disk cost ~15% of a loopback fetch (bench_fetch.py); a crash
+        right after is covered by the digest check a careful caller runs anyway."""
         os.close(self._fd)
         self._fd = -1
         os.replace(self.partial, self.path)

@@ -1,0 +1,228 @@
+"""``carget get`` fetching a 512 MiB file from loopback ``carget serve`` gateways, against
+hashlib's SHA-256 of the same bytes (same run), with the client stack taken apart to show
+where the bytes spend their time.
+
+Steps, all on 127.0.0.1, every client a separate process (so its peak RSS is its own and
+no gateway shares its GIL):
+
+1. make a file of random bytes (page-cached) and time hashlib SHA-256 over it: the
+   baseline every figure is divided by;
+2. serve it (CIDv1, 256 KiB raw leaves) from one or two ``carget serve`` processes;
+3. read the CAR body only (no verification): with httpx on trio (``aiter_raw``), and with
+   carget's lean HTTP/1.1 reader (``carget.fetcher.http``: 1 MiB ``receive_some``);
+4. ``carget get`` with one gateway (one and two connections) and with two gateways, each
+   verifying every block on worker threads and writing the file.
+
+    python benchmarks/bench_fetch.py [--mib 512] [--rounds 2]
+
+Peak RSS is the client process's (``wait4``); ``--mib 1024`` checks the 100 MiB budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import Run, hashlib_baseline, make_file, run_process, warm
+
+#: a gateway process; argv: FILE. Prints "<root> <port>" once serving.
+SERVER = """
+import sys, trio
+from functools import partial
+from carget.blockstore import BlockStore
+from carget.server import serve
+from carget.unixfs.options import resolve_options
+store = BlockStore()
+root = store.add_paths([sys.argv[1]], resolve_options(cid_version=1))[0]
+async def main():
+    async with trio.open_nursery() as n:
+        port = await n.start(partial(serve, store, "127.0.0.1", 0))
+        print(root, port, flush=True)
+trio.run(main)
+"""
+
+#: a minimal trustless gateway that answers from a CAR file with os.sendfile, so the
+#: server is not what limits the client on a 2-core box: it knows just enough (a 1- or
+#: 2-level balanced file DAG, dag-scope=block/entity, entity-bytes) for these requests.
+#: argv: CAR. Prints "<root> <port>" once serving.
+SENDFILE_SERVER = r"""
+import os, socket, socketserver, sys
+from urllib.parse import urlsplit, parse_qsl
+from carget.car.encoder import encode_header
+from carget.cid import CID, decode_varint, read_cid
+from carget.unixfs.node import decode_unixfs
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+data = open(path, "rb").read()
+hlen, pos = decode_varint(data, 0)
+pos += hlen
+where = {}
+while pos < len(data):
+    n, p = decode_varint(data, pos)
+    cid, end = read_cid(data, p)
+    where[cid] = (pos, p + n - pos, end, p + n)
+    pos = p + n
+import dag_cbor
+hdr = dag_cbor.decode(data[decode_varint(data, 0)[1]:decode_varint(data, 0)[1] + hlen])
+root = CID.from_bytes(bytes(hdr["roots"][0]))
+def block(c):
+    off, ln, d0, d1 = where[c]
+    return data[d0:d1]
+rnode = decode_unixfs(root, block(root))
+kids = []
+for link, a, b in rnode.file_children():
+    leaves = []
+    if link.cid.codec == 0x70:
+        n = decode_unixfs(link.cid, block(link.cid))
+        leaves = [(l.cid, a + x, a + y) for l, x, y in n.file_children()]
+    kids.append((link.cid, a, b, leaves))
+data = None
+HEAD = encode_header([root])
+def spans(lo, hi):
+    out = [where[root][:2]]
+    for c, a, b, leaves in kids:
+        if b <= lo or a > hi:
+            continue
+        out.append(where[c][:2])
+        sel = [where[l][:2] for l, x, y in leaves if not (y <= lo or x > hi)]
+        if sel:
+            start = sel[0][0]
+            end = sel[-1][0] + sel[-1][1]
+            out.append((start, end - start))
+    return out
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                return
+            buf += d
+        target = buf.split(b" ", 2)[1].decode()
+        q = dict(parse_qsl(urlsplit(target).query))
+        if q.get("dag-scope") == "block":
+            sp = [where[root][:2]]
+        else:
+            lo, _, hi = q.get("entity-bytes", "0:*").partition(":")
+            sp = spans(int(lo), 1 << 62 if hi in ("", "*") else int(hi))
+        total = len(HEAD) + sum(n for _, n in sp)
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car; version=1; "
+                  b"order=dfs; dups=y\r\nConnection: close\r\nContent-Length: "
+                  + str(total).encode() + b"\r\n\r\n" + HEAD)
+        for off, n in sp:
+            while n:
+                k = os.sendfile(s.fileno(), fd, off, n)
+                off += k
+                n -= k
+class S(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+srv = S(("127.0.0.1", 0), H)
+print(root, srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+#: body only, httpx on trio; argv: URL
+HTTPX_BODY = """
+import sys, trio, httpx
+async def main():
+    n = 0
+    async with httpx.AsyncClient(timeout=60) as c:
+        async with c.stream("GET", sys.argv[1],
+                            headers={"Accept": "application/vnd.ipld.car"}) as r:
+            async for piece in r.aiter_raw(1 << 20):
+                n += len(piece)
+    print(n)
+trio.run(main)
+"""
+
+#: body only, carget's lean reader; argv: URL
+LEAN_BODY = """
+import sys, trio
+from carget.fetcher.http import open_http
+async def main():
+    n = 0
+    async with open_http(sys.argv[1], headers={"Accept": "application/vnd.ipld.car"}) as r:
+        while (p := await r.receive()) is not None:
+            n += len(p)
+    print(n)
+trio.run(main)
+"""
+
+
+def start_gateway(path: str, script: str = SERVER) -> tuple[subprocess.Popen[bytes], str, str]:
+    proc = subprocess.Popen([sys.executable, "-c", script, path], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    root, port = proc.stdout.readline().decode().split()
+    return proc, root, f"http://127.0.0.1:{port}"
+
+
+def line(name: str, size: int, run: Run, base: float) -> None:
+    mbs = size / run.seconds / 1e6
+    print(f"{name:<44} {mbs:8.0f} MB/s  {mbs / base:5.2f}x  peak RSS {run.max_rss_mib:6.1f} MiB",
+          flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mib", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    size = args.mib << 20
+    with tempfile.TemporaryDirectory(prefix="carget-bench-fetch-") as tmp:
+        src = os.path.join(tmp, "src.bin")
+        make_file(src, size)
+        warm(src)
+        base_run = hashlib_baseline(src)
+        base = size / base_run.seconds / 1e6
+        print(f"{'hashlib sha256 (process, 1 MiB reads)':<44} {base:8.0f} MB/s  1.00x", flush=True)
+        car = os.path.join(tmp, "src.car")
+        subprocess.run([sys.executable, "-m", "carget", "add", "--cid-version", "1", "-Q",
+                        "--car", car, src], check=True, stdout=subprocess.DEVNULL)
+        for label, script, arg in (("sendfile gateway", SENDFILE_SERVER, car),
+                                   ("carget serve", SERVER, src)):
+            print(f"-- gateways: {label}", flush=True)
+            measure(args, size, base, tmp, script, arg)
+
+
+def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: str,
+            arg: str) -> None:
+    gw1, root, url1 = start_gateway(arg, script)
+    gw2, _, url2 = start_gateway(arg, script)
+    try:
+        car_url = f"{url1}/ipfs/{root}?format=car&dag-scope=entity"
+        for name, body in (("body only: httpx on trio (aiter_raw)", HTTPX_BODY),
+                           ("body only: carget lean HTTP/1.1 reader", LEAN_BODY)):
+            run = min((run_process([sys.executable, "-c", body, car_url])
+                       for _ in range(args.rounds)), key=lambda r: r.seconds)
+            line(name, size, run, base)
+        out = os.path.join(tmp, "out.bin")
+        cases = (("carget get, 1 gateway, 1 connection", [url1], "1"),
+                 ("carget get, 1 gateway, 2 connections", [url1], "2"),
+                 ("carget get, 2 gateways, 1 connection each", [url1, url2], "1"),
+                 ("carget get, 2 gateways, 2 connections each", [url1, url2], "2"))
+        for name, urls, streams in cases:
+            runs = []
+            for _ in range(args.rounds):
+                if os.path.exists(out):
+                    os.unlink(out)
+                argv = [sys.executable, "-m", "carget", "get", root, "-o", out,
+                        "--progress=false", "--streams", streams]
+                for u in urls:
+                    argv += ["-g", u]
+                runs.append(run_process(argv))
+            line(name, size, min(runs, key=lambda r: r.seconds), base)
+            assert os.path.getsize(out) == size
+    finally:
+        for p in (gw1, gw2):
+            p.terminate()
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()
