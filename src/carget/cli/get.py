@@ -114,7 +114,7 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
     exit 130 via KeyboardInterrupt."""
     import trio
 
-    from ..fetcher.engine import _leaf_error
+    from ..fetcher.stream import _leaf_error
 
     async def main() -> T:
         interrupted = False

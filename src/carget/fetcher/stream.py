@@ -1,0 +1,455 @@
+"""One CAR request to one gateway, and the bookkeeping every request shares (trio).
+
+HTTP status handling (404 → not found, 429/5xx → retry after ``Retry-After`` or a backoff,
+a 200 that is not a CAR → a lying gateway), then the body through the verifier into the
+output. The bulk path for plain TCP is one worker thread per stream that receives with a
+blocking duplicate of the socket (1 MiB reads), verifies, and hands batches to a writer
+thread, because a trio hand-off per piece halved throughput (bench_fetch.py); TLS bodies
+go through the same stages with trio receiving. ``_Run`` holds the gateways' fates: a bad
+block drops a gateway for the run, failures back it off, a 404 retires it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from queue import Queue
+from typing import Any, Final, Protocol
+
+import trio
+
+from ..cid import CID
+from ..errors import (
+    CARError,
+    CargetError,
+    DagPBError,
+    FetchTimeout,
+    HashMismatch,
+    IncompleteDAG,
+    InputError,
+    NetworkError,
+    NotFoundError,
+    UnixFSError,
+    UnsafePathError,
+    UsageError,
+    VerificationError,
+)
+from .api import ProgressCallback
+from .gateways import normalize_gateway
+from .http import HttpResponse, open_http
+from .target import Target
+from .verifier import (
+    DagVerifier,
+    FileData,
+    PathNotFound,
+    VerifierEvent,
+)
+
+__all__ = ["FetchOptions", "RetryLater", "WrongAnswer"]
+
+CAR_ACCEPT: Final = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+#: the spec's idle timeout: no new bytes for this long ends a stream
+IDLE_TIMEOUT: Final = 30.0
+#: a unit of split work: big enough that a request's overhead vanishes, small enough
+#: that two gateways share a file evenly and a failover re-asks for little
+UNIT_BYTES: Final = 16 << 20
+#: connections per gateway for split downloads (HTTP/1.1 streams are cheap)
+STREAMS_PER_GATEWAY: Final = 2
+#: failures (timeouts, broken streams) after which a gateway is no longer asked
+MAX_FAILURES: Final = 4
+#: Retry-After values above this are capped (the run's --timeout bounds the wait anyway)
+MAX_RETRY_AFTER: Final = 120.0
+#: body pieces in flight between a stream's network task and its verifier thread
+PIPE_DEPTH: Final = 4
+#: verified batches (each up to ~1 MiB, pinning its receive buffer) waiting for the
+#: writer thread: bounds memory per stream at a few MiB
+WRITE_QUEUE: Final = 4
+
+
+class _Output(Protocol):
+    written: int
+
+    def handle(self, events: list[VerifierEvent]) -> int: ...
+
+
+@dataclass
+class FetchOptions:
+    gateways: list[str]
+    digest: str | None = None
+    fallback_url: str | None = None
+    timeout: float | None = None
+    idle_timeout: float = IDLE_TIMEOUT
+    progress: ProgressCallback | None = None
+    routers: list[str] = field(default_factory=list)
+    car_out: str | None = None
+    streams_per_gateway: int = STREAMS_PER_GATEWAY
+    unit_bytes: int = UNIT_BYTES
+    use_hint: bool = True
+    log: Callable[[str], None] | None = None
+
+
+class RetryLater(NetworkError):
+    """A 429 or 5xx answer: ask this gateway again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class _Gateway:
+    __slots__ = ("dropped", "failures", "not_found", "ready_at", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dropped = False
+        self.failures = 0
+        self.not_found = False
+        self.ready_at = 0.0
+
+
+def _retry_after(value: str | None, failures: int) -> float:
+    backoff = min(0.25 * float(1 << min(failures, 10)), 8.0)
+    if not value:
+        return backoff
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when: float = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return backoff
+    import time
+
+    return float(max(0.0, min(when - time.time(), MAX_RETRY_AFTER)))
+
+
+class _Run:
+    """State shared by the tasks of one run."""
+
+    def __init__(self, target: Target, opts: FetchOptions) -> None:
+        self.target = target
+        self.opts = opts
+        urls = [normalize_gateway(g) for g in opts.gateways]
+        if opts.use_hint and target.gateway_hint:
+            urls.append(normalize_gateway(target.gateway_hint))
+        self.gateways = [_Gateway(u) for u in dict.fromkeys(urls)]
+        self.errors: list[CargetError] = []
+        self.bytes_done = 0
+        self.total: int | None = None
+        self._last_progress = 0.0
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self.opts.progress is not None:
+            self.opts.progress({"event": name, **fields})
+
+    def log(self, message: str) -> None:
+        if self.opts.log is not None:
+            self.opts.log(message)
+
+    def progressed(self, n: int) -> None:
+        self.bytes_done += n
+        now = trio.current_time()
+        if now - self._last_progress >= 0.1 or (self.total and self.bytes_done >= self.total):
+            self._last_progress = now
+            self.event("progress", bytes=self.bytes_done, total=self.total)
+
+    # --- gateway bookkeeping ------------------------------------------------------------
+
+    def usable(self) -> list[_Gateway]:
+        return [g for g in self.gateways if not g.dropped and not g.not_found]
+
+    def failed(self, gw: _Gateway, exc: CargetError) -> None:
+        """Record a stream's failure and decide the gateway's fate."""
+        self.errors.append(exc)
+        if gw.dropped:
+            return  # another stream of this gateway already had it dropped
+        if isinstance(exc, NotFoundError):
+            gw.not_found = True
+            self.log(f"{gw.url}: not found: {exc}")
+            return
+        if isinstance(exc, (HashMismatch, CARError, WrongAnswer)) or (
+                isinstance(exc, VerificationError) and not isinstance(exc, IncompleteDAG)):
+            gw.dropped = True
+            self.log(f"{gw.url}: dropped for the rest of the run: {exc}")
+            self.event("gateway-dropped", gateway=gw.url, reason=str(exc))
+            return
+        gw.failures += 1
+        delay = exc.delay if isinstance(exc, RetryLater) else _retry_after(None, gw.failures)
+        gw.ready_at = trio.current_time() + delay
+        self.log(f"{gw.url}: {exc} (retry in {delay:.2g} s)")
+        if gw.failures >= MAX_FAILURES:
+            gw.dropped = True
+            self.event("gateway-dropped", gateway=gw.url, reason=str(exc))
+
+    def final_error(self, what: str) -> CargetError:
+        """The error that describes why no gateway could serve ``what``."""
+        if not self.gateways:
+            return UsageError("no gateway to ask (use --gateway or IPFS_GATEWAY)")
+        if self.errors and all(isinstance(e, NotFoundError) for e in self.errors):
+            return NotFoundError(f"{what}: not found on any gateway ({self.errors[-1]})")
+        for kind in (VerificationError, CARError, WrongAnswer):
+            bad = [e for e in self.errors if isinstance(e, kind)]
+            if bad:
+                err = VerificationError(f"{what}: no gateway gave a verified answer "
+                                        f"(last: {bad[-1]})")
+                return err
+        last = self.errors[-1] if self.errors else None
+        if isinstance(last, FetchTimeout):
+            return FetchTimeout(f"{what}: {last}")
+        return NetworkError(f"{what}: every gateway failed (last: {last})")
+
+
+class WrongAnswer(CARError):
+    """A 200 that is not a CAR (wrong Content-Type): the gateway is not trustless."""
+
+
+#: errors that verified blocks prove (bad UnixFS, unsafe names, a path that does not
+#: exist, a usage problem): asking another gateway cannot help, so they end the run
+_CONTENT_ERRORS: Final = (PathNotFound, UsageError, UnixFSError, DagPBError, UnsafePathError,
+                          InputError, OSError)
+
+
+def _leaf_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception worth raising from a nursery's group: an interrupt first, then
+    carget's own errors, then anything else but Cancelled, else Cancelled itself."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [eg]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(reversed(e.exceptions))
+        else:
+            leaves.append(e)
+    for kind in (KeyboardInterrupt, CargetError, Exception):
+        for e in leaves:
+            if isinstance(e, kind):
+                return e
+    return leaves[0]
+
+
+@asynccontextmanager
+async def _nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery that raises its most telling child exception bare, not in a group, so
+    callers can ``except CargetError`` (trio's strict exception groups)."""
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as eg:
+        raise _leaf_error(eg) from None
+
+
+_Piece = memoryview | None | NetworkError
+
+
+def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
+             byte_range: tuple[int, int] | None) -> str:
+    t = Target(cid, path)
+    url = f"{gw}{t.url_path()}?format=car&dag-scope={scope}"
+    if byte_range is not None:
+        url += f"&entity-bytes={byte_range[0]}:{max(byte_range[0], byte_range[1] - 1)}"
+    return url
+
+
+class _StreamState:
+    """What a stream got done: ``written_end`` is where the bytes it handed to the output
+    stop (its leaves arrive in file order), the point a failover continues from;
+    ``written`` / ``reported`` count bytes for progress (written on the stream's thread,
+    reported from trio)."""
+
+    __slots__ = ("reported", "written", "written_end")
+
+    def __init__(self, start: int = 0) -> None:
+        self.written_end = start
+        self.written = 0
+        self.reported = 0
+
+
+def _torn(verifier: DagVerifier, exc: NetworkError) -> CargetError:
+    """A body that broke between two blocks was ended by the gateway (as servers do on a
+    missing block): an incomplete DAG. Torn inside a block, or silent: the network."""
+    if verifier.at_boundary and not isinstance(exc, FetchTimeout):
+        return IncompleteDAG(f"answer ended before the DAG was complete ({exc})")
+    return exc
+
+
+async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
+                          out: _Output | None, collect: list[VerifierEvent] | None,
+                          state: _StreamState) -> None:
+    """The bulk path for plain TCP: one worker thread receives (1 MiB reads), verifies
+    and writes; trio only waits, reports progress, and on cancellation shuts the socket
+    so the thread ends at once. See DESIGN "Performance" and bench_fetch.py."""
+
+    queue: Queue[list[VerifierEvent] | None] = Queue(WRITE_QUEUE)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        # the output stage on its own thread, so pwrite overlaps hashing (both drop the
+        # GIL); after an error it keeps draining so the verifier never blocks on put
+        while (events := queue.get()) is not None:
+            if failed:
+                continue
+            try:
+                assert out is not None
+                state.written += out.handle(events)
+            except BaseException as exc:
+                failed.append(exc)
+                continue
+            for ev in reversed(events):
+                if isinstance(ev, FileData):
+                    state.written_end = ev.offset + len(ev.data)
+                    break
+
+    def consume(piece: memoryview | None) -> bool:
+        if failed:
+            raise failed[0]
+        events = verifier.feed_eof() if piece is None else verifier.feed(piece)
+        if collect is not None:
+            collect.extend(events)
+        if out is not None and events:
+            queue.put(events)
+        return verifier.done
+
+    def body() -> None:
+        thread = threading.Thread(target=writer, name="carget-write", daemon=True)
+        thread.start()
+        try:
+            resp.read_body_blocking(consume)
+        except NetworkError as exc:
+            raise _torn(verifier, exc) from None
+        finally:
+            queue.put(None)
+            thread.join()
+        if failed:
+            raise failed[0]
+
+    def report() -> None:
+        n = state.written - state.reported
+        if n:
+            state.reported += n
+            run.progressed(n)
+
+    async def watch() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            resp.abort()
+
+    async def ticker() -> None:
+        while True:
+            await trio.sleep(0.1)
+            report()
+
+    async with _nursery() as nursery:
+        nursery.start_soon(watch)
+        nursery.start_soon(ticker)
+        try:
+            await trio.to_thread.run_sync(body)
+        except CargetError:
+            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: not the gateway's fault
+            raise
+        finally:
+            report()
+        nursery.cancel_scope.cancel()
+
+
+async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
+                  url: str, collect: list[VerifierEvent] | None = None,
+                  state: _StreamState | None = None) -> None:
+    """One CAR request, as a three-stage pipeline joined by bounded channels:
+
+    network (trio task, 1 MiB reads) → verifier (worker thread: CAR parsing, hashing) →
+    output (another worker thread: pwrite / stdout), so hashing and writing use both
+    cores. Raises what the request, the verifier or the output raised.
+    """
+    async with open_http(url, headers={"Accept": CAR_ACCEPT},
+                         idle_timeout=run.opts.idle_timeout) as resp:
+        status = resp.status
+        if status in (404, 410):
+            raise NotFoundError(f"{gw.url} answered {status} for {url}")
+        if status == 429 or 500 <= status < 600:
+            delay = _retry_after(resp.headers.get("retry-after"), gw.failures)
+            raise RetryLater(f"{gw.url} answered {status}", delay)
+        if status != 200:
+            raise NetworkError(f"{gw.url} answered {status} {resp.reason}")
+        ctype = resp.headers.get("content-type", "")
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media != "application/vnd.ipld.car":
+            raise WrongAnswer(f"{gw.url} answered {ctype or 'no Content-Type'}, not a CAR")
+        params = {p.split("=", 1)[0].strip().lower(): p.split("=", 1)[-1].strip().lower()
+                  for p in ctype.split(";")[1:]}
+        verifier.ordered = params.get("order") == "dfs"
+        if resp.detachable:
+            await _body_on_thread(run, resp, verifier, out, collect, state or _StreamState())
+            return
+        # TLS: the same stages with trio receiving and worker threads verifying, writing
+        # items: body pieces, None at the end of the body, or the error that broke it
+        send, recv = trio.open_memory_channel[_Piece](PIPE_DEPTH)
+        wsend, wrecv = trio.open_memory_channel[list[VerifierEvent]](PIPE_DEPTH)
+
+        def verify(pieces: list[_Piece]) -> list[VerifierEvent]:
+            events: list[VerifierEvent] = []
+            for piece in pieces:
+                if isinstance(piece, NetworkError):
+                    raise _torn(verifier, piece)
+                events += verifier.feed_eof() if piece is None else verifier.feed(piece)
+                if verifier.done:
+                    break
+            return events
+
+        def write(events: list[VerifierEvent]) -> int:
+            assert out is not None
+            n = out.handle(events)
+            if state is not None:
+                for ev in reversed(events):
+                    if isinstance(ev, FileData):
+                        state.written_end = ev.offset + len(ev.data)
+                        break
+            return n
+
+        async def reader() -> None:
+            async with send:
+                while True:
+                    try:
+                        piece: _Piece = await resp.receive()
+                    except NetworkError as exc:
+                        piece = exc
+                    await send.send(piece)
+                    if not isinstance(piece, memoryview):
+                        return
+
+        async def writer() -> None:
+            async with wrecv:
+                async for events in wrecv:
+                    n = await trio.to_thread.run_sync(write, events)
+                    if n:
+                        run.progressed(n)
+
+        async with _nursery() as outer:
+            if out is not None:
+                outer.start_soon(writer)
+            async with wsend:
+                async with _nursery() as inner:
+                    inner.start_soon(reader)
+                    async with recv:
+                        while not verifier.done:
+                            batch: list[_Piece] = [await recv.receive()]
+                            while isinstance(batch[-1], memoryview):
+                                try:
+                                    batch.append(recv.receive_nowait())
+                                except (trio.WouldBlock, trio.EndOfChannel):
+                                    break
+                            events = await trio.to_thread.run_sync(verify, batch)
+                            if collect is not None:
+                                collect.extend(events)
+                            if out is not None and events:
+                                await wsend.send(events)
+                            if not isinstance(batch[-1], memoryview):
+                                break
+                    # verified to the end: stop reading (a gateway that never ends is cut
+                    # off here); closing wsend lets the writer finish what is verified
+                    inner.cancel_scope.cancel()
