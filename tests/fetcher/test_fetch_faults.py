@@ -270,3 +270,28 @@ async def test_gateway_from_ipfs_path_file(big: tuple[DagStore, str, bytes],
         code, _, err = await run_cli("get", cid, "-o", "g.bin")
     assert code == 0, err
     assert (tmp_path / "g.bin").read_bytes() == data
+
+
+async def test_race_cancels_the_loser(big: tuple[DagStore, str, bytes], tmp_path: Path) -> None:
+    store, cid, data = big
+    # the staller never answers the race; with a 20 s idle timeout the run can only end
+    # quickly if the honest answer cancels the losing request
+    with trio.fail_after(10):
+        async with fault_gateway(store, Fault("stall", at=0, only_scope="block")) as staller, \
+                fault_gateway(store) as honest:
+            await run_get(cid, "out.bin", opts(staller.url, honest.url, idle_timeout=20,
+                                               streams_per_gateway=1))
+    assert (tmp_path / "out.bin").read_bytes() == data
+
+
+async def test_json_events_on_stderr_and_clean_stdout(big: tuple[DagStore, str, bytes]) -> None:
+    import json
+
+    store, cid, data = big
+    async with fault_gateway(store) as gw:
+        code, out, err = await run_cli("cat", "--json", "-g", gw.url, cid)
+    assert code == 0, err
+    assert out == data
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events][0] == "resolved"
+    assert events[-1]["event"] == "done" and events[-1]["size"] == SIZE

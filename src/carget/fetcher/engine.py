@@ -417,6 +417,8 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
 
     async def go() -> FetchResult:
         res = await _resolve(run)
+        run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
+                  gateway=res.gateway.url)
         if res.kind != "file":
             raise UsageError(f"{run.target} is a {res.kind}: cat needs a file")
         run.total = res.size
