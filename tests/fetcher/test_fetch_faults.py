@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import content, run_cli
 from dagstore import DagStore
 from faultgw import Fault, fault_gateway, plain_server
 
@@ -22,6 +21,7 @@ from carget.errors import (
     VerificationError,
 )
 from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from conftest import content, run_cli
 
 SIZE = 600_000
 CHUNK = "size-16384"
@@ -293,5 +293,5 @@ async def test_json_events_on_stderr_and_clean_stdout(big: tuple[DagStore, str, 
     assert code == 0, err
     assert out == data
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert [e["event"] for e in events][0] == "resolved"
+    assert next(e["event"] for e in events) == "resolved"
     assert events[-1]["event"] == "done" and events[-1]["size"] == SIZE
