@@ -14,9 +14,7 @@ from carget.errors import IncompleteDAG
 from carget.unixfs.exporter import Exporter
 
 _SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FIXTURES = _SHARED / "fixtures" / "gateway-conformance"
-if not FIXTURES.is_dir():  # checkouts other than /work/main
-    FIXTURES = Path("/work/shared/fixtures/gateway-conformance")
+FIXTURES = _SHARED / "fixtures" / "gateway-conformance"  # shared/ sits beside the checkout
 
 ALL_CARS = sorted(FIXTURES.rglob("*.car"))
 

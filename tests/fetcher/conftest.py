@@ -9,15 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import trio
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from dagstore import DagStore
-
-FIXTURES = Path("/work/shared/fixtures/gateway-conformance")
-#: no test may take longer than this even if the code under test hangs
-CLI_TIMEOUT = 60.0
+from fetchhelp import CLI_TIMEOUT, FIXTURES, content, run_cli  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(autouse=True)
@@ -34,23 +30,3 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def store() -> DagStore:
     return DagStore()
-
-
-def content(n: int, seed: int = 1) -> bytes:
-    """Deterministic, incompressible-enough test bytes."""
-    import hashlib
-
-    out = bytearray()
-    block = hashlib.sha256(str(seed).encode()).digest()
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block * 64
-    return bytes(out[:n])
-
-
-async def run_cli(*args: str, timeout: float = CLI_TIMEOUT) -> tuple[int, bytes, str]:
-    """Run ``python -m carget ARGS``; return (exit code, stdout bytes, stderr text)."""
-    with trio.fail_after(timeout):
-        proc = await trio.run_process([sys.executable, "-m", "carget", *args],
-                                      capture_stdout=True, capture_stderr=True, check=False)
-    return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace")

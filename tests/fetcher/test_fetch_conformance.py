@@ -13,11 +13,11 @@ import pytest
 import trio
 from dagstore import DagStore
 from faultgw import fault_gateway
+from fetchhelp import FIXTURES, run_cli
 
 from carget.fetcher.engine import FetchOptions, run_get
 from carget.fetcher.target import quote_segment
 from carget.server.testing import running_gateway
-from conftest import FIXTURES, run_cli
 
 TC = FIXTURES / "trustless_gateway_car"
 MULTIBLOCK_SHA = "998785f13287a9aabc2d7048e4c2905d502ff13ef40f2d135f163b5a762701c5"

@@ -11,6 +11,7 @@ import pytest
 import trio
 from dagstore import DagStore
 from faultgw import Fault, fault_gateway, plain_server
+from fetchhelp import content, run_cli
 
 from carget.errors import (
     DigestMismatch,
@@ -21,7 +22,6 @@ from carget.errors import (
     VerificationError,
 )
 from carget.fetcher.engine import FetchOptions, run_cat, run_get
-from conftest import content, run_cli
 
 SIZE = 600_000
 CHUNK = "size-16384"

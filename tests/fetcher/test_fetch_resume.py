@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import trio
-from conftest import content
 from dagstore import DagStore
 from faultgw import Fault, fault_gateway
+from fetchhelp import content
 
 from carget.fetcher.engine import FetchOptions, run_get
 from carget.fetcher.output import JOURNAL_SUFFIX, PARTIAL_SUFFIX

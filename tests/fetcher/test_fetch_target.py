@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from fetchhelp import content
 
 from carget.errors import CIDParseError, UsageError
 from carget.fetcher import FetchResult, fetch_file_sync
@@ -16,7 +17,6 @@ from carget.fetcher.gateways import (
     providers_from_json,
 )
 from carget.fetcher.target import parse_target, quote_segment
-from conftest import content
 
 V1 = "bafybeidh6k2vzukelqtrjsmd4p52cpmltd2ufqrdtdg6yigi73in672fwu"
 V0 = "QmWvY6FaqFMS89YAQ9NAPjVP4WZKA1qbHbicc9HeSKQTgt"

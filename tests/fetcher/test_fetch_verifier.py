@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import FIXTURES, content
 from dagstore import DagStore, car_bytes
+from fetchhelp import FIXTURES, content
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

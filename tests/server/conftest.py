@@ -15,7 +15,7 @@ from carget.server.testing import running_gateway
 def gateway() -> Iterator[str]:
     cars = fixture_cars()
     if not cars:
-        pytest.skip(f"gateway-conformance fixtures not found at {FIXTURES}")
+        pytest.fail(f"gateway-conformance fixtures not found at {FIXTURES}")
     with running_gateway(cars) as url:
         yield url
 

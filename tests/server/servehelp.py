@@ -7,10 +7,9 @@ import os
 
 from carget.car.decoder import decode_car
 
-FIXTURES = "/work/shared/fixtures/gateway-conformance"
-if not os.path.isdir(FIXTURES):  # CI checkouts keep the fixtures beside the repository
-    FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures",
-                            "gateway-conformance")
+#: the shared/ folder sits beside the checkout (CI copies it there too)
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
+                        "fixtures", "gateway-conformance")
 CAR_TYPE = "application/vnd.ipld.car"
 
 

@@ -19,7 +19,8 @@ from carget.unixfs.hamt import build_hamt, check_fanout, hamt_order, name_hash
 from carget.unixfs.node import decode_unixfs, hamt_index
 from carget.unixfs.options import DEFAULT, UNIXFS_V1_2025, ImportOptions, resolve_options
 
-FIXTURE = (Path("/work/shared/fixtures/gateway-conformance/trustless_gateway_car")
+FIXTURE = (Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+           / "gateway-conformance" / "trustless_gateway_car"
            / "single-layer-hamt-with-multi-block-files.car")
 FIXTURE_ROOT = "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i"
 
@@ -192,7 +193,6 @@ def test_fanout_16_uses_one_hex_digit() -> None:
     assert decode_data(pb.data or b"").fanout == 16
 
 
-@pytest.mark.skipif(not FIXTURE.exists(), reason="gateway-conformance fixtures not present")
 def test_conformance_fixture_lookup_and_rebuild() -> None:
     _, blocks = decode_car(FIXTURE.read_bytes())
     store = {b.cid: bytes(b.data) for b in blocks}

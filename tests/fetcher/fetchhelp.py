@@ -1,0 +1,40 @@
+"""Helpers shared by the fetcher tests (a uniquely named module: the test folders are not
+packages, so every test area's ``conftest`` is importable only by pytest itself)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import trio
+
+#: the shared/ folder sits beside the checkout (CI copies it there too)
+FIXTURES = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gateway-conformance"
+)
+#: no test may take longer than this even if the code under test hangs
+CLI_TIMEOUT = 60.0
+
+
+def content(n: int, seed: int = 1) -> bytes:
+    """Deterministic, incompressible-enough test bytes."""
+    import hashlib
+
+    out = bytearray()
+    block = hashlib.sha256(str(seed).encode()).digest()
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block * 64
+    return bytes(out[:n])
+
+
+async def run_cli(*args: str, timeout: float = CLI_TIMEOUT) -> tuple[int, bytes, str]:
+    """Run ``python -m carget ARGS``; return (exit code, stdout bytes, stderr text)."""
+    with trio.fail_after(timeout):
+        proc = await trio.run_process(
+            [sys.executable, "-m", "carget", *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace")
