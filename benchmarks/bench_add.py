@@ -26,7 +26,9 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to put the test file (default: a temp dir)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    carget = shutil.which("carget") or sys.exit("carget is not installed (pip install -e .)")
+    # what the installed console script runs, minus any shim in front of it (pyenv puts a
+    # bash script there, which would charge carget for a second interpreter lookup)
+    carget = [sys.executable, "-c", "from carget.cli import main; main()"]
     tmp = tempfile.mkdtemp(prefix="carget-bench-", dir=args.dir)
     path = os.path.join(tmp, "data.bin")
     try:
@@ -39,9 +41,16 @@ def main() -> None:
         jobs_list = [1] + ([cores] if cores > 1 else [])
         for jobs in jobs_list:
             run = best_of(
-                args.repeat, [carget, "add", "--cid-version=1", "-Q", f"--jobs={jobs}", path]
+                args.repeat, [*carget, "add", "--cid-version=1", "-Q", f"--jobs={jobs}", path]
             )
             rows.append((f"carget add --cid-version=1 -Q --jobs {jobs}", run))
+        if shutil.which("taskset") and cores > 1:
+            # the same --jobs 1 run held to one core: what a single-CPU machine would see
+            run = best_of(
+                args.repeat,
+                ["taskset", "-c", "0", *carget, "add", "--cid-version=1", "-Q", "--jobs=1", path],
+            )
+            rows.append(("carget ... --jobs 1 pinned to one core (taskset)", run))
         result = []
         for name, run in rows:
             mbs = size / run.seconds / 1e6

@@ -16,16 +16,26 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.file import FileImporter, FileLink, LeafEncoder
 from .unixfs.options import DEFAULT, ImportOptions
 
-__all__ = ["AddResult", "Readable", "add_bytes", "add_file", "import_stream", "open_regular_file"]
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+__all__ = [
+    "usable_cpus",
+    "AddResult",
+    "Readable",
+    "add_bytes",
+    "add_file",
+    "import_stream",
+    "open_regular_file",
+]
 
 #: bytes read and hashed per task: large enough that per-task Python overhead vanishes,
 #: small enough that jobs × 2 buffers stay far under the 64 MiB RSS budget
@@ -53,6 +63,14 @@ class AddResult:
     digest: str | None = None  # "sha256:HEX" when asked for
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (taskset and cpusets count, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _read_full(f: Readable, buf: memoryview) -> int:
     """Fill ``buf`` unless the stream ends; return the byte count (pipes return short)."""
     got = 0
@@ -69,6 +87,60 @@ def _encode_batch(
     enc: LeafEncoder, view: memoryview, chunk: int, want: bool
 ) -> list[tuple[FileLink, Block | None]]:
     return [enc.encode(view[i : i + chunk], want) for i in range(0, len(view), chunk)]
+
+
+Take = Callable[[list[tuple[FileLink, "Block | None"]], bytearray, int], None]
+
+
+def _threaded(
+    f: Readable,
+    enc: LeafEncoder,
+    chunk: int,
+    batch: int,
+    jobs: int,
+    want: bool,
+    whole: Any,
+    free: list[bytearray],
+    take: Take,
+) -> None:
+    """Read batches in this thread, hash their leaves on ``jobs`` worker threads, and hand
+    the results to ``take`` strictly in file order, with at most ``2 * jobs`` in flight."""
+    from concurrent.futures import ThreadPoolExecutor  # only multi-core runs pay for it
+
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="carget-hash")
+    # one more thread keeps the whole-file digest sequential without blocking the reader
+    dpool = ThreadPoolExecutor(1, thread_name_prefix="carget-digest") if whole else None
+    pending: deque[
+        tuple[Future[list[tuple[FileLink, Block | None]]], Future[None] | None, bytearray, int]
+    ] = deque()
+
+    def drain_one() -> None:
+        fut, dfut, buf, n = pending.popleft()
+        links = fut.result()
+        if dfut is not None:
+            dfut.result()
+        take(links, buf, n)
+
+    try:
+        while n := _read_full(f, memoryview(buf := free.pop() if free else bytearray(batch))):
+            part = memoryview(buf)[:n]
+            fut = pool.submit(_encode_batch, enc, part, chunk, want)
+            dfut = dpool.submit(whole.update, part) if dpool is not None else None
+            pending.append((fut, dfut, buf, n))
+            while len(pending) > 2 * jobs:
+                drain_one()
+            if n < batch:
+                break
+        while pending:
+            drain_one()
+    finally:
+        for fut, dfut, _, _ in pending:
+            fut.cancel()
+            if dfut is not None:
+                dfut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if dpool is not None:
+            dpool.shutdown(wait=True, cancel_futures=True)
 
 
 def import_stream(
@@ -90,7 +162,7 @@ def import_stream(
     """
     if digest is not None and digest not in DIGEST_ALGORITHMS:
         raise UsageError(f"unsupported digest {digest!r} (use {' or '.join(DIGEST_ALGORITHMS)})")
-    jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    jobs = max(1, jobs if jobs is not None else usable_cpus())
     importer = FileImporter(opts, emit)
     enc = importer.leaves
     chunk = opts.chunk_size
@@ -98,60 +170,30 @@ def import_stream(
     whole = hashlib.new(digest) if digest else None
     want = emit is not None
 
-    pool = ThreadPoolExecutor(jobs, thread_name_prefix="carget-hash") if jobs > 1 else None
-    # one more thread keeps the whole-file digest sequential without blocking the reader
-    dpool = ThreadPoolExecutor(1, thread_name_prefix="carget-digest") if whole and pool else None
-    pending: deque[
-        tuple[Future[list[tuple[FileLink, Block | None]]], Future[None] | None, bytearray, int]
-    ] = deque()
-    free: list[bytearray] = []
-    depth = 2 * jobs
-
-    def drain_one() -> None:
-        fut, dfut, buf, n = pending.popleft()
-        for link, block in fut.result():
+    def take(links: list[tuple[FileLink, Block | None]], buf: bytearray, n: int) -> None:
+        for link, block in links:
             if block is not None and emit is not None:
                 emit(block)
             importer.add_leaf(link)
-        if dfut is not None:
-            dfut.result()
         free.append(buf)
         if progress is not None:
             progress(n)
 
-    try:
-        while True:
-            buf = free.pop() if free else bytearray(batch)
-            view = memoryview(buf)
-            n = _read_full(f, view)
-            if n == 0:
-                break
-            part = view[:n]
-            if pool is None:
-                done: Future[list[tuple[FileLink, Block | None]]] = Future()
-                done.set_result(_encode_batch(enc, part, chunk, want))
-                if whole is not None:
-                    whole.update(part)
-                pending.append((done, None, buf, n))
-            else:
-                fut = pool.submit(_encode_batch, enc, part, chunk, want)
-                dfut = dpool.submit(whole.update, part) if dpool and whole else None
-                pending.append((fut, dfut, buf, n))
-            while len(pending) > (depth if pool else 0):
-                drain_one()
+    free: list[bytearray] = []
+    if jobs == 1 and usable_cpus() == 1:
+        # a single CPU: read, hash, assemble in turn; threads would only add switching
+        while n := _read_full(f, memoryview(buf := free.pop() if free else bytearray(batch))):
+            part = memoryview(buf)[:n]
+            links = _encode_batch(enc, part, chunk, want)
+            if whole is not None:
+                whole.update(part)
+            take(links, buf, n)
             if n < batch:
                 break
-        while pending:
-            drain_one()
-    finally:
-        for fut, dfut, _, _ in pending:
-            fut.cancel()
-            if dfut is not None:
-                dfut.cancel()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if dpool is not None:
-            dpool.shutdown(wait=True, cancel_futures=True)
+    else:
+        # ``jobs`` hashing threads; this thread reads ahead meanwhile (the kernel's copy
+        # out of the page cache overlaps the hashing, as a reader goroutine does in kubo)
+        _threaded(f, enc, chunk, batch, jobs, want, whole, free, take)
     root = importer.finish()
     text = f"{digest}:{whole.hexdigest()}" if whole is not None and digest else None
     return AddResult(root.cid, importer.size, root.tsize, text)

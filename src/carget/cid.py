@@ -150,6 +150,9 @@ def hash_function(name_or_code: str | int) -> HashFunction:
     return found
 
 
+_set = object.__setattr__
+
+
 class CID:
     """A content identifier. Immutable; equal when the binary forms are equal.
 
@@ -180,6 +183,17 @@ class CID:
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("CID is immutable")
+
+    @classmethod
+    def _unchecked(cls, version: int, codec: int, multihash: bytes, raw: bytes) -> CID:
+        """Build a CID from parts the caller has already validated (per-block hot paths:
+        parsing CAR sections, hashing leaves), skipping ``__init__``'s checks."""
+        cid = cls.__new__(cls)
+        _set(cid, "version", version)
+        _set(cid, "codec", codec)
+        _set(cid, "multihash", multihash)
+        _set(cid, "_bytes", raw)
+        return cid
 
     # --- construction -----------------------------------------------------------------
 
@@ -307,10 +321,7 @@ def read_cid(buf: bytes | bytearray | memoryview, pos: int) -> tuple[CID, int]:
         if end > len(buf):
             raise IndexError("buffer ends inside CID")
         mh = bytes(buf[pos:end])
-        cid = CID.__new__(CID)
-        for k, v in (("version", 0), ("codec", DAG_PB), ("multihash", mh), ("_bytes", mh)):
-            object.__setattr__(cid, k, v)
-        return cid, end
+        return CID._unchecked(0, DAG_PB, mh, mh), end
     version, pos = decode_varint(buf, pos)
     if version != 1:
         raise CIDDecodeError(f"unsupported CID version {version}", start)
@@ -324,12 +335,7 @@ def read_cid(buf: bytes | bytearray | memoryview, pos: int) -> tuple[CID, int]:
             raise CIDDecodeError(f"multihash length {length} is absurd", start)
         raise IndexError("buffer ends inside CID")
     mh = bytes(buf[mh_start:end])
-    cid = CID.__new__(CID)
-    object.__setattr__(cid, "version", 1)
-    object.__setattr__(cid, "codec", codec)
-    object.__setattr__(cid, "multihash", mh)
-    object.__setattr__(cid, "_bytes", bytes(buf[start:end]))
-    return cid, end
+    return CID._unchecked(1, codec, mh, bytes(buf[start:end])), end
 
 
 class Block(NamedTuple):

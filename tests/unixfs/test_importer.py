@@ -104,3 +104,17 @@ def test_tsize_is_the_whole_dag() -> None:
     sizes: list[int] = []
     res = add_bytes(b"x" * 95, opts, emit=lambda b: sizes.append(len(b.data)))
     assert res.tsize == sum(sizes)
+
+
+@pytest.mark.parametrize("opts", SMALL)
+def test_single_cpu_serial_path_gives_the_same_cid(
+    opts: ImportOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import carget.add
+
+    monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)
+    monkeypatch.setattr(carget.add, "usable_cpus", lambda: 1)
+    data = os.urandom(64 * 90 + 3)
+    got = import_stream(Dribble(data, 100), opts, jobs=1, digest="sha512")
+    assert got.cid == via_chunker(data, [], opts)
+    assert got.digest == "sha512:" + __import__("hashlib").sha512(data).hexdigest()

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from hashlib import sha256
 
-from ..cid import CID, DAG_PB, RAW, Block, HashFunction, encode_varint, hash_function
+from ..cid import CID, DAG_PB, RAW, SHA2_256, Block, HashFunction, encode_varint, hash_function
 from .dagpb import PBLink, encode_node
 from .data import DataType, UnixFSData, encode_data
 from .layout import Layout, new_layout
@@ -72,6 +73,10 @@ class LeafEncoder:
         self.hasher = hash_function(opts.hash)
         self.raw = opts.raw_leaves
         self._type = b"\x08\x00" if opts.layout == "trickle" else b"\x08\x02"
+        # the common case (raw leaves, sha2-256) skips the general path: a leaf is one
+        # hashlib call and one CID; inlining still goes the general way for small chunks
+        self._fast_raw = self.raw and self.hasher.code == SHA2_256
+        self._inline_below = opts.inline_limit + 1 if opts.inline else 0
 
     def frame(self, size: int) -> tuple[bytes, bytes]:
         """For dag-pb leaves: the bytes before and after a chunk of ``size`` bytes."""
@@ -84,6 +89,10 @@ class LeafEncoder:
         self, chunk: bytes | memoryview, want_data: bool = True
     ) -> tuple[FileLink, Block | None]:
         size = len(chunk)
+        if self._fast_raw and size >= self._inline_below:
+            mh = b"\x12\x20" + sha256(chunk).digest()
+            cid = CID._unchecked(1, RAW, mh, b"\x01\x55" + mh)
+            return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
         if self.raw:
             cid = make_cid(RAW, (chunk,), size, self.opts, self.hasher)
             return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
