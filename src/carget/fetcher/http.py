@@ -130,16 +130,12 @@ class HttpResponse:
         return data
 
     async def _line(self) -> bytes:
-        buf = bytes(self._rest)
-        while b"\r\n" not in buf:
-            if len(buf) > MAX_CHUNK_LINE:
-                raise NetworkError(f"{self.url}: chunk-size line too long")
+        while (found := _split_line(self._rest, self.url)) is None:
             more = await self._recv()
             if not more:
                 raise NetworkError(f"{self.url}: chunked body ends early")
-            buf += more
-        line, _, rest = buf.partition(b"\r\n")
-        self._rest = memoryview(rest)
+            self._rest = memoryview(bytes(self._rest) + bytes(more))  # a short partial line
+        line, self._rest = found
         return line
 
     async def _receive_chunked(self) -> memoryview | None:
@@ -177,6 +173,20 @@ class HttpResponse:
         return piece
 
 
+def _split_line(rest: memoryview, url: str) -> tuple[bytes, memoryview] | None:
+    """The CRLF-ended line at the start of ``rest`` and what follows it, or None while no
+    CRLF has arrived. Looks at no more than a line's worth of bytes: a chunk-size line
+    sits in front of up to a megabyte of body, which must not be copied per chunk.
+    Raises :class:`NetworkError` for a line longer than MAX_CHUNK_LINE."""
+    head = bytes(rest[: MAX_CHUNK_LINE + 2])
+    end = head.find(b"\r\n")
+    if end < 0:
+        if len(head) > MAX_CHUNK_LINE:
+            raise NetworkError(f"{url}: chunk-size line too long")
+        return None
+    return head[:end], rest[end + 2 :]
+
+
 class _BlockingBody:
     """The rest of a response body read on a worker thread from a blocking duplicate of
     the connection's socket: no trio hand-off per piece (measured in bench_fetch.py: a
@@ -202,16 +212,12 @@ class _BlockingBody:
         return data
 
     def line(self) -> bytes:
-        buf = bytes(self.rest)
-        while b"\r\n" not in buf:
-            if len(buf) > MAX_CHUNK_LINE:
-                raise NetworkError(f"{self.resp.url}: chunk-size line too long")
+        while (found := _split_line(self.rest, self.resp.url)) is None:
             more = self.recv()
             if not more:
                 raise NetworkError(f"{self.resp.url}: chunked body ends early")
-            buf += more
-        line, _, rest = buf.partition(b"\r\n")
-        self.rest = memoryview(rest)
+            self.rest = memoryview(bytes(self.rest) + bytes(more))  # a short partial line
+        line, self.rest = found
         return line
 
     def run(self, consume: Callable[[memoryview | None], bool]) -> None:
