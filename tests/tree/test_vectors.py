@@ -11,31 +11,14 @@ from typing import Any
 import pytest
 
 from carget.tree import add_paths
-from carget.unixfs.options import resolve_options
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 sys.path.insert(0, str(VECTORS))
 from content import tree_entries, write_tree  # noqa: E402
+from kuboflags import import_options  # noqa: E402
 
 DIRS = json.loads((VECTORS / "dirs.json").read_text("utf-8"))
 ROOT_NAME: str = DIRS["tree_root_name"]
-
-#: kubo flag name -> resolve_options keyword
-FLAGS = {
-    "cid-version": "cid_version", "raw-leaves": "raw_leaves", "chunker": "chunker",
-    "trickle": "trickle", "hash": "hash", "inline": "inline", "inline-limit": "inline_limit",
-    "profile": "profile", "hidden": "hidden", "wrap-with-directory": "wrap",
-}
-
-
-def _options(flags: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"hidden": False, "wrap": False}
-    for k, v in flags.items():
-        if k == "recursive":
-            continue
-        out[FLAGS[k]] = v
-    return out
-
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -48,7 +31,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("vec", DIRS["vectors"], ids=[v["name"] for v in DIRS["vectors"]])
 def test_directory_vector(vec: dict[str, Any], trees: dict[str, Path]) -> None:
-    opts = resolve_options(**_options(vec["options"]))
+    opts = import_options(vec["options"])
     root = trees[vec["tree"]]
     src = root / vec["file"] if "file" in vec else root
     lines: list[tuple[str, str]] = []

@@ -11,29 +11,13 @@ from typing import Any
 import pytest
 
 from carget.add import import_stream
-from carget.unixfs.options import resolve_options
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 sys.path.insert(0, str(VECTORS))
 from content import make_bytes  # noqa: E402
+from kuboflags import import_options  # noqa: E402
 
 FILES = json.loads((VECTORS / "files.json").read_text())["vectors"]
-
-
-def options_from_flags(flags: dict[str, Any]) -> Any:
-    opts = resolve_options(
-        profile=flags.get("profile"),
-        cid_version=flags.get("cid-version"),
-        raw_leaves=flags.get("raw-leaves"),
-        chunker=flags.get("chunker"),
-        trickle=bool(flags.get("trickle")),
-        hash=flags.get("hash"),
-        inline=bool(flags.get("inline")),
-        inline_limit=flags.get("inline-limit"),
-    )
-    if "max-links" in flags:
-        opts = opts.replace(max_links=flags["max-links"])
-    return opts
 
 
 class _Stream:
@@ -60,6 +44,6 @@ def test_vectors_cover_the_issue() -> None:
 @pytest.mark.parametrize("vector", FILES, ids=[v["name"] for v in FILES])
 def test_file_vector(vector: dict[str, Any]) -> None:
     data = make_bytes(vector["content"]["size"], vector["content"]["seed"])
-    opts = options_from_flags(vector["options"])
+    opts = import_options(vector["options"])
     got = import_stream(_Stream(data), opts, jobs=2)
     assert str(got.cid) == vector["cid"], vector["source"]
