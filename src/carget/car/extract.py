@@ -16,8 +16,8 @@ Rules, because a DAG comes from strangers (the path_gateway_tar fixtures carry `
 from __future__ import annotations
 
 import os
-import tempfile
 
+from ..atomic import atomic_file
 from ..cid import CID
 from ..errors import InputError, UnsafePathError
 from ..unixfs.exporter import Exporter, check_entry_name
@@ -56,23 +56,9 @@ class _Extractor:
 
     def file(self, cid: CID, node: Node, path: str) -> None:
         self._guard(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)[:64]}.",
-                                   suffix=".carget-tmp", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in self.ex.read_file(cid, node=node):
-                    f.write(chunk)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            self._meta(tmp, node)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_file(path, before_rename=lambda tmp: self._meta(tmp, node)) as (f, _):
+            for chunk in self.ex.read_file(cid, node=node):
+                f.write(chunk)
         self.count += 1
 
     def directory(self, cid: CID, node: Node, path: str) -> None:

@@ -16,16 +16,16 @@ go-car leave them out), and a block already written is not written twice.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
+from ..atomic import atomic_file
 from ..cid import CID, IDENTITY, Block
-from ..errors import InputError, UsageError
+from ..errors import UsageError
 from .encoder import encode_header, section_prefix
 from .header import CARV2_HEADER_SIZE, CARV2_PRAGMA, CarV2Header, encode_v2_header
 from .index import encode_multihash_index
@@ -175,25 +175,7 @@ def open_car_writer(path: str, version: int = 1,
             shutil.copyfileobj(spool, out, _COPY_CHUNK)
             out.flush()
         return
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                                   dir=directory)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write there: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            writer = CarWriter(f, version, roots)
-            yield writer
-            writer.finish()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a CAR is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, "w+b") as (f, _):
+        writer = CarWriter(cast(BinaryIO, f), version, roots)
+        yield writer
+        writer.finish()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-import tempfile
 from typing import TYPE_CHECKING
 
 import click
@@ -218,17 +217,11 @@ def annotate(template: str, arch: str | None, write: bool, from_dir: str | None)
 
 def _write_atomic(path: str, text: str) -> None:
     """Replace ``path`` by a temporary file beside it, keeping its mode."""
-    directory = os.path.dirname(os.path.abspath(path))
+    from ..atomic import atomic_file
+
     try:
         mode = os.stat(path).st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(prefix=".carget-", suffix=".yaml", dir=directory)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with atomic_file(path, "w", file_mode=mode, encoding="utf-8", newline="") as (f, _):
             f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
     except OSError as exc:
-        os.unlink(tmp)
         raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None

@@ -30,6 +30,7 @@ from typing import Any
 
 import trio
 
+from ..atomic import atomic_file
 from ..cid import CID, DAG_PB, RAW
 from ..errors import (
     CargetError,
@@ -355,25 +356,18 @@ async def _fallback(run: _Run, out_path: str) -> FetchResult:
     assert url is not None and run.opts.digest is not None
     run.log(f"IPFS failed; trying the fallback mirror {url}")
     run.event("fallback", url=url)
-    tmp = out_path + ".carget-fallback"
-    try:
+    with atomic_file(out_path) as (f, tmp):  # kept only if the digest matches
         async with open_http(url, idle_timeout=run.opts.idle_timeout) as resp:
             if resp.status != 200:
                 raise NetworkError(f"fallback {url} answered {resp.status}")
             total = resp.headers.get("content-length")
             run.total = int(total) if total and total.isdigit() else None
             run.bytes_done = 0
-            with open(tmp, "wb") as f:
-                while (piece := await resp.receive()) is not None:
-                    await trio.to_thread.run_sync(f.write, piece)
-                    run.progressed(len(piece))
+            while (piece := await resp.receive()) is not None:
+                await trio.to_thread.run_sync(f.write, piece)
+                run.progressed(len(piece))
+        f.flush()
         digest = await _check_digest(tmp, run.opts.digest)
-        os.replace(tmp, out_path)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
     return FetchResult("", os.path.getsize(out_path), digest, "fallback")
 
 
