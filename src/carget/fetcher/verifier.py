@@ -43,7 +43,7 @@ from ..errors import (
     UnsafePathError,
     VerificationError,
 )
-from ..unixfs.node import Node, block_links, decode_unixfs, identity_data
+from ..unixfs.node import Node, block_links, cbor_walk, decode_unixfs, identity_data
 
 __all__ = [
     "DUP_CACHE_LIMIT",
@@ -408,23 +408,11 @@ class DagVerifier:
     def _cbor_path(self, w: _Want, data: memoryview | bytes) -> None:
         """Walk path segments inside a dag-cbor block until they reach a link."""
         import dag_cbor
-        from multiformats import CID as MFCID
 
-        value = dag_cbor.decode(bytes(data))
-        seg = w.seg
-        while seg < len(self.segments):
-            name = self.segments[seg]
-            if isinstance(value, dict) and name in value:
-                value = value[name]
-            elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
-                value = value[int(name)]
-            else:
-                raise PathNotFound(f"no {name!r} inside dag-cbor block {w.cid}")
-            seg += 1
-            if isinstance(value, MFCID):
-                self._push(self._path_want(CID.from_bytes(bytes(value)), seg))
-                return
-        raise PathNotFound(f"path ends inside dag-cbor block {w.cid}, not at a link")
+        link, seg = cbor_walk(dag_cbor.decode(bytes(data)), self.segments, w.seg, PathNotFound)
+        if link is None:
+            raise PathNotFound(f"path ends inside dag-cbor block {w.cid}, not at a link")
+        self._push(self._path_want(link, seg))
 
     def _entity(self, w: _Want, data: memoryview | bytes) -> None:
         cid = w.cid

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import DecodeError, IncompleteDAG, NotFoundError, UsageError
-from ..unixfs.node import Node, decode_unixfs
+from ..unixfs.node import Node, cbor_walk, decode_unixfs, hamt_find
 
 __all__ = [
     "BlockSource",
@@ -139,13 +139,19 @@ def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
                 i += 1
                 continue
             if node.kind == "hamt":
-                cur = _hamt_find(src, node, name, proof)
+                def load(cid: CID) -> Node:
+                    data = src.get(cid)
+                    if data is None:
+                        raise NotFoundError(f"HAMT shard {cid} is not available")
+                    return decode_unixfs(cid, data)
+
+                cur = hamt_find(node, name, load, proof).cid
                 i += 1
                 continue
             raise NotFoundError(f"{cur} is a UnixFS {node.kind}: it has no entry {name!r}")
         if cur.codec == DAG_CBOR:
             value: Any = _decode_cbor(cur, data)
-            nxt, i = _cbor_walk(value, segments, i)
+            nxt, i = cbor_walk(value, segments, i)
             if nxt is None:  # the path ends inside this block
                 proof.pop()
                 return Resolved(tuple(proof), cur)
@@ -155,43 +161,6 @@ def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
             raise NotFoundError(f"{cur} is a raw block: it has no entry {segments[i]!r}")
         raise UnsupportedCodec(f"cannot walk a path through {cur.codec_name} block {cur}")
     return Resolved(tuple(proof), cur)
-
-
-def _hamt_find(src: BlockSource, shard: Node, name: str, proof: list[CID]) -> CID:
-    depth = 0
-    while True:
-        hit = shard.hamt_lookup(name, depth)
-        if hit is None:
-            raise NotFoundError(f"no entry {name!r} in sharded directory")
-        kind, link = hit
-        if kind == "entry":
-            return link.cid
-        data = src.get(link.cid)
-        if data is None:
-            raise NotFoundError(f"HAMT shard {link.cid} is not available")
-        proof.append(link.cid)
-        shard = decode_unixfs(link.cid, data)
-        if shard.kind != "hamt":
-            raise DecodeError(f"HAMT link {link.cid} is not a shard")
-        depth += 1
-
-
-def _cbor_walk(value: Any, segments: list[str], i: int) -> tuple[CID | None, int]:
-    """Follow segments inside one dag-cbor value; stop at the first link."""
-    from multiformats import CID as MFCID
-
-    while i < len(segments):
-        seg = segments[i]
-        if isinstance(value, dict) and seg in value:
-            value = value[seg]
-        elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
-            value = value[int(seg)]
-        else:
-            raise NotFoundError(f"no field {seg!r} in dag-cbor block")
-        i += 1
-        if isinstance(value, MFCID):
-            return CID.from_bytes(bytes(value)), i
-    return None, i
 
 
 def resolve_range(size: int, spec: tuple[int | None, int | None]) -> ByteRange | None:

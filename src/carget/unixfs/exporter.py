@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..cid import CID, RAW
 from ..errors import NotFoundError, UnixFSError, UnsafePathError, UsageError
-from .node import Node, decode_unixfs, identity_data
+from .node import Node, decode_unixfs, hamt_find, identity_data
 
 __all__ = [
     "DirEntry",
@@ -111,7 +111,8 @@ class Exporter:
                 res.link_name = seg
                 cid = link.cid
             elif node.kind == "hamt":
-                cid, res.link_name = self._hamt_find(node, seg, res.visited)
+                link = hamt_find(node, seg, self.node, res.visited)
+                cid, res.link_name = link.cid, link.name or ""
             else:
                 raise NotFoundError(f"{res.cid} is a {node.kind}, not a directory "
                                     f"(looking for {seg!r})")
@@ -119,21 +120,6 @@ class Exporter:
             res.cid, res.node = cid, node
             res.visited.append(cid)
         return res
-
-    def _hamt_find(self, shard: Node, name: str, visited: list[CID]) -> tuple[CID, str]:
-        depth = 0
-        while True:
-            found = shard.hamt_lookup(name, depth)
-            if found is None:
-                raise NotFoundError(f"no entry named {name!r} in HAMT {shard.cid}")
-            what, link = found
-            if what == "entry":
-                return link.cid, link.name or ""
-            shard = self.node(link.cid)
-            if shard.kind != "hamt":
-                raise UnixFSError(f"HAMT sub-shard link {link.cid} is a {shard.kind}")
-            visited.append(link.cid)
-            depth += 1
 
     # --- directories ------------------------------------------------------------------
 

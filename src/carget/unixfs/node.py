@@ -7,11 +7,12 @@ the fetcher's verifier. Decoding is strict and checks the facts the DAG itself c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..cid import CID, DAG_CBOR, DAG_PB, IDENTITY, RAW, decode_varint
-from ..errors import DecodeError, UnixFSError, UsageError
+from ..errors import DecodeError, NotFoundError, UnixFSError, UsageError
 from .dagpb import PBLink, decode_node
 from .data import DataType, UnixFSData, decode_data
 from .murmur3 import murmur3_x64_64
@@ -20,7 +21,9 @@ __all__ = [
     "HAMT_HASH_MURMUR3",
     "Node",
     "block_links",
+    "cbor_walk",
     "decode_unixfs",
+    "hamt_find",
     "hamt_index",
     "identity_data",
 ]
@@ -91,6 +94,53 @@ class Node:
         for link in self.links:
             lname = link.name or ""
             yield (lname[width:] if len(lname) > width else None), link
+
+
+def hamt_find(
+    shard: Node, name: str, load: Callable[[CID], Node], visited: list[CID]
+) -> PBLink:
+    """Descend from the HAMT root ``shard`` through its sub-shards to the entry ``name``
+    and return the entry's link; each sub-shard's CID is appended to ``visited`` (the
+    blocks a trustless answer must carry). ``load`` fetches and decodes a block.
+
+    Raises :class:`NotFoundError` when the name is absent, :class:`UnixFSError` when a
+    sub-shard link leads to something that is not a shard, and whatever ``load`` raises.
+    """
+    depth = 0
+    while True:
+        found = shard.hamt_lookup(name, depth)
+        if found is None:
+            raise NotFoundError(f"no entry named {name!r} in HAMT {shard.cid}")
+        what, link = found
+        if what == "entry":
+            return link
+        shard = load(link.cid)
+        if shard.kind != "hamt":
+            raise UnixFSError(f"HAMT sub-shard link {link.cid} is a {shard.kind}")
+        visited.append(link.cid)
+        depth += 1
+
+
+def cbor_walk(
+    value: Any, segments: Sequence[str], i: int, err: type[NotFoundError] = NotFoundError
+) -> tuple[CID | None, int]:
+    """Follow ``segments[i:]`` through the maps and lists of one decoded dag-cbor value,
+    stopping at the first link: ``(link, next segment index)``, or ``(None, len)`` when
+    the path ends inside the value. Raises ``err`` for a segment that is not there."""
+    from multiformats import CID as MFCID
+
+    while i < len(segments):
+        seg = segments[i]
+        if isinstance(value, dict) and seg in value:
+            value = value[seg]
+        elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
+            value = value[int(seg)]
+        else:
+            raise err(f"no field {seg!r} in dag-cbor block")
+        i += 1
+        if isinstance(value, MFCID):
+            return CID.from_bytes(bytes(value)), i
+    return None, i
 
 
 def hamt_index(name: bytes, depth: int, bits: int) -> int:
