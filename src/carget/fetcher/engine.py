@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from ..atomic import atomic_file
+from ..car.encoder import encode_header
 from ..cid import CID, DAG_PB, RAW
 from ..errors import (
     CargetError,
@@ -76,7 +77,14 @@ class _Resolved:
     size: int | None
     block: bytes
     events: list[VerifierEvent]
-    gateway: _Gateway
+    gateway: _Gateway | None  # None: resolved locally from an identity CID
+
+
+def _identity_events(cid: CID, scope: str) -> list[VerifierEvent]:
+    """Verify an identity CID's DAG with no gateway: its block is inside the CID, so a CAR
+    of just a header completes it (the verifier resolves identity CIDs itself)."""
+    v = DagVerifier(cid, (), scope=scope)
+    return v.feed(memoryview(encode_header([cid]))) + v.feed_eof()
 
 
 async def _resolve(run: _Run) -> _Resolved:
@@ -110,6 +118,12 @@ async def _resolve(run: _Run) -> _Resolved:
                 cancel.cancel()
             return
 
+    if target.cid.is_identity and not target.path:
+        # the CID holds its block (bafkqaaa, --inline): no gateway is asked or trusted
+        local = _identity_events(target.cid, Scope.BLOCK)
+        start = next(e for e in local if isinstance(e, EntityStart))
+        block = next((bytes(e.data) for e in local if isinstance(e, InnerNode)), b"")
+        return _Resolved(start.cid, start.kind, start.size, block, local, None)
     async with _nursery() as nursery:
         for gw in run.usable():
             nursery.start_soon(attempt, gw, nursery.cancel_scope)
@@ -192,7 +206,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
 
 async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], Any]) -> Any:
     """Fetch a whole entity (a tree with dag-scope=all) from one gateway at a time."""
-    first = [res.gateway] + [g for g in run.usable() if g is not res.gateway]
+    first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
     for gw in first:
         while not gw.dropped and not gw.not_found:
             wait = gw.ready_at - trio.current_time()
@@ -273,7 +287,8 @@ class _CarSink:
 async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
     opts = run.opts
     res = await _resolve(run)
-    run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size, gateway=res.gateway.url)
+    run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
+              gateway=res.gateway.url if res.gateway else None)
     car = _CarSink(opts.car_out) if opts.car_out else None
     ok = False
     try:
@@ -412,7 +427,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
     async def go() -> FetchResult:
         res = await _resolve(run)
         run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
-                  gateway=res.gateway.url)
+                  gateway=res.gateway.url if res.gateway else None)
         if res.kind != "file":
             raise UsageError(f"{run.target} is a {res.kind}: cat needs a file")
         run.total = res.size
@@ -422,8 +437,11 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
             for e in res.events:
                 if isinstance(e, InnerNode):
                     car(e.cid, e.data)
-        gws = [res.gateway] + [g for g in run.gateways if g is not res.gateway]
-        while True:
+        gws = [g for g in (res.gateway,) if g] + [g for g in run.gateways if g is not res.gateway]
+        if res.gateway is None:  # an identity CID: its bytes are already here
+            await trio.to_thread.run_sync(out.handle, _identity_events(res.cid, Scope.ENTITY))
+            gws = []
+        while gws:
             pending = [g for g in gws if not g.dropped and not g.not_found]
             if not pending:
                 raise run.final_error(str(run.target))
