@@ -5,7 +5,9 @@ The tree::
     CargetError                      (exit 1)  root of everything carget raises on purpose
     ├── UsageError                   (exit 2)  the caller asked for something impossible:
     │   │                                      bad option, unknown hash, unparsable CID text
-    │   └── CIDParseError            (exit 2)  a CID string or a multibase string is malformed
+    │   ├── CIDParseError            (exit 2)  a CID string or a multibase string is malformed
+    │   └── UnsupportedCodec         (exit 2)  a walk needs links of a codec carget cannot
+    │                                          read (the gateway answers 501)
     ├── InputError                   (exit 1)  a local path is missing, unreadable or of the
     │                                          wrong kind (directory without -r, FIFO, device)
     ├── UnsafePathError              (exit 4)  a DAG carries a name or symlink that would land
@@ -16,14 +18,19 @@ The tree::
     │   ├── UnixFSError                        malformed or inconsistent UnixFS Data
     │   ├── CIDDecodeError                     a binary CID that does not parse
     │   └── CARError                           malformed CAR stream or file
-    │       └── LimitExceeded                  a length prefix above a named limit
+    │       ├── LimitExceeded                  a length prefix above a named limit
+    │       └── WrongAnswer                    a gateway's 200 that is not a CAR
     ├── VerificationError            (exit 4)  a block's hash or place in the DAG is wrong
     │   ├── HashMismatch                       a block's bytes do not hash to its CID
-    │   └── IncompleteDAG                      a block the DAG needs never arrived
+    │   ├── IncompleteDAG                      a block the DAG needs never arrived
+    │   └── UnexpectedBlocks                   blocks nobody asked for instead of the right
+    │                                          ones: a substitution, i.e. a lie
     ├── NotFoundError                (exit 3)  no gateway has the content, or a path is absent
+    │   └── PathNotFound                       a verified block proves the path is absent
     ├── DigestMismatch               (exit 5)  the finished file's digest is not the expected one
     └── NetworkError                 (exit 6)  connection failures, HTTP errors, timeouts
-        └── FetchTimeout             (exit 6)  no new bytes for too long, or the run's deadline
+        ├── FetchTimeout             (exit 6)  no new bytes for too long, or the run's deadline
+        └── RetryLater               (exit 6)  a 429 or 5xx: ask that gateway again later
 
 "You called it wrong" (:class:`UsageError`) is kept apart from "the peer or file sent
 garbage" (:class:`DecodeError`, :class:`VerificationError`), as h11 and httpx do.
@@ -46,10 +53,15 @@ __all__ = [
     "LimitExceeded",
     "NetworkError",
     "NotFoundError",
+    "PathNotFound",
+    "RetryLater",
+    "UnexpectedBlocks",
     "UnixFSError",
     "UnsafePathError",
+    "UnsupportedCodec",
     "UsageError",
     "VerificationError",
+    "WrongAnswer",
 ]
 
 
@@ -67,6 +79,10 @@ class UsageError(CargetError):
 
 class CIDParseError(UsageError):
     """A CID given as text does not parse."""
+
+
+class UnsupportedCodec(UsageError):
+    """A path or a walk needs links from a codec carget cannot read (HTTP 501)."""
 
 
 class InputError(CargetError):
@@ -114,6 +130,10 @@ class LimitExceeded(CARError):
     """A length prefix or size exceeds a named limit (kept so hostile input cannot OOM us)."""
 
 
+class WrongAnswer(CARError):
+    """A 200 that is not a CAR (wrong Content-Type): the gateway is not trustless."""
+
+
 class VerificationError(CargetError):
     """A block failed verification, or the DAG is incomplete."""
 
@@ -128,10 +148,20 @@ class IncompleteDAG(VerificationError):
     """A block that the DAG needs is missing (a stream ended early, a CAR lacks it)."""
 
 
+class UnexpectedBlocks(VerificationError):
+    """The answer ended without the blocks asked for, and held blocks that belong to
+    nothing asked for instead: a substitution, which is a lie, not a mere cut."""
+
+
 class NotFoundError(CargetError):
     """No gateway had the content, or a path inside the DAG does not exist."""
 
     exit_code = 3
+
+
+class PathNotFound(NotFoundError):
+    """A verified block proves the path does not exist (every gateway would agree), as
+    opposed to an answer that merely stops before the path resolves."""
 
 
 class DigestMismatch(CargetError):
@@ -148,3 +178,11 @@ class NetworkError(CargetError):
 
 class FetchTimeout(NetworkError):
     """No new bytes arrived within the idle timeout, or the whole run ran out of time."""
+
+
+class RetryLater(NetworkError):
+    """A 429 or 5xx answer: ask this gateway again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay

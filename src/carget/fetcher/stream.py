@@ -32,10 +32,12 @@ from ..errors import (
     InputError,
     NetworkError,
     NotFoundError,
+    RetryLater,
     UnixFSError,
     UnsafePathError,
     UsageError,
     VerificationError,
+    WrongAnswer,
 )
 from .api import ProgressCallback
 from .gateways import normalize_gateway
@@ -89,14 +91,6 @@ class FetchOptions:
     unit_bytes: int = UNIT_BYTES
     use_hint: bool = True
     log: Callable[[str], None] | None = None
-
-
-class RetryLater(NetworkError):
-    """A 429 or 5xx answer: ask this gateway again after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 class _Gateway:
@@ -202,10 +196,6 @@ class _Run:
         if isinstance(last, FetchTimeout):
             return FetchTimeout(f"{what}: {last}")
         return NetworkError(f"{what}: every gateway failed (last: {last})")
-
-
-class WrongAnswer(CARError):
-    """A 200 that is not a CAR (wrong Content-Type): the gateway is not trustless."""
 
 
 #: errors that verified blocks prove (bad UnixFS, unsafe names, a path that does not

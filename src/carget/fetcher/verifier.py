@@ -39,9 +39,10 @@ from ..errors import (
     IncompleteDAG,
     LimitExceeded,
     NotFoundError,
+    PathNotFound,
+    UnexpectedBlocks,
     UnixFSError,
     UnsafePathError,
-    VerificationError,
 )
 from ..unixfs.node import Node, block_links, cbor_walk, decode_unixfs, identity_data
 
@@ -76,16 +77,6 @@ DUP_CACHE_LIMIT: Final = 8 << 20
 #: internal (non-leaf) blocks remembered for replay; they are small (a 174-link node is
 #: ~7 KiB), this only caps pathological DAGs
 NODE_CACHE_LIMIT: Final = 16 << 20
-
-
-class PathNotFound(NotFoundError):
-    """A verified block proves the path does not exist (every gateway would agree), as
-    opposed to an answer that merely stops before the path resolves."""
-
-
-class UnexpectedBlocks(VerificationError):
-    """The answer ended without the blocks asked for, and held blocks that belong to
-    nothing asked for instead: a substitution, which is a lie, not a mere cut."""
 
 
 class Scope:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
-from ..errors import DecodeError, IncompleteDAG, NotFoundError, UsageError
+from ..errors import DecodeError, IncompleteDAG, NotFoundError, UnsupportedCodec, UsageError
 from ..unixfs.node import Node, cbor_walk, decode_unixfs, hamt_find
 
 __all__ = [
@@ -32,10 +32,6 @@ __all__ = [
     "resolve_path",
     "resolve_range",
 ]
-
-class UnsupportedCodec(UsageError):
-    """A path or a walk needs links from a codec carget cannot read (HTTP 501)."""
-
 
 #: codecs whose links carget can follow (the others can only be sent as single blocks)
 TRAVERSABLE = (RAW, DAG_PB, DAG_CBOR)
