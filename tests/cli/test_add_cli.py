@@ -100,3 +100,13 @@ def test_unreadable_file(tmp_path: Path, unprivileged: list[str]) -> None:
     r = subprocess.run(cmd, capture_output=True, timeout=60)
     assert r.returncode == 1, r.stderr
     assert r.stdout == b"" and b"secret" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_serve_takes_kubos_flag_forms_too(tmp_path: Path) -> None:
+    """`serve` shares add's import flags: a bare --raw-leaves does not swallow the path."""
+    missing = tmp_path / "missing"
+    r = carget("serve", "--raw-leaves", str(missing))
+    assert r.returncode == 1, r.stderr
+    assert b"missing: no such file" in r.stderr
+    r = carget("serve", "--cid-version=0", "--hash", "sha2-512", str(missing))
+    assert r.returncode == 2 and b"CIDv0 only supports" in r.stderr

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, ClassVar
+from typing import Any
 
 import click
 
 from ..errors import InputError, UsageError
+from ._importflags import KuboFlagsCommand, import_flags, pop_import_options
 
 #: kubo escapes non-printable characters in names it prints (cmdenv.EscNonPrint)
 _PRINTABLE = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
@@ -18,76 +19,12 @@ def _esc(name: str) -> str:
     return name.translate(_PRINTABLE)
 
 
-class _KuboFlags(click.Command):
-    """kubo's bool and optional-value flags: bare ``--raw-leaves`` means true and never
-    swallows the next argument; ``--raw-leaves=false`` turns it off; likewise ``--digest``."""
-
-    BARE: ClassVar[dict[str, str]] = {
-        "--raw-leaves": "--raw-leaves=true",
-        "--digest": "--digest=sha256",
-    }
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        fixed: list[str] = []
-        for i, arg in enumerate(args):
-            if arg == "--":
-                fixed += args[i:]
-                break
-            fixed.append(self.BARE.get(arg, arg))
-        return super().parse_args(ctx, fixed)
-
-
-@click.command(cls=_KuboFlags)
+@click.command(cls=KuboFlagsCommand)
 @click.argument("paths", nargs=-1)
 @click.option("-r", "--recursive", is_flag=True, help="Add directory paths recursively.")
-@click.option(
-    "-w", "--wrap-with-directory", "wrap", is_flag=True, help="Wrap files with a directory object."
-)
-@click.option("-H", "--hidden", is_flag=True, help="Include files that are hidden.")
 @click.option("-q", "--quiet", is_flag=True, help="Write minimal output: CIDs only.")
 @click.option("-Q", "--quieter", is_flag=True, help="Write only the final CID.")
-@click.option(
-    "--cid-version",
-    type=click.IntRange(0, 1),
-    default=None,
-    help="CID version (default 0; 1 implies --raw-leaves).",
-)
-@click.option(
-    "--raw-leaves",
-    type=click.BOOL,
-    default=None,
-    help="Use raw blocks for leaf nodes (--raw-leaves[=true|false]).",
-)
-@click.option(
-    "--chunker",
-    "-s",
-    default=None,
-    metavar="size-N",
-    help="Chunking algorithm, size-N (default size-262144).",
-)
-@click.option("--trickle", "-t", is_flag=True, help="Use the trickle DAG layout.")
-@click.option(
-    "--hash",
-    "hash_name",
-    default=None,
-    metavar="NAME",
-    help="Hash function: sha2-256 (default), sha2-512, sha3-256, blake2b-256.",
-)
-@click.option("--inline", is_flag=True, help="Inline small blocks into identity CIDs.")
-@click.option(
-    "--inline-limit",
-    type=click.IntRange(0),
-    default=None,
-    help="Maximum block size to inline (default 32).",
-)
-@click.option(
-    "--profile",
-    default=None,
-    type=click.Choice(["legacy-cid-v0", "unixfs-v0-2015", "unixfs-v1-2025"]),
-    help="Named import profile (IPIP-499).",
-)
-@click.option("--preserve-mode", is_flag=True, help="Store the files' modes (UnixFS 1.5).")
-@click.option("--preserve-mtime", is_flag=True, help="Store the files' mtimes (UnixFS 1.5).")
+@import_flags
 @click.option(
     "--digest",
     type=click.Choice(["sha256", "sha512"]),
@@ -101,51 +38,17 @@ class _KuboFlags(click.Command):
     default=None,
     help="Also write the DAG as a CARv1 file (- for stdout).",
 )
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(1),
-    default=None,
-    help="Hashing threads (default: number of CPUs).",
-)
 def add(
     paths: tuple[str, ...],
     recursive: bool,
-    wrap: bool,
-    hidden: bool,
     quiet: bool,
     quieter: bool,
-    cid_version: int | None,
-    raw_leaves: bool | None,
-    chunker: str | None,
-    trickle: bool,
-    hash_name: str | None,
-    inline: bool,
-    inline_limit: int | None,
-    profile: str | None,
-    preserve_mode: bool,
-    preserve_mtime: bool,
     digest: str | None,
     car_out: str | None,
-    jobs: int | None,
+    **flags: Any,
 ) -> None:
     """Compute the UnixFS CIDs of PATHS (or stdin) as `ipfs add --only-hash` would."""
-    from ..unixfs.options import resolve_options
-
-    opts = resolve_options(
-        profile=profile,
-        cid_version=cid_version,
-        raw_leaves=raw_leaves,
-        chunker=chunker,
-        trickle=trickle,
-        hash=hash_name,
-        inline=inline,
-        inline_limit=inline_limit,
-        wrap=wrap,
-        hidden=hidden,
-        preserve_mode=preserve_mode,
-        preserve_mtime=preserve_mtime,
-    )
+    opts, jobs = pop_import_options(flags)
     sources = list(paths) or ["-"]
     if sources.count("-") > 1:
         raise UsageError("stdin (-) can be given only once")

@@ -6,10 +6,12 @@ import ipaddress
 import os
 import signal
 import sys
+from typing import Any
 
 import click
 
 from ..errors import InputError, UsageError
+from ._importflags import KuboFlagsCommand, import_flags, pop_import_options
 from .add import _esc
 
 #: kubo's gateway listens on 8080 by default; so does this one
@@ -34,7 +36,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@click.command()
+@click.command(cls=KuboFlagsCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=False))
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0 picks a free port).")
@@ -42,30 +44,8 @@ def is_loopback(host: str) -> bool:
               help="Allow a non-loopback --listen address. The gateway has no authentication:"
                    " anyone who can reach the address can read everything it serves, so only"
                    " use this on a network you trust (e.g. a LAN mirror).")
-@click.option("-H", "--hidden", is_flag=True, help="Include hidden files in directories.")
-@click.option("--cid-version", type=click.IntRange(0, 1), default=None,
-              help="CID version (default 0; 1 implies --raw-leaves).")
-@click.option("--raw-leaves", type=click.BOOL, default=None,
-              help="Use raw blocks for leaf nodes (--raw-leaves=true|false).")
-@click.option("--chunker", "-s", default=None, metavar="size-N",
-              help="Chunking algorithm, size-N (default size-262144).")
-@click.option("--trickle", "-t", is_flag=True, help="Use the trickle DAG layout.")
-@click.option("--hash", "hash_name", default=None, metavar="NAME",
-              help="Hash function: sha2-256 (default), sha2-512, sha3-256, blake2b-256.")
-@click.option("--inline", is_flag=True, help="Inline small blocks into identity CIDs.")
-@click.option("--inline-limit", type=click.IntRange(0), default=None,
-              help="Maximum block size to inline (default 32).")
-@click.option("--profile", default=None,
-              type=click.Choice(["legacy-cid-v0", "unixfs-v0-2015", "unixfs-v1-2025"]),
-              help="Named import profile (IPIP-499).")
-@click.option("-w", "--wrap-with-directory", "wrap", is_flag=True,
-              help="Wrap the files in one directory.")
-@click.option("--jobs", "-j", type=click.IntRange(1), default=None,
-              help="Hashing threads while importing (default: number of CPUs).")
-def serve(paths: tuple[str, ...], listen: str, public: bool, hidden: bool,
-          cid_version: int | None, raw_leaves: bool | None, chunker: str | None,
-          trickle: bool, hash_name: str | None, inline: bool, inline_limit: int | None,
-          profile: str | None, wrap: bool, jobs: int | None) -> None:
+@import_flags
+def serve(paths: tuple[str, ...], listen: str, public: bool, **flags: Any) -> None:
     """Serve PATHS as a trustless IPFS gateway (GET/HEAD /ipfs/CID[/path], raw blocks and
     CARs).
 
@@ -75,15 +55,12 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, hidden: bool,
     (v1 or v2), indexed without loading them into memory.
     """
     from ..blockstore import BlockStore
-    from ..unixfs.options import resolve_options
 
     host, port = parse_listen(listen)
     if not is_loopback(host) and not public:
         raise UsageError(f"refusing to listen on {host}: it is not a loopback address; "
                          "add --public to serve the network (no authentication)")
-    opts = resolve_options(profile=profile, cid_version=cid_version, raw_leaves=raw_leaves,
-                           chunker=chunker, trickle=trickle, hash=hash_name, inline=inline,
-                           inline_limit=inline_limit, wrap=wrap, hidden=hidden)
+    opts, jobs = pop_import_options(flags)
     if "-" in paths:
         raise UsageError("stdin (-) cannot be served: blocks are read back from the files "
                          "they came from; save it to a file first")

@@ -1,0 +1,147 @@
+"""kubo's ``ipfs add`` flags, shared by every command that imports (``add``, ``serve``).
+
+One list of click options, one command class for kubo's flag forms, and one function that
+turns the parsed values into :class:`~carget.unixfs.options.ImportOptions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import click
+
+from ..unixfs.options import PROFILES, ImportOptions, resolve_options
+
+__all__ = ["KuboFlagsCommand", "import_flags", "pop_import_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: parameter names import_flags adds, consumed by pop_import_options
+_NAMES = (
+    "wrap",
+    "hidden",
+    "cid_version",
+    "raw_leaves",
+    "chunker",
+    "trickle",
+    "hash_name",
+    "inline",
+    "inline_limit",
+    "profile",
+    "preserve_mode",
+    "preserve_mtime",
+    "jobs",
+)
+
+
+class KuboFlagsCommand(click.Command):
+    """kubo's bool and optional-value flags: a bare ``--raw-leaves`` means true and never
+    swallows the next argument; ``--raw-leaves=false`` turns it off (likewise ``--digest``
+    where a command has it)."""
+
+    BARE: ClassVar[dict[str, str]] = {
+        "--raw-leaves": "--raw-leaves=true",
+        "--digest": "--digest=sha256",
+    }
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        names = {opt for p in self.params for opt in getattr(p, "opts", ())}
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed += args[i:]
+                break
+            fixed.append(self.BARE[arg] if arg in self.BARE and arg in names else arg)
+        return super().parse_args(ctx, fixed)
+
+
+def import_flags(fn: F) -> F:
+    """Add kubo's import flags (names and defaults as ``ipfs add``) to a click command."""
+    options = [
+        click.option(
+            "-w",
+            "--wrap-with-directory",
+            "wrap",
+            is_flag=True,
+            help="Wrap files with a directory object.",
+        ),
+        click.option("-H", "--hidden", is_flag=True, help="Include files that are hidden."),
+        click.option(
+            "--cid-version",
+            type=click.IntRange(0, 1),
+            default=None,
+            help="CID version (default 0; 1 implies --raw-leaves).",
+        ),
+        click.option(
+            "--raw-leaves",
+            type=click.BOOL,
+            default=None,
+            help="Use raw blocks for leaf nodes (--raw-leaves[=true|false]).",
+        ),
+        click.option(
+            "--chunker",
+            "-s",
+            default=None,
+            metavar="size-N",
+            help="Chunking algorithm, size-N (default size-262144).",
+        ),
+        click.option("--trickle", "-t", is_flag=True, help="Use the trickle DAG layout."),
+        click.option(
+            "--hash",
+            "hash_name",
+            default=None,
+            metavar="NAME",
+            help="Hash function: sha2-256 (default), sha2-512, sha3-256, blake2b-256.",
+        ),
+        click.option("--inline", is_flag=True, help="Inline small blocks into identity CIDs."),
+        click.option(
+            "--inline-limit",
+            type=click.IntRange(0),
+            default=None,
+            help="Maximum block size to inline (default 32).",
+        ),
+        click.option(
+            "--profile",
+            default=None,
+            type=click.Choice(sorted(PROFILES)),
+            help="Named import profile (IPIP-499).",
+        ),
+        click.option("--preserve-mode", is_flag=True, help="Store the files' modes (UnixFS 1.5)."),
+        click.option(
+            "--preserve-mtime", is_flag=True, help="Store the files' mtimes (UnixFS 1.5)."
+        ),
+        click.option(
+            "--jobs",
+            "-j",
+            type=click.IntRange(1),
+            default=None,
+            help="Hashing threads (default: number of CPUs).",
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def pop_import_options(flags: dict[str, Any]) -> tuple[ImportOptions, int | None]:
+    """Take import_flags' values out of ``flags``; return the options and ``--jobs``.
+
+    Raises :class:`UsageError` for combinations kubo refuses.
+    """
+    v = {name: flags.pop(name) for name in _NAMES}
+    opts = resolve_options(
+        profile=v["profile"],
+        cid_version=v["cid_version"],
+        raw_leaves=v["raw_leaves"],
+        chunker=v["chunker"],
+        trickle=v["trickle"],
+        hash=v["hash_name"],
+        inline=v["inline"],
+        inline_limit=v["inline_limit"],
+        wrap=v["wrap"],
+        hidden=v["hidden"],
+        preserve_mode=v["preserve_mode"],
+        preserve_mtime=v["preserve_mtime"],
+    )
+    return opts, v["jobs"]
