@@ -278,11 +278,17 @@ def _parse_head(url: str, head: bytes) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
+def _close(tcp: trio.SocketStream | None) -> None:
+    if tcp is not None:
+        tcp.socket.close()
+
+
 async def _connect(url: str, idle: float) -> tuple[trio.abc.Stream, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NetworkError(f"unsupported URL {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    tcp: trio.SocketStream | None = None
     try:
         with trio.fail_after(idle):
             tcp = await trio.open_tcp_stream(parts.hostname, port)
@@ -295,9 +301,14 @@ async def _connect(url: str, idle: float) -> tuple[trio.abc.Stream, str]:
                 await tls.do_handshake()
                 stream = tls
     except trio.TooSlowError:
+        _close(tcp)
         raise FetchTimeout(f"{url}: connecting took more than {idle:g} s") from None
     except (OSError, trio.BrokenResourceError) as exc:
-        raise NetworkError(f"{url}: cannot connect: {exc}") from None
+        _close(tcp)
+        # trio wraps a failed TLS handshake in a BrokenResourceError with no text of its
+        # own: name the underlying cause (e.g. the certificate that did not verify)
+        reason = exc if str(exc) else (exc.__cause__ or exc.__context__ or exc)
+        raise NetworkError(f"{url}: cannot connect: {reason}") from None
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
