@@ -52,16 +52,12 @@ def hashlib_baseline(path: str, repeat: int = 3) -> Run:
 
 
 def make_file(path: str, size: int) -> None:
-    """Incompressible bytes, written once and then read back to sit in the page cache."""
+    """Incompressible bytes (carget.bench's deterministic sample), written once."""
+    from carget.bench import make_sample
+
     if os.path.exists(path) and os.path.getsize(path) == size:
         return
-    block = 4 * 1024 * 1024  # small writes keep this process small: children inherit its peak RSS
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(block, left)
-            f.write(os.urandom(n))
-            left -= n
+    make_sample(path, size)
 
 
 def warm(path: str) -> None:
