@@ -52,12 +52,13 @@ def hashlib_baseline(path: str, repeat: int = 3) -> Run:
 
 
 def make_file(path: str, size: int) -> None:
-    """Incompressible bytes (carget.bench's deterministic sample), written once."""
-    from carget.bench import make_sample
-
+    """Incompressible bytes (carget.bench's deterministic sample), written once, by a
+    child process: this one must stay small, since the children it times inherit its peak
+    RSS as their floor."""
     if os.path.exists(path) and os.path.getsize(path) == size:
         return
-    make_sample(path, size)
+    code = "import sys; from carget.bench import make_sample as m; m(sys.argv[1], int(sys.argv[2]))"
+    subprocess.run([sys.executable, "-c", code, path, str(size)], check=True)
 
 
 def warm(path: str) -> None:
