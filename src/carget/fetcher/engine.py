@@ -302,6 +302,8 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
             run.total = res.size
             fout = FileOutput(out_path, res.cid, res.size, target=str(run.target))
             fout.on_block = car
+            if opts.digest is not None:
+                fout.start_digest(parse_digest(opts.digest)[0])
             keep = False
             try:
                 done = await trio.to_thread.run_sync(fout.resume)
@@ -322,7 +324,10 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                     missing = fout.missing()
                     if missing:
                         await _fetch_file_units(run, res, fout, missing)
-                digest = await _check_digest(fout.partial, opts.digest)
+                digest = None
+                if opts.digest is not None:
+                    digest = _match_digest(await trio.to_thread.run_sync(fout.finish_digest),
+                                           opts.digest)
                 fout.commit()
             except BaseException as exc:
                 # interrupted, timed out or cut off: keep what is verified for a rerun;
@@ -354,14 +359,19 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
     return FetchResult(str(res.cid), size, digest, "ipfs")
 
 
-async def _check_digest(path: str, digest: str | None) -> str | None:
-    if digest is None:
-        return None
-    algo, want = parse_digest(digest)
-    got = await trio.to_thread.run_sync(file_digest, path, algo)
+def _match_digest(got: str, expected: str) -> str:
+    """Return ``got`` if it is the ``expected`` ``algo:HEX``; else raise DigestMismatch."""
+    algo, want = parse_digest(expected)
     if got != f"{algo}:{want}":
         raise DigestMismatch(f"digest mismatch: expected {algo}:{want}, got {got}")
     return got
+
+
+async def _check_digest(path: str, digest: str | None) -> str | None:
+    if digest is None:
+        return None
+    algo = parse_digest(digest)[0]
+    return _match_digest(await trio.to_thread.run_sync(file_digest, path, algo), digest)
 
 
 async def _fallback(run: _Run, out_path: str) -> FetchResult:
@@ -462,10 +472,8 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
                 run.failed(gw, exc)
         digest = None
         if out.hasher is not None and opts.digest is not None:
-            algo, want = parse_digest(opts.digest)
-            digest = f"{algo}:{out.hasher.hexdigest()}"
-            if digest != f"{algo}:{want}":
-                raise DigestMismatch(f"digest mismatch: expected {algo}:{want}, got {digest}")
+            algo = parse_digest(opts.digest)[0]
+            digest = _match_digest(f"{algo}:{out.hasher.hexdigest()}", opts.digest)
         return FetchResult(str(res.cid), out.pos, digest, "ipfs")
 
     car = _CarSink(opts.car_out) if opts.car_out else None

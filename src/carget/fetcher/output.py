@@ -22,10 +22,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from ..cid import CID, RAW
-from ..errors import InputError, UnixFSError, UnsafePathError, UsageError
+from ..errors import IncompleteDAG, InputError, UnixFSError, UnsafePathError, UsageError
 from ..unixfs.node import decode_unixfs
 from .verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEvent
 
@@ -117,6 +117,11 @@ class FileOutput:
         self._journal_at = time.monotonic()
         self.written = 0
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
+        # the whole-file digest, computed as the file fills in (see _digest_step)
+        self._digest: Any = None
+        self._digest_algo = ""
+        self._hashed = 0
+        self._dlock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise InputError(f"output directory {parent} does not exist")
@@ -199,6 +204,8 @@ class FileOutput:
                     self._done.append([ev.offset, end])
                     if ev.frame is not None:
                         self._frames[str(ev.cid)] = [ev.frame[0].hex(), ev.frame[1].hex()]
+                if self._digest is not None:
+                    self._digest_step(ev.offset, ev.data)
                 if self.on_block is not None:
                     block = (ev.frame[0] + bytes(ev.data) + ev.frame[1]
                              if ev.frame is not None else ev.data)
@@ -217,6 +224,50 @@ class FileOutput:
                     written and time.monotonic() - self._journal_at >= JOURNAL_SECONDS):
                 self._write_journal_locked()
         return written
+
+    # --- the whole-file digest -------------------------------------------------------------
+
+    def start_digest(self, algo: str) -> None:
+        """Compute ``algo`` over the file while it is written, instead of reading the whole
+        file again at the end (lima checks every download's digest)."""
+        self._digest = hashlib.new(algo)
+        self._digest_algo = algo
+        self._hashed = 0
+
+    def _digest_step(self, offset: int, data: bytes | memoryview) -> None:
+        """Advance the digest's frontier. Bytes that continue it are hashed from memory as
+        they are written; a stretch another stream wrote earlier is read back (from the
+        page cache) once the frontier reaches it. A thread that finds another one busy here
+        skips: whatever it wrote is read back later, so nothing is missed or hashed twice."""
+        if not self._dlock.acquire(blocking=False):
+            return
+        try:
+            if offset == self._hashed:
+                self._digest.update(data)
+                self._hashed += len(data)
+            self._catch_up_locked()
+        finally:
+            self._dlock.release()
+
+    def _catch_up_locked(self) -> None:
+        with self._lock:
+            self._done = _merge(self._done)
+            end = next((b for a, b in self._done if a <= self._hashed < b), self._hashed)
+        while self._hashed < end:
+            piece = os.pread(self._fd, min(_READ, end - self._hashed), self._hashed)
+            if not piece:
+                raise OSError(f"{self.partial} is shorter than the bytes written to it")
+            self._digest.update(piece)
+            self._hashed += len(piece)
+
+    def finish_digest(self) -> str:
+        """``algo:HEX`` of the complete file (call once every byte is written)."""
+        assert self._digest is not None
+        with self._dlock:
+            self._catch_up_locked()
+            if self._hashed != self.size:
+                raise IncompleteDAG(f"digest stopped at byte {self._hashed} of {self.size}")
+            return f"{self._digest_algo}:{self._digest.hexdigest()}"
 
     def covered(self) -> bool:
         with self._lock:
