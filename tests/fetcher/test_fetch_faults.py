@@ -92,6 +92,25 @@ async def test_stall_mid_download_is_finished_by_another_gateway(
     assert (tmp_path / "out.bin").read_bytes() == data
 
 
+async def test_a_slow_gateways_range_is_taken_over_by_a_fast_one(
+        big: tuple[DagStore, str, bytes], tmp_path: Path) -> None:
+    # the file starts split in two, one half per gateway; the honest one finishes its half
+    # and then takes over the back half of what the slow one has left, again and again,
+    # and the slow one's stream stops at each new end: it ends up sending little
+    store, cid, data = big
+    slow_fault = Fault("drip", only_scope="entity", drip_size=2048, drip_delay=0.01)
+    with trio.fail_after(30):
+        async with fault_gateway(store, slow_fault) as slow, fault_gateway(store) as fast:
+            await run_get(cid, "out.bin", opts(slow.url, fast.url, streams_per_gateway=1,
+                                               unit_bytes=32768))
+    assert (tmp_path / "out.bin").read_bytes() == data
+    slow_sent = sum(r.sent for r in slow.log if r.query.get("dag-scope") == "entity")
+    fast_ranges = [r.query["entity-bytes"] for r in fast.log if "entity-bytes" in r.query]
+    assert slow_sent < SIZE // 4, (slow_sent, fast_ranges)
+    assert len(fast_ranges) >= 2, fast_ranges  # its own half, then at least one take-over
+    assert leftovers(tmp_path) == ["out.bin"]
+
+
 async def test_cut_streams_continue_from_the_last_verified_leaf(
         big: tuple[DagStore, str, bytes], tmp_path: Path) -> None:
     store, cid, data = big

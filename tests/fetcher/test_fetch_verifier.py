@@ -160,6 +160,41 @@ def test_ignored_entity_bytes_is_tolerated(file_dag: tuple[DagStore, CID, bytes]
     assert all(bytes(e.data) == data[e.offset:e.offset + len(e.data)] for e in placed)
 
 
+def test_narrow_mid_answer_stops_at_the_cut(file_dag: tuple[DagStore, CID, bytes]) -> None:
+    # another stream took over [cut, end): the answer is done once [0, cut) is placed,
+    # though the gateway goes on sending the rest, and nothing past the cut comes out
+    store, root, data = file_dag
+    body = car_bytes(store.select(root, [], "entity"))
+    cut = 16384 * 9
+    v = DagVerifier(root, byte_range=(0, len(data)))
+    events: list[VerifierEvent] = []
+    third = len(body) // 3
+    events += v.feed(body[:third])
+    placed_before = sum(len(e.data) for e in events if isinstance(e, FileData))
+    assert placed_before < cut and not v.done
+    v.narrow(cut)
+    for i in range(third, len(body), 4096):
+        events += v.feed(body[i:i + 4096])
+        if v.done:
+            break
+    assert v.done and i < len(body) - 4096  # stopped well before the answer's end
+    placed = [e for e in events if isinstance(e, FileData)]
+    assert max(e.offset + len(e.data) for e in placed) == cut
+    assert sorted(e.offset for e in placed) == [16384 * k for k in range(9)]
+
+
+def test_narrow_inside_a_leaf_keeps_that_leaf_and_never_widens(
+        file_dag: tuple[DagStore, CID, bytes]) -> None:
+    store, root, data = file_dag
+    body = car_bytes(store.select(root, [], "entity"))
+    v = DagVerifier(root, byte_range=(0, len(data)))
+    v.narrow(16384 * 5 + 100)  # mid-leaf: the leaf it falls in is still wanted
+    v.narrow(len(data))  # a later, wider request is ignored
+    events = run(v, body)
+    ends = [e.offset + len(e.data) for e in events if isinstance(e, FileData)]
+    assert max(ends) == 16384 * 6 and v.done
+
+
 def test_leaves_first_order_unk_within_the_buffer() -> None:
     store = DagStore()
     root = store.add_car(FIXTURES / "tooling" / "dag.car")  # leaves before parents

@@ -152,11 +152,61 @@ def _units(node: Node | None, missing: list[tuple[int, int]], unit_bytes: int = 
     return units
 
 
+class _Unit:
+    """A byte range of the file being fetched by one stream; ``hi`` drops when another
+    stream takes over the rest (:func:`_steal`)."""
+
+    __slots__ = ("hi", "lo", "state")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.state = _StreamState(lo)
+
+    def left(self) -> tuple[int, int]:
+        """(first byte not yet written, bytes still to come)."""
+        pos = max(self.lo, self.state.written_end)
+        return pos, self.hi - pos
+
+
+def _steal(inflight: list[_Unit], min_bytes: int) -> tuple[int, int] | None:
+    """Take the back half of the busiest stream's range, if it has at least twice
+    ``min_bytes`` left: the range is cut at a guessed leaf boundary (the victim's last
+    leaf length ahead of where it is), and the victim is told to stop there. If the
+    guess is off, the leaf that straddles the cut is fetched by both: wasted bytes, never
+    wrong ones (both write the same verified bytes)."""
+    victim = max(inflight, key=lambda u: u.left()[1], default=None)
+    if victim is None:
+        return None
+    pos, left = victim.left()
+    if left < 2 * min_bytes:
+        return None
+    half = left // 2
+    step = victim.state.leaf_len
+    if step:
+        half -= half % step
+    cut = pos + half
+    hi = victim.hi
+    victim.hi = cut
+    victim.state.narrow_to = cut
+    return cut, hi
+
+
 async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                             missing: list[tuple[int, int]]) -> None:
+    """Fetch the missing byte ranges with every usable stream (gateways × connections).
+
+    The ranges start split evenly among the streams (at the root's child boundaries),
+    so each stream makes one long request; a stream that runs out of work takes over
+    the back half of the busiest stream's range, so a fast gateway ends up doing most of
+    the work and no stream idles; a failed stream's rest goes back in the queue and
+    continues from its last verified leaf, on another gateway if this one is dropped."""
     node = decode_unixfs(res.cid, res.block) if res.cid.codec == DAG_PB else None
-    queue = _units(node, missing, run.opts.unit_bytes)
-    inflight = 0
+    workers = sum(max(1, run.opts.streams_per_gateway) for _ in run.usable())
+    todo = sum(b - a for a, b in missing)
+    min_bytes = max(1, run.opts.unit_bytes)
+    queue = _units(node, missing, max(min_bytes, -(-todo // max(1, workers))))
+    inflight: list[_Unit] = []
     changed = trio.Event()
 
     def notify() -> None:
@@ -165,34 +215,38 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
         changed = trio.Event()
 
     async def worker(gw: _Gateway) -> None:
-        nonlocal inflight
         while not gw.dropped and not gw.not_found:
-            if not queue:
-                if inflight == 0:
-                    return
-                await changed.wait()
-                continue
             wait = gw.ready_at - trio.current_time()
             if wait > 0:
                 with trio.move_on_after(wait):
                     await changed.wait()
                 continue
-            lo, hi = queue.pop(0)
-            inflight += 1
+            if queue:
+                lo, hi = queue.pop(0)
+            else:
+                got = _steal(inflight, min_bytes)
+                if got is None:
+                    if not inflight:
+                        return
+                    await changed.wait()
+                    continue
+                lo, hi = got
+                run.log(f"{gw.url}: takes over bytes {lo}-{hi}")
+            unit = _Unit(lo, hi)
+            inflight.append(unit)
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))
-            state = _StreamState(lo)
             try:
                 await _stream(run, gw, v, out, _car_url(gw.url, res.cid, (), Scope.ENTITY,
-                                                        (lo, hi)), state=state)
+                                                        (lo, hi)), state=unit.state)
             except _CONTENT_ERRORS:
                 raise
             except CargetError as exc:
-                rest = max(lo, state.written_end)
-                if rest < hi:
-                    queue.insert(0, (rest, hi))  # continue from the last verified leaf
+                rest, _ = unit.left()
+                if rest < unit.hi:
+                    queue.insert(0, (rest, unit.hi))  # continue from the last verified leaf
                 run.failed(gw, exc)
             finally:
-                inflight -= 1
+                inflight.remove(unit)
                 notify()
         notify()
 

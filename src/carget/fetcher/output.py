@@ -50,6 +50,8 @@ JOURNAL_SECONDS: Final = 1.0
 JOURNAL_VERSION: Final = 1
 DIGESTS: Final = ("sha256", "sha512")
 _READ: Final = 1 << 20
+#: pieces per pwritev (Linux's IOV_MAX)
+_IOV_MAX: Final = 1024
 
 
 def parse_digest(text: str) -> tuple[str, str]:
@@ -190,22 +192,30 @@ class FileOutput:
 
     def handle(self, events: list[VerifierEvent]) -> int:
         """Write the file bytes among ``events``; remember nodes and frames. Returns the
-        number of file bytes written. Raises :class:`UnixFSError` on a leaf past the end."""
+        number of file bytes written. Raises :class:`UnixFSError` on a leaf past the end.
+
+        Runs of adjacent leaves go to the file in one ``pwritev`` (a 1 MiB piece holds
+        four 256 KiB leaves: a quarter of the system calls)."""
         written = 0
+        run: list[bytes | memoryview] = []
+        run_at = run_end = 0
         for ev in events:
             if isinstance(ev, FileData):
                 end = ev.offset + len(ev.data)
                 if end > self.size:
                     raise UnixFSError(f"leaf {ev.cid} ends at {end}, past the file's {self.size}")
                 if len(ev.data):
-                    os.pwrite(self._fd, ev.data, ev.offset)
+                    if run and (ev.offset != run_end or len(run) >= _IOV_MAX):
+                        self._write_run(run, run_at)
+                        run = []
+                    if not run:
+                        run_at = ev.offset
+                    run.append(ev.data)
+                    run_end = end
                 written += len(ev.data)
-                with self._lock:
-                    self._done.append([ev.offset, end])
-                    if ev.frame is not None:
+                if ev.frame is not None:
+                    with self._lock:
                         self._frames[str(ev.cid)] = [ev.frame[0].hex(), ev.frame[1].hex()]
-                if self._digest is not None:
-                    self._digest_step(ev.offset, ev.data)
                 if self.on_block is not None:
                     block = (ev.frame[0] + bytes(ev.data) + ev.frame[1]
                              if ev.frame is not None else ev.data)
@@ -217,6 +227,8 @@ class FileOutput:
                         self._nodes[key] = base64.b64encode(ev.data).decode()
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.data)
+        if run:
+            self._write_run(run, run_at)
         with self._lock:
             self.written += written
             self._since_journal += written
@@ -224,6 +236,26 @@ class FileOutput:
                     written and time.monotonic() - self._journal_at >= JOURNAL_SECONDS):
                 self._write_journal_locked()
         return written
+
+    def _write_run(self, run: list[bytes | memoryview], offset: int) -> None:
+        """Write adjacent pieces at ``offset`` (looping over short writes), then record
+        them as done (only now: another stream's digest may read them back) and advance
+        the whole-file digest over them."""
+        want = sum(len(p) for p in run)
+        done = os.pwritev(self._fd, run, offset) if len(run) > 1 else os.pwrite(
+            self._fd, run[0], offset)
+        if done < want:  # short write (a full disk raises; this is just being careful)
+            rest = b"".join(run)[done:]
+            while rest:
+                n = os.pwrite(self._fd, rest, offset + done)
+                done += n
+                rest = rest[n:]
+        with self._lock:
+            self._done.append([offset, offset + want])
+        if self._digest is not None:
+            for piece in run:
+                self._digest_step(offset, piece)
+                offset += len(piece)
 
     # --- the whole-file digest -------------------------------------------------------------
 

@@ -234,6 +234,8 @@ async def _nursery() -> AsyncIterator[trio.Nursery]:
 
 
 _Piece = memoryview | None | NetworkError
+#: the receiver thread's last item
+_FINISHED: Final = object()
 
 
 def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
@@ -246,17 +248,36 @@ def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
 
 
 class _StreamState:
-    """What a stream got done: ``written_end`` is where the bytes it handed to the output
-    stop (its leaves arrive in file order), the point a failover continues from;
-    ``written`` / ``reported`` count bytes for progress (written on the stream's thread,
-    reported from trio)."""
+    """What a stream got done, and what it is asked to do.
 
-    __slots__ = ("reported", "written", "written_end")
+    ``written_end`` is where the bytes it handed to the output stop (its leaves arrive in
+    file order), the point a failover continues from, and ``leaf_len`` the length of its
+    last leaf (a guess at where leaf boundaries fall ahead); ``written`` / ``reported``
+    count bytes for progress (written on the stream's thread, reported from trio).
+    ``narrow_to``, set from trio, asks the stream to stop at that offset because another
+    stream took over the rest; the verifying thread applies it between two pieces."""
+
+    __slots__ = ("leaf_len", "narrow_to", "reported", "written", "written_end")
 
     def __init__(self, start: int = 0) -> None:
         self.written_end = start
+        self.leaf_len = 0
         self.written = 0
         self.reported = 0
+        self.narrow_to: int | None = None
+
+    def note(self, events: list[VerifierEvent]) -> None:
+        """Record where the file bytes among ``events`` (just written) end."""
+        for ev in reversed(events):
+            if isinstance(ev, FileData):
+                self.written_end = ev.offset + len(ev.data)
+                if ev.data:
+                    self.leaf_len = len(ev.data)
+                break
+
+    def apply(self, verifier: DagVerifier) -> None:
+        if self.narrow_to is not None:
+            verifier.narrow(self.narrow_to)
 
 
 def _torn(verifier: DagVerifier, exc: NetworkError) -> CargetError:
@@ -270,12 +291,34 @@ def _torn(verifier: DagVerifier, exc: NetworkError) -> CargetError:
 async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
                           out: _Output | None, collect: list[VerifierEvent] | None,
                           state: _StreamState) -> None:
-    """The bulk path for plain TCP: one worker thread receives (1 MiB reads), verifies
-    and writes; trio only waits, reports progress, and on cancellation shuts the socket
-    so the thread ends at once. See DESIGN "Performance" and bench_fetch.py."""
+    """The bulk path for plain TCP: three worker threads joined by bounded queues,
 
+    receive (blocking 1 MiB reads) → verify (CAR parsing, hashing) → write (pwrite),
+
+    so the socket copy, SHA-256 and the file write overlap on both cores (all three drop
+    the GIL for their bulk work; bench_fetch.py: a receiver that also hashes left one core
+    idle). trio only waits, reports progress, and on cancellation shuts the socket so
+    the receiver ends at once."""
+
+    pieces: Queue[_Piece | object] = Queue(PIPE_DEPTH)
     queue: Queue[list[VerifierEvent] | None] = Queue(WRITE_QUEUE)
     failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def receiver() -> None:
+        # ends with exactly one _FINISHED, after the body's None or the error that broke it
+        def hand_on(piece: memoryview | None) -> bool:
+            pieces.put(piece)
+            return stop.is_set()
+
+        try:
+            resp.read_body_blocking(hand_on)
+        except NetworkError as exc:
+            pieces.put(exc)
+        except BaseException as exc:  # pragma: no cover - a bug: let the verifier raise it
+            failed.append(exc)
+        finally:
+            pieces.put(_FINISHED)
 
     def writer() -> None:
         # the output stage on its own thread, so pwrite overlaps hashing (both drop the
@@ -289,31 +332,43 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             except BaseException as exc:
                 failed.append(exc)
                 continue
-            for ev in reversed(events):
-                if isinstance(ev, FileData):
-                    state.written_end = ev.offset + len(ev.data)
-                    break
+            state.note(events)
 
-    def consume(piece: memoryview | None) -> bool:
-        if failed:
-            raise failed[0]
-        events = verifier.feed_eof() if piece is None else verifier.feed(piece)
-        if collect is not None:
-            collect.extend(events)
-        if out is not None and events:
-            queue.put(events)
-        return verifier.done
+    def verify() -> None:
+        while not verifier.done:
+            piece = pieces.get()
+            if failed:
+                raise failed[0]
+            if isinstance(piece, NetworkError):
+                raise _torn(verifier, piece)
+            if piece is _FINISHED:  # pragma: no cover - the receiver always ends with None
+                raise NetworkError(f"{resp.url}: body ended without its end")
+            assert piece is None or isinstance(piece, memoryview)
+            state.apply(verifier)
+            events = verifier.feed_eof() if piece is None else verifier.feed(piece)
+            del piece
+            if collect is not None:
+                collect.extend(events)
+            if out is not None and events:
+                queue.put(events)
+            del events
 
     def body() -> None:
-        thread = threading.Thread(target=writer, name="carget-write", daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=writer, name="carget-write", daemon=True),
+                   threading.Thread(target=receiver, name="carget-recv", daemon=True)]
+        for t in threads:
+            t.start()
         try:
-            resp.read_body_blocking(consume)
-        except NetworkError as exc:
-            raise _torn(verifier, exc) from None
+            verify()
         finally:
             queue.put(None)
-            thread.join()
+            if not stop.is_set():
+                stop.set()
+                resp.abort()  # done early or failed: the receiver need not wait for more
+            while pieces.get() is not _FINISHED:  # let a receiver blocked on put finish
+                pass
+            for t in threads:
+                t.join()
         if failed:
             raise failed[0]
 
@@ -383,6 +438,8 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
 
         def verify(pieces: list[_Piece]) -> list[VerifierEvent]:
             events: list[VerifierEvent] = []
+            if state is not None:
+                state.apply(verifier)
             for piece in pieces:
                 if isinstance(piece, NetworkError):
                     raise _torn(verifier, piece)
@@ -395,10 +452,7 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
             assert out is not None
             n = out.handle(events)
             if state is not None:
-                for ev in reversed(events):
-                    if isinstance(ev, FileData):
-                        state.written_end = ev.offset + len(ev.data)
-                        break
+                state.note(events)
             return n
 
         async def reader() -> None:

@@ -242,6 +242,29 @@ class DagVerifier:
                 break
         return self._take()
 
+    def narrow(self, hi: int) -> None:
+        """Lower the end of the terminal file's byte range to ``hi`` mid-answer (another
+        stream took over the rest). Wanted file nodes that start at or past ``hi`` are
+        dropped from the frontier, and so are their blocks if the gateway still sends
+        them; a node that straddles ``hi`` stays, and when it is expanded only its
+        children before ``hi`` are wanted. Once everything before ``hi`` is placed the
+        answer is :attr:`done`."""
+        if hi >= self.hi or hi < self.lo:
+            return
+        self.hi = hi
+        keep: list[_Want] = []
+        for w in self._stack:
+            if w.role == _FILE and w.path == "" and w.offset >= hi:
+                n = self._wanted[w.cid] - 1
+                if n:
+                    self._wanted[w.cid] = n
+                else:
+                    del self._wanted[w.cid]
+                self._skipped.add(w.cid)
+            else:
+                keep.append(w)
+        self._stack = keep
+
     def feed_eof(self) -> list[VerifierEvent]:
         """Say the body ended. Raises :class:`IncompleteDAG` / :class:`NotFoundError` when
         wanted blocks never came, :class:`~carget.errors.CARError` if it ended mid-block."""
