@@ -20,6 +20,7 @@ so the next run resumes).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -141,6 +142,8 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
             raise KeyboardInterrupt
         return box[0]
 
+    # what start-up made lives to the end: keep the cyclic collector from walking it again
+    gc.freeze()
     return trio.run(main)
 
 

@@ -231,7 +231,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                     await changed.wait()
                     continue
                 lo, hi = got
-                run.log(f"{gw.url}: takes over bytes {lo}-{hi}")
+                run.event("takeover", gateway=gw.url, start=lo, end=hi)
             unit = _Unit(lo, hi)
             inflight.append(unit)
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from queue import Queue
-from typing import Any, Final, Protocol
+from queue import SimpleQueue
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import trio
 
@@ -234,6 +234,29 @@ async def _nursery() -> AsyncIterator[trio.Nursery]:
 
 
 _Piece = memoryview | None | NetworkError
+_T = TypeVar("_T")
+
+
+class _Channel(Generic[_T]):
+    """A bounded hand-off between two threads, made of two C-level ``SimpleQueue``s (items,
+    and room tokens). ``queue.Queue`` runs a Python-level Condition on every put and get:
+    GIL time that the hashing thread, back from a block's SHA-256, then waits for."""
+
+    def __init__(self, depth: int) -> None:
+        self._items: SimpleQueue[_T] = SimpleQueue()
+        self._room: SimpleQueue[None] = SimpleQueue()
+        for _ in range(depth):
+            self._room.put(None)
+
+    def put(self, item: _T) -> None:
+        self._room.get()
+        self._items.put(item)
+
+    def get(self) -> _T:
+        item = self._items.get()
+        self._room.put(None)
+        return item
+
 #: the receiver thread's last item
 _FINISHED: Final = object()
 
@@ -300,8 +323,8 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
     idle). trio only waits, reports progress, and on cancellation shuts the socket so
     the receiver ends at once."""
 
-    pieces: Queue[_Piece | object] = Queue(PIPE_DEPTH)
-    queue: Queue[list[VerifierEvent] | None] = Queue(WRITE_QUEUE)
+    pieces: _Channel[_Piece | object] = _Channel(PIPE_DEPTH)
+    queue: _Channel[list[VerifierEvent] | None] = _Channel(WRITE_QUEUE)
     failed: list[BaseException] = []
     stop = threading.Event()
 
