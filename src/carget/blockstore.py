@@ -13,7 +13,10 @@ Served bytes must be the bytes hashed at start. Each read re-checks the file's i
 (device, inode, size, mtime, ctime: ctime cannot be set by a user, so a rewrite that
 restores the mtime is still seen); once a file has changed, every block read from it is
 re-hashed before it is handed out, and a block that no longer matches raises
-:class:`HashMismatch` rather than being served.
+:class:`HashMismatch` rather than being served. :meth:`BlockStore.open_span` hands out a
+block of an unchanged file as an open file range, for the server to send from the page
+cache with ``os.sendfile``; the identity is checked again after each send
+(:meth:`FileSpan.unchanged`), and a file rewritten during a send ends that answer.
 
 Blocks are keyed by multihash, so a CIDv0 and a CIDv1 of the same bytes find the same block
 (as go-ipfs blockstores do). Identity CIDs need no storage: their bytes are in the CID.
@@ -32,7 +35,7 @@ from .unixfs.file import LeafEncoder
 from .unixfs.node import identity_data
 from .unixfs.options import ImportOptions
 
-__all__ = ["BlockStore", "Report"]
+__all__ = ["BlockStore", "FileSpan", "Report"]
 
 Report = Callable[[str, str, "str | None"], None]
 
@@ -69,6 +72,34 @@ class _Loc:
     @property
     def size(self) -> int:
         return len(self.head) + self.length + len(self.tail)
+
+
+class FileSpan:
+    """A block that lives in a file: ``head + file[offset:offset + length] + tail``, with
+    the file open (``fd``, owned by the caller's cache, see :meth:`BlockStore.open_span`)."""
+
+    __slots__ = ("_source", "fd", "head", "length", "offset", "tail")
+
+    def __init__(self, source: _Source, fd: int, loc: _Loc) -> None:
+        self._source = source
+        self.fd = fd
+        self.offset = loc.offset
+        self.length = loc.length
+        self.head = loc.head
+        self.tail = loc.tail
+
+    def unchanged(self) -> bool:
+        """True while the file still has the identity it had when indexed; False (and the
+        file is re-hashed on every later read) once it does not."""
+        if self._source.changed:
+            return False
+        try:
+            same = _signature(os.fstat(self.fd)) == self._source.signature
+        except OSError:
+            same = False
+        if not same:
+            self._source.changed = True
+        return same
 
 
 @dataclass
@@ -335,6 +366,26 @@ class BlockStore:
         if src.changed:
             _check(cid, buf[:end])
         return end
+
+    def open_span(self, cid: CID, fds: dict[str, int]) -> FileSpan | None:
+        """The block as a :class:`FileSpan` to send straight from its file, or None when it
+        is in memory, absent, or in a file that changed since it was indexed (then
+        :meth:`read_into` reads and re-hashes it). ``fds`` caches open files by path for
+        one answer; the caller closes them. Raises :class:`InputError` if the file can no
+        longer be opened."""
+        loc = self._locs.get(cid.multihash)
+        if loc is None or loc.source is None or loc.source.changed or cid.is_identity:
+            return None
+        src = loc.source
+        fd = fds.get(src.path)
+        if fd is None:
+            try:
+                fd = os.open(src.path, os.O_RDONLY)
+            except OSError as exc:
+                raise InputError(f"{src.path}: {exc.strerror or exc}") from None
+            fds[src.path] = fd
+        span = FileSpan(src, fd, loc)
+        return span if span.unchanged() else None
 
     def _read_loc(self, loc: _Loc) -> bytes:
         buf = bytearray(loc.size)

@@ -72,6 +72,29 @@ def test_served_dag_matches_carget_add_and_the_file(tree: Path, opts: dict[str, 
         small.verify(raw.content)
 
 
+@pytest.mark.parametrize("opts", SETTINGS[:2], ids=["raw-leaves", "dag-pb-leaves"])
+def test_file_leaves_are_sent_from_the_page_cache(tree: Path, opts: dict[str, object],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # every byte of a served file's leaves leaves by os.sendfile (no copy through the
+    # server), the framing around them by plain writes, and the answer verifies
+    sent: list[int] = []
+    real = os.sendfile
+
+    def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        n = real(out_fd, in_fd, offset, count)
+        sent.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sendfile", counting)
+    big = tree / "big.bin"
+    with running_gateway([str(big)], **opts) as url:
+        root = add_paths([str(big)], resolve_options(**opts), jobs=1)[0]  # type: ignore[arg-type]
+        r = httpx.get(f"{url}/ipfs/{root}?format=car", timeout=10)
+    assert r.status_code == 200
+    assert _file_bytes(r.content, skip=0) == big.read_bytes()
+    assert sum(sent) == big.stat().st_size
+
+
 def test_changed_file_is_refused_not_served(tmp_path: Path) -> None:
     f = tmp_path / "f.bin"
     data = bytearray(random.Random(1).randbytes(300_000))
