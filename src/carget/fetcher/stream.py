@@ -65,10 +65,10 @@ MAX_FAILURES: Final = 4
 #: Retry-After values above this are capped (the run's --timeout bounds the wait anyway)
 MAX_RETRY_AFTER: Final = 120.0
 #: body pieces in flight between a stream's network task and its verifier thread
-PIPE_DEPTH: Final = 4
+PIPE_DEPTH: Final = 2
 #: verified batches (each up to ~1 MiB, pinning its receive buffer) waiting for the
 #: writer thread: bounds memory per stream at a few MiB
-WRITE_QUEUE: Final = 4
+WRITE_QUEUE: Final = 2
 
 
 class _Output(Protocol):
