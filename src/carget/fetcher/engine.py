@@ -5,18 +5,21 @@ One run of ``carget get`` / ``carget cat`` / :func:`carget.fetcher.fetch_file`:
 1. **Race** every gateway for the path's terminal block (``dag-scope=block``): the first
    verified answer wins and the other requests are cancelled (trio's happy-eyeballs
    pattern: attempts in one nursery, the winner cancels the scope).
-2. **Split** a multi-block file into units aligned on the root's child boundaries and
-   fetch them with ``entity-bytes`` from several gateways and connections at once; each
-   stream runs its verifier on a worker thread (hashing releases the GIL, so two streams
-   use two cores) and ``pwrite``s leaves where they belong.
+2. **Split** a multi-block file among every stream (gateways × connections): the ranges
+   start even, cut at the root's child boundaries, one long ``entity-bytes`` request per
+   stream; a stream that runs out of work takes over the back half of the busiest
+   stream's range (:mod:`carget.fetcher.split`). Each stream receives, verifies and
+   writes on three threads (:mod:`carget.fetcher.stream`) and ``pwrite``s leaves where
+   they belong.
 3. **Fail over**: a stream that stalls (idle timeout), breaks or is incomplete puts the
-   rest of its unit, from its last verified leaf, back in the queue; a gateway that sends
-   a bad block is dropped for the rest of the run; 429/5xx answers wait ``Retry-After``
-   (or an exponential backoff) before that gateway is asked again.
+   rest of its range, from its last verified leaf, back in the queue; a gateway that
+   sends a bad block is dropped for the rest of the run; 429/5xx answers wait
+   ``Retry-After`` (or an exponential backoff) before that gateway is asked again.
 
 Directories are fetched with ``dag-scope=all`` from one gateway at a time (failover
-restarts the tree); ``cat`` streams one file in order, resuming from the last verified
-leaf on the next gateway.
+restarts the tree). ``cat`` with several streams fetches a window of segments at once and
+writes them in order (:mod:`carget.fetcher.inorder`); with one stream it reads one
+answer, resuming from the last verified leaf on the next gateway.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ from ..unixfs.node import Node, decode_unixfs
 from .api import FetchResult
 from .gateways import find_providers, normalize_gateway
 from .http import open_http
+from .inorder import SEGMENT_BYTES as CAT_SEGMENT_BYTES
+from .inorder import cat_split
 from .output import FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
+from .split import Unit, steal
 from .stream import (
     _CONTENT_ERRORS,
     UNIT_BYTES,
@@ -55,7 +61,6 @@ from .stream import (
     _nursery,
     _Run,
     _stream,
-    _StreamState,
 )
 from .target import parse_target
 from .verifier import (
@@ -152,46 +157,6 @@ def _units(node: Node | None, missing: list[tuple[int, int]], unit_bytes: int = 
     return units
 
 
-class _Unit:
-    """A byte range of the file being fetched by one stream; ``hi`` drops when another
-    stream takes over the rest (:func:`_steal`)."""
-
-    __slots__ = ("hi", "lo", "state")
-
-    def __init__(self, lo: int, hi: int) -> None:
-        self.lo = lo
-        self.hi = hi
-        self.state = _StreamState(lo)
-
-    def left(self) -> tuple[int, int]:
-        """(first byte not yet written, bytes still to come)."""
-        pos = max(self.lo, self.state.written_end)
-        return pos, self.hi - pos
-
-
-def _steal(inflight: list[_Unit], min_bytes: int) -> tuple[int, int] | None:
-    """Take the back half of the busiest stream's range, if it has at least twice
-    ``min_bytes`` left: the range is cut at a guessed leaf boundary (the victim's last
-    leaf length ahead of where it is), and the victim is told to stop there. If the
-    guess is off, the leaf that straddles the cut is fetched by both: wasted bytes, never
-    wrong ones (both write the same verified bytes)."""
-    victim = max(inflight, key=lambda u: u.left()[1], default=None)
-    if victim is None:
-        return None
-    pos, left = victim.left()
-    if left < 2 * min_bytes:
-        return None
-    half = left // 2
-    step = victim.state.leaf_len
-    if step:
-        half -= half % step
-    cut = pos + half
-    hi = victim.hi
-    victim.hi = cut
-    victim.state.narrow_to = cut
-    return cut, hi
-
-
 async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                             missing: list[tuple[int, int]]) -> None:
     """Fetch the missing byte ranges with every usable stream (gateways × connections).
@@ -206,7 +171,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     todo = sum(b - a for a, b in missing)
     min_bytes = max(1, run.opts.unit_bytes)
     queue = _units(node, missing, max(min_bytes, -(-todo // max(1, workers))))
-    inflight: list[_Unit] = []
+    inflight: list[Unit] = []
     changed = trio.Event()
 
     def notify() -> None:
@@ -224,15 +189,15 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
             if queue:
                 lo, hi = queue.pop(0)
             else:
-                got = _steal(inflight, min_bytes)
+                got = steal(inflight, min_bytes)
                 if got is None:
                     if not inflight:
                         return
                     await changed.wait()
                     continue
-                lo, hi = got
+                _, lo, hi = got
                 run.event("takeover", gateway=gw.url, start=lo, end=hi)
-            unit = _Unit(lo, hi)
+            unit = Unit(lo, hi)
             inflight.append(unit)
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))
             try:
@@ -504,6 +469,14 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         gws = [g for g in (res.gateway,) if g] + [g for g in run.gateways if g is not res.gateway]
         if res.gateway is None:  # an identity CID: its bytes are already here
             await trio.to_thread.run_sync(out.handle, _identity_events(res.cid, Scope.ENTITY))
+            gws = []
+        workers = [g for g in gws if not g.dropped and not g.not_found
+                   for _ in range(max(1, opts.streams_per_gateway))]
+        multi_block = res.cid.codec == DAG_PB and bool(decode_unixfs(res.cid, res.block).links)
+        if len(workers) > 1 and multi_block and res.size > opts.unit_bytes:
+            # several streams, the bytes still in order: a window of segments in memory
+            await cat_split(run, res.cid, res.size, out, workers, car,
+                            min(CAT_SEGMENT_BYTES, opts.unit_bytes))
             gws = []
         while gws:
             pending = [g for g in gws if not g.dropped and not g.not_found]

@@ -482,3 +482,81 @@ class StreamOutput:
         self.out.flush()
         self.written += written
         return written
+
+    def write_bytes(self, data: bytes | memoryview) -> None:
+        """Write file bytes verified elsewhere (a :class:`SegmentBuffer`), in order."""
+        self.out.write(data)
+        self.out.flush()
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.pos += len(data)
+
+
+class SegmentBuffer:
+    """Verified bytes of ``[lo, hi)`` of a file, gathered in memory for ``carget cat``
+    while an earlier part is still being written out (see :mod:`carget.fetcher.inorder`).
+
+    :meth:`handle` runs on a stream's writer thread; ``filled`` (bytes from ``lo`` that
+    are in place) only grows, and the bytes before it never change, so the trio side may
+    read them at any time. Leaves that reach outside ``[lo, hi)`` are clipped."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.buf = bytearray()  # allocated by start(): only started segments hold memory
+        self.filled = 0
+        self.written = 0
+        self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
+        self.on_progress: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        """Allocate the buffer (once) before a stream fills it in."""
+        if len(self.buf) < self.hi - self.lo:
+            self.buf.extend(bytes(self.hi - self.lo - len(self.buf)))
+
+    def release(self) -> None:
+        """The bytes are written out: free the buffer."""
+        self.buf = bytearray()
+
+    @property
+    def ready(self) -> int:
+        """Bytes from ``lo`` in place and within ``[lo, hi)`` (``hi`` may drop while a
+        stream is still filling in past it: another stream took over that part)."""
+        return min(self.filled, self.hi - self.lo)
+
+    @property
+    def complete(self) -> bool:
+        return self.filled >= self.hi - self.lo
+
+    def handle(self, events: list[VerifierEvent]) -> int:
+        placed = 0
+        for ev in events:
+            if isinstance(ev, FileData):
+                if ev.path:
+                    raise UsageError("cat needs a file, not a directory")
+                at = self.lo + self.filled
+                end = ev.offset + len(ev.data)
+                if end <= at:
+                    continue  # before what is still missing (a repeated or clipped leaf)
+                if ev.offset > at:
+                    raise UnixFSError(f"file bytes out of order at {ev.offset} (expected {at})")
+                take = min(end, self.hi) - at
+                if take <= 0:
+                    continue
+                start = at - ev.offset
+                self.buf[self.filled:self.filled + take] = ev.data[start:start + take]
+                self.filled += take
+                placed += take
+                if self.on_block is not None:
+                    self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
+                                  if ev.frame is not None else ev.data)
+            elif isinstance(ev, EntityStart) and ev.kind != "file":
+                raise UsageError(f"{ev.cid} is a {ev.kind}: cat needs a file")
+            elif isinstance(ev, SymlinkEntry):
+                raise UsageError("cat of a symlink: fetch its target instead")
+            elif isinstance(ev, InnerNode) and self.on_block is not None:
+                self.on_block(ev.cid, ev.data)
+        self.written += placed
+        if placed and self.on_progress is not None:
+            self.on_progress()
+        return placed

@@ -42,10 +42,10 @@ from ..errors import (
 from .api import ProgressCallback
 from .gateways import normalize_gateway
 from .http import HttpResponse, open_http
+from .split import StreamState as _StreamState
 from .target import Target
 from .verifier import (
     DagVerifier,
-    FileData,
     PathNotFound,
     VerifierEvent,
 )
@@ -268,39 +268,6 @@ def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
     if byte_range is not None:
         url += f"&entity-bytes={byte_range[0]}:{max(byte_range[0], byte_range[1] - 1)}"
     return url
-
-
-class _StreamState:
-    """What a stream got done, and what it is asked to do.
-
-    ``written_end`` is where the bytes it handed to the output stop (its leaves arrive in
-    file order), the point a failover continues from, and ``leaf_len`` the length of its
-    last leaf (a guess at where leaf boundaries fall ahead); ``written`` / ``reported``
-    count bytes for progress (written on the stream's thread, reported from trio).
-    ``narrow_to``, set from trio, asks the stream to stop at that offset because another
-    stream took over the rest; the verifying thread applies it between two pieces."""
-
-    __slots__ = ("leaf_len", "narrow_to", "reported", "written", "written_end")
-
-    def __init__(self, start: int = 0) -> None:
-        self.written_end = start
-        self.leaf_len = 0
-        self.written = 0
-        self.reported = 0
-        self.narrow_to: int | None = None
-
-    def note(self, events: list[VerifierEvent]) -> None:
-        """Record where the file bytes among ``events`` (just written) end."""
-        for ev in reversed(events):
-            if isinstance(ev, FileData):
-                self.written_end = ev.offset + len(ev.data)
-                if ev.data:
-                    self.leaf_len = len(ev.data)
-                break
-
-    def apply(self, verifier: DagVerifier) -> None:
-        if self.narrow_to is not None:
-            verifier.narrow(self.narrow_to)
 
 
 def _torn(verifier: DagVerifier, exc: NetworkError) -> CargetError:

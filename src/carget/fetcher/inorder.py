@@ -1,0 +1,172 @@
+"""``carget cat`` across several streams, with its bytes still written in order (trio).
+
+The file is cut into segments of :data:`SEGMENT_BYTES`. Each stream (gateways ×
+connections) takes the next segment, fetches it with ``entity-bytes`` and gathers its
+verified bytes in a :class:`~carget.fetcher.output.SegmentBuffer`; the writer task sends
+the head segment's bytes to the output as they fill in, then moves to the next. A stream
+may only start a segment within ``streams`` segments of the head, so memory stays near
+``streams × SEGMENT_BYTES`` whatever the file's size. A stream with nothing to start takes
+over the back half of the busiest stream's segment (:func:`~carget.fetcher.split.steal`),
+so a slow gateway cannot hold the head back for long; and a stream whose gateway proved
+far slower than another (:data:`SLOW_FACTOR`) leaves fresh segments to the faster
+streams instead of taking the next head-to-be. A stream that fails puts the rest of
+its segment, from its last verified leaf, first in line for the next free stream (another
+gateway if this one is dropped), as ``get`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from ..cid import CID
+from ..errors import CargetError
+from .output import SegmentBuffer, StreamOutput
+from .split import Unit, steal
+from .stream import _CONTENT_ERRORS, _car_url, _Gateway, _nursery, _Run, _stream
+from .verifier import DagVerifier, Scope
+
+__all__ = ["SEGMENT_BYTES", "SLOW_FACTOR", "cat_split"]
+
+#: bytes per segment: a request's set-up vanishes next to it, and a window of one per
+#: stream stays far below the 100 MiB budget (four streams: 32 MiB)
+SEGMENT_BYTES: Final = 8 << 20
+#: a gateway this many times slower than the fastest one (its last segment's bytes per
+#: second) starts no fresh segment while a faster gateway's stream is alive to take it
+SLOW_FACTOR: Final = 4.0
+
+
+async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: list[_Gateway],
+                    on_block: Callable[[CID, bytes | memoryview], None] | None = None,
+                    segment_bytes: int = SEGMENT_BYTES) -> None:
+    """Fetch ``[out.pos, size)`` of the file ``cid`` with one stream per entry of
+    ``workers`` (a gateway appears once per connection), writing it to ``out`` in order.
+    Raises the run's final error when no gateway is left for a missing segment."""
+    segments = [SegmentBuffer(lo, min(lo + segment_bytes, size))
+                for lo in range(out.pos, size, segment_bytes)]
+    window = max(1, len(workers))
+    head = 0  # the segment being written out
+    emitted = 0  # bytes of it already written
+    assigned = 0  # segments handed to a stream so far (in order)
+    retry: list[SegmentBuffer] = []  # segments a failed stream left unfinished
+    inflight: dict[Unit, SegmentBuffer] = {}
+    rates: dict[_Gateway, float] = {}  # bytes per second of each gateway's last segment
+    alive_on: dict[_Gateway, int] = {}  # live streams per gateway
+    min_steal = max(1, segment_bytes // 8)
+    alive = len(workers)
+    token = trio.lowlevel.current_trio_token()
+    changed = trio.Event()
+
+    def notify() -> None:
+        nonlocal changed
+        changed.set()
+        changed = trio.Event()
+
+    def filled_more() -> None:  # on a writer thread: wake the writer task
+        try:
+            token.run_sync_soon(notify)
+        except trio.RunFinishedError:  # pragma: no cover - the run is over
+            pass
+
+    for seg in segments:
+        seg.on_block = on_block
+        seg.on_progress = filled_more
+
+    def outpaced(gw: _Gateway) -> bool:
+        mine = rates.get(gw)
+        if mine is None:
+            return False
+        return any(r > mine * SLOW_FACTOR and alive_on.get(g) and not g.dropped
+                   for g, r in rates.items() if g is not gw)
+
+    async def worker(gw: _Gateway) -> None:
+        nonlocal assigned, alive
+        alive_on[gw] = alive_on.get(gw, 0) + 1
+        try:
+            while not gw.dropped and not gw.not_found:
+                wait = gw.ready_at - trio.current_time()
+                if wait > 0:
+                    with trio.move_on_after(wait):
+                        await changed.wait()
+                    continue
+                if outpaced(gw) and (retry or assigned < len(segments)):
+                    with trio.move_on_after(1.0):  # look again: the fast one may fail
+                        await changed.wait()
+                    continue
+                if retry:
+                    seg = retry.pop(0)
+                elif assigned < len(segments) and assigned < head + window:
+                    seg = segments[assigned]
+                    assigned += 1
+                elif head >= len(segments):
+                    return
+                else:
+                    # the cut must fall past what the victim already placed (and so past
+                    # what was written out): its writer thread can be a batch ahead of the
+                    # position its state reports, and these bytes must never go out twice
+                    for u, placed in inflight.items():
+                        u.state.written_end = max(u.state.written_end,
+                                                  placed.lo + placed.filled)
+                    got = steal(list(inflight), min_steal)
+                    if got is None:
+                        await changed.wait()
+                        continue
+                    victim, cut, hi = got
+                    old = inflight[victim]
+                    old.hi = cut  # its stream stops there; the rest is a new segment
+                    seg = SegmentBuffer(cut, hi)
+                    seg.on_block, seg.on_progress = on_block, filled_more
+                    segments.insert(segments.index(old) + 1, seg)
+                    assigned += 1
+                    run.event("takeover", gateway=gw.url, start=cut, end=hi)
+                seg.start()
+                lo = seg.lo + seg.filled
+                unit = Unit(lo, seg.hi)
+                inflight[unit] = seg
+                v = DagVerifier(cid, scope=Scope.ENTITY, byte_range=(lo, seg.hi))
+                url = _car_url(gw.url, cid, (), Scope.ENTITY, (lo, seg.hi))
+                began, before = trio.current_time(), seg.filled
+                try:
+                    await _stream(run, gw, v, seg, url, state=unit.state)
+                    rates[gw] = (seg.filled - before) / max(trio.current_time() - began, 1e-6)
+                except _CONTENT_ERRORS:
+                    raise
+                except CargetError as exc:
+                    if not seg.complete:
+                        retry.insert(0, seg)
+                    run.failed(gw, exc)
+                finally:
+                    del inflight[unit]
+                    notify()
+        finally:
+            alive -= 1
+            alive_on[gw] -= 1
+            notify()
+
+    async def writer() -> None:
+        nonlocal head, emitted
+        while head < len(segments):
+            seg = segments[head]
+            ready = seg.ready
+            if ready > emitted:
+                piece = memoryview(seg.buf)[emitted:ready]
+                emitted = ready
+                await trio.to_thread.run_sync(out.write_bytes, piece)
+                del piece
+                continue
+            if seg.complete:
+                seg.release()
+                head += 1
+                emitted = 0
+                notify()
+                continue
+            if alive == 0:
+                raise run.final_error(str(run.target))
+            await changed.wait()
+
+    async with _nursery() as nursery:
+        for gw in workers:
+            nursery.start_soon(worker, gw)
+        await writer()

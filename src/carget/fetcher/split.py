@@ -1,0 +1,88 @@
+"""Sharing one file's byte range among streams (sans-IO: no trio, no sockets).
+
+A :class:`Unit` is the range one stream is fetching; its :class:`StreamState` says how far
+the stream's verified bytes got. :func:`steal` lets an idle stream take over the back half
+of the busiest stream's range: the victim is told (``narrow_to``) to stop at the cut,
+which its verifying thread applies between two pieces (:meth:`DagVerifier.narrow`).
+Used by ``get`` (:mod:`carget.fetcher.engine`) and split ``cat``
+(:mod:`carget.fetcher.inorder`).
+"""
+
+from __future__ import annotations
+
+from .verifier import DagVerifier, FileData, VerifierEvent
+
+__all__ = ["StreamState", "Unit", "steal"]
+
+
+class StreamState:
+    """What a stream got done, and what it is asked to do.
+
+    ``written_end`` is where the bytes it handed to the output stop (its leaves arrive in
+    file order), the point a failover continues from, and ``leaf_len`` the length of its
+    last leaf (a guess at where leaf boundaries fall ahead); ``written`` / ``reported``
+    count bytes for progress (written on the stream's thread, reported from trio).
+    ``narrow_to``, set from trio, asks the stream to stop at that offset because another
+    stream took over the rest; the verifying thread applies it between two pieces."""
+
+    __slots__ = ("leaf_len", "narrow_to", "reported", "written", "written_end")
+
+    def __init__(self, start: int = 0) -> None:
+        self.written_end = start
+        self.leaf_len = 0
+        self.written = 0
+        self.reported = 0
+        self.narrow_to: int | None = None
+
+    def note(self, events: list[VerifierEvent]) -> None:
+        """Record where the file bytes among ``events`` (just written) end."""
+        for ev in reversed(events):
+            if isinstance(ev, FileData):
+                self.written_end = ev.offset + len(ev.data)
+                if ev.data:
+                    self.leaf_len = len(ev.data)
+                break
+
+    def apply(self, verifier: DagVerifier) -> None:
+        if self.narrow_to is not None:
+            verifier.narrow(self.narrow_to)
+
+
+class Unit:
+    """A byte range ``[lo, hi)`` of the file being fetched by one stream; ``hi`` drops
+    when another stream takes over the rest (:func:`steal`)."""
+
+    __slots__ = ("hi", "lo", "state")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.state = StreamState(lo)
+
+    def left(self) -> tuple[int, int]:
+        """(first byte not yet written, bytes still to come)."""
+        pos = max(self.lo, self.state.written_end)
+        return pos, self.hi - pos
+
+
+def steal(inflight: list[Unit], min_bytes: int) -> tuple[Unit, int, int] | None:
+    """Take the back half of the busiest unit's range, if it has at least twice
+    ``min_bytes`` left: returns (victim, cut, old hi). The range is cut at a guessed
+    leaf boundary (the victim's last leaf length ahead of where it is), and the victim is
+    told to stop there. If the guess is off, the leaf that straddles the cut is fetched by
+    both: wasted bytes, never wrong ones (both write the same verified bytes)."""
+    victim = max(inflight, key=lambda u: u.left()[1], default=None)
+    if victim is None:
+        return None
+    pos, left = victim.left()
+    if left < 2 * min_bytes:
+        return None
+    half = left // 2
+    step = victim.state.leaf_len
+    if step:
+        half -= half % step
+    cut = pos + half
+    hi = victim.hi
+    victim.hi = cut
+    victim.state.narrow_to = cut
+    return victim, cut, hi
