@@ -51,7 +51,7 @@ from .http import open_http
 from .inorder import SEGMENT_BYTES as CAT_SEGMENT_BYTES
 from .inorder import cat_split
 from .output import FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
-from .split import Unit, steal
+from .split import Pace, Unit, steal
 from .stream import (
     _CONTENT_ERRORS,
     UNIT_BYTES,
@@ -172,6 +172,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     min_bytes = max(1, run.opts.unit_bytes)
     queue = _units(node, missing, max(min_bytes, -(-todo // max(1, workers))))
     inflight: list[Unit] = []
+    pace = Pace()
     changed = trio.Event()
 
     def notify() -> None:
@@ -180,10 +181,23 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
         changed = trio.Event()
 
     async def worker(gw: _Gateway) -> None:
+        pace.started(gw)
+        try:
+            await work(gw)
+        finally:
+            pace.stopped(gw)
+            notify()
+
+    async def work(gw: _Gateway) -> None:
         while not gw.dropped and not gw.not_found:
             wait = gw.ready_at - trio.current_time()
             if wait > 0:
                 with trio.move_on_after(wait):
+                    await changed.wait()
+                continue
+            if pace.outpaced(gw) and (queue or inflight):
+                # far slower than a gateway still serving: leave fresh work to it
+                with trio.move_on_after(1.0):  # look again: the fast one may fail
                     await changed.wait()
                 continue
             if queue:
@@ -200,20 +214,22 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
             unit = Unit(lo, hi)
             inflight.append(unit)
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))
+            began = trio.current_time()
             try:
                 await _stream(run, gw, v, out, _car_url(gw.url, res.cid, (), Scope.ENTITY,
                                                         (lo, hi)), state=unit.state)
+                pace.record(gw, unit.state.written_end - lo, trio.current_time() - began)
             except _CONTENT_ERRORS:
                 raise
             except CargetError as exc:
                 rest, _ = unit.left()
                 if rest < unit.hi:
                     queue.insert(0, (rest, unit.hi))  # continue from the last verified leaf
+                pace.failed(gw)
                 run.failed(gw, exc)
             finally:
                 inflight.remove(unit)
                 notify()
-        notify()
 
     async with _nursery() as nursery:
         for gw in run.usable():

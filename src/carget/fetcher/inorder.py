@@ -8,7 +8,7 @@ may only start a segment within ``streams`` segments of the head, so memory stay
 ``streams × SEGMENT_BYTES`` whatever the file's size. A stream with nothing to start takes
 over the back half of the busiest stream's segment (:func:`~carget.fetcher.split.steal`),
 so a slow gateway cannot hold the head back for long; and a stream whose gateway proved
-far slower than another (:data:`SLOW_FACTOR`) leaves fresh segments to the faster
+far slower than another (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster
 streams instead of taking the next head-to-be. A stream that fails puts the rest of
 its segment, from its last verified leaf, first in line for the next free stream (another
 gateway if this one is dropped), as ``get`` does.
@@ -24,18 +24,15 @@ import trio
 from ..cid import CID
 from ..errors import CargetError
 from .output import SegmentBuffer, StreamOutput
-from .split import Unit, steal
+from .split import Pace, Unit, steal
 from .stream import _CONTENT_ERRORS, _car_url, _Gateway, _nursery, _Run, _stream
 from .verifier import DagVerifier, Scope
 
-__all__ = ["SEGMENT_BYTES", "SLOW_FACTOR", "cat_split"]
+__all__ = ["SEGMENT_BYTES", "cat_split"]
 
 #: bytes per segment: a request's set-up vanishes next to it, and a window of one per
 #: stream stays far below the 100 MiB budget (four streams: 32 MiB)
 SEGMENT_BYTES: Final = 8 << 20
-#: a gateway this many times slower than the fastest one (its last segment's bytes per
-#: second) starts no fresh segment while a faster gateway's stream is alive to take it
-SLOW_FACTOR: Final = 4.0
 
 
 async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: list[_Gateway],
@@ -52,8 +49,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
     assigned = 0  # segments handed to a stream so far (in order)
     retry: list[SegmentBuffer] = []  # segments a failed stream left unfinished
     inflight: dict[Unit, SegmentBuffer] = {}
-    rates: dict[_Gateway, float] = {}  # bytes per second of each gateway's last segment
-    alive_on: dict[_Gateway, int] = {}  # live streams per gateway
+    pace = Pace()
     min_steal = max(1, segment_bytes // 8)
     alive = len(workers)
     token = trio.lowlevel.current_trio_token()
@@ -74,16 +70,9 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
         seg.on_block = on_block
         seg.on_progress = filled_more
 
-    def outpaced(gw: _Gateway) -> bool:
-        mine = rates.get(gw)
-        if mine is None:
-            return False
-        return any(r > mine * SLOW_FACTOR and alive_on.get(g) and not g.dropped
-                   for g, r in rates.items() if g is not gw)
-
     async def worker(gw: _Gateway) -> None:
         nonlocal assigned, alive
-        alive_on[gw] = alive_on.get(gw, 0) + 1
+        pace.started(gw)
         try:
             while not gw.dropped and not gw.not_found:
                 wait = gw.ready_at - trio.current_time()
@@ -91,7 +80,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                     with trio.move_on_after(wait):
                         await changed.wait()
                     continue
-                if outpaced(gw) and (retry or assigned < len(segments)):
+                if pace.outpaced(gw) and (retry or assigned < len(segments)):
                     with trio.move_on_after(1.0):  # look again: the fast one may fail
                         await changed.wait()
                     continue
@@ -130,19 +119,20 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 began, before = trio.current_time(), seg.filled
                 try:
                     await _stream(run, gw, v, seg, url, state=unit.state)
-                    rates[gw] = (seg.filled - before) / max(trio.current_time() - began, 1e-6)
+                    pace.record(gw, seg.filled - before, trio.current_time() - began)
                 except _CONTENT_ERRORS:
                     raise
                 except CargetError as exc:
                     if not seg.complete:
                         retry.insert(0, seg)
+                    pace.failed(gw)
                     run.failed(gw, exc)
                 finally:
                     del inflight[unit]
                     notify()
         finally:
             alive -= 1
-            alive_on[gw] -= 1
+            pace.stopped(gw)
             notify()
 
     async def writer() -> None:

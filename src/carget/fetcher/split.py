@@ -10,9 +10,16 @@ Used by ``get`` (:mod:`carget.fetcher.engine`) and split ``cat``
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Final
+
 from .verifier import DagVerifier, FileData, VerifierEvent
 
-__all__ = ["StreamState", "Unit", "steal"]
+__all__ = ["SLOW_FACTOR", "Pace", "StreamState", "Unit", "steal"]
+
+#: a gateway this many times slower than another one still serving (bytes per second of
+#: its last finished request) starts no fresh work while the faster one can take it
+SLOW_FACTOR: Final = 4.0
 
 
 class StreamState:
@@ -86,3 +93,34 @@ def steal(inflight: list[Unit], min_bytes: int) -> tuple[Unit, int, int] | None:
     victim.hi = cut
     victim.state.narrow_to = cut
     return victim, cut, hi
+
+
+class Pace:
+    """How fast each gateway served its last finished request, and which gateways still
+    have live streams: a gateway far slower than a live one (:data:`SLOW_FACTOR`) should
+    leave fresh work (new ranges, take-overs) to it."""
+
+    def __init__(self) -> None:
+        self._rates: dict[Hashable, float] = {}
+        self._alive: dict[Hashable, int] = {}
+
+    def started(self, gw: Hashable) -> None:
+        self._alive[gw] = self._alive.get(gw, 0) + 1
+
+    def stopped(self, gw: Hashable) -> None:
+        self._alive[gw] -= 1
+
+    def record(self, gw: Hashable, nbytes: int, seconds: float) -> None:
+        self._rates[gw] = nbytes / max(seconds, 1e-6)
+
+    def failed(self, gw: Hashable) -> None:
+        """A failed request (the gateway may now back off or be dropped): its speed no
+        longer holds anyone back until it finishes a request again."""
+        self._rates.pop(gw, None)
+
+    def outpaced(self, gw: Hashable) -> bool:
+        mine = self._rates.get(gw)
+        if mine is None:
+            return False
+        return any(r > mine * SLOW_FACTOR and self._alive.get(g, 0) > 0
+                   for g, r in self._rates.items() if g is not gw)

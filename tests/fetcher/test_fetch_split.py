@@ -1,0 +1,45 @@
+"""Sharing a file's range among streams: take-overs and gateway pace (sans-IO pieces)."""
+
+from __future__ import annotations
+
+from carget.fetcher.split import SLOW_FACTOR, Pace, Unit, steal
+
+
+def test_steal_takes_the_back_half_of_the_busiest_range_at_a_leaf_boundary() -> None:
+    a, b = Unit(0, 1000), Unit(1000, 9000)
+    a.state.written_end = 600
+    b.state.written_end = 2000
+    b.state.leaf_len = 300  # leaves seen so far are 300 bytes long
+    got = steal([a, b], min_bytes=100)
+    assert got is not None
+    victim, cut, hi = got
+    # b has 7000 left from 2000: half is 3500, rounded down to whole leaves (3300)
+    assert victim is b and (cut, hi) == (5300, 9000)
+    assert b.hi == 5300 and b.state.narrow_to == 5300  # the victim is told where to stop
+
+
+def test_steal_leaves_small_ranges_alone() -> None:
+    u = Unit(0, 1000)
+    u.state.written_end = 850
+    assert steal([u], min_bytes=100) is None  # 150 left < 2 × 100
+    assert u.hi == 1000 and u.state.narrow_to is None
+    assert steal([], min_bytes=1) is None
+
+
+def test_pace_holds_back_only_a_gateway_outpaced_by_a_live_one() -> None:
+    pace = Pace()
+    slow, fast = "slow", "fast"
+    pace.started(slow)
+    pace.started(fast)
+    assert not pace.outpaced(slow)  # nothing measured yet
+    pace.record(slow, 1_000, 1.0)
+    pace.record(fast, int(1_000 * SLOW_FACTOR) + 1, 1.0)
+    assert pace.outpaced(slow) and not pace.outpaced(fast)
+    pace.record(fast, int(1_000 * SLOW_FACTOR) - 1, 1.0)
+    assert not pace.outpaced(slow)  # not slower by the factor
+    pace.record(fast, 10**9, 1.0)
+    pace.failed(fast)  # it may be backing off now: it no longer holds the slow one back
+    assert not pace.outpaced(slow)
+    pace.record(fast, 10**9, 1.0)
+    pace.stopped(fast)  # no stream of it left to take the work
+    assert not pace.outpaced(slow)
