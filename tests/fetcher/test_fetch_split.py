@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from carget.cid import CID, RAW
+from carget.errors import UnixFSError
+from carget.fetcher.output import SegmentBuffer
 from carget.fetcher.split import SLOW_FACTOR, Pace, Unit, steal
+from carget.fetcher.verifier import FileData
 
 
 def test_steal_takes_the_back_half_of_the_busiest_range_at_a_leaf_boundary() -> None:
@@ -43,3 +49,34 @@ def test_pace_holds_back_only_a_gateway_outpaced_by_a_live_one() -> None:
     pace.record(fast, 10**9, 1.0)
     pace.stopped(fast)  # no stream of it left to take the work
     assert not pace.outpaced(slow)
+
+
+def _leaf(offset: int, data: bytes) -> FileData:
+    return FileData("", offset, data, CID.of(data, RAW), None)
+
+
+def test_segment_ignores_leaves_past_an_end_another_stream_took_over() -> None:
+    # the stream ran on past the cut before its verifier heard of it: those leaves belong
+    # to the stream that took over, and must not be written out twice
+    spare: list[bytearray] = []
+    seg = SegmentBuffer(100, 500)
+    seg.start(spare)
+    assert seg.handle([_leaf(100, b"a" * 100), _leaf(200, b"b" * 100)]) == 200
+    seg.hi = 300  # taken over from 300
+    assert seg.handle([_leaf(300, b"c" * 100), _leaf(400, b"d" * 100)]) == 0
+    assert seg.complete and seg.ready == 200
+    assert bytes(seg.buf[:seg.ready]) == b"a" * 100 + b"b" * 100
+    seg.release(spare)
+    assert len(spare) == 1 and not seg.buf
+    nxt = SegmentBuffer(300, 400)
+    nxt.start(spare)  # reuses the written-out segment's buffer
+    assert not spare and len(nxt.buf) >= 100
+
+
+def test_segment_clips_a_leaf_that_straddles_its_start_and_refuses_gaps() -> None:
+    seg = SegmentBuffer(150, 300)
+    seg.start([])
+    assert seg.handle([_leaf(100, b"x" * 50 + b"y" * 50)]) == 50  # only [150, 200)
+    assert bytes(seg.buf[:50]) == b"y" * 50
+    with pytest.raises(UnixFSError):
+        seg.handle([_leaf(250, b"z" * 50)])  # [200, 250) never came

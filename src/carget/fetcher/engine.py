@@ -486,11 +486,12 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         if res.gateway is None:  # an identity CID: its bytes are already here
             await trio.to_thread.run_sync(out.handle, _identity_events(res.cid, Scope.ENTITY))
             gws = []
-        workers = [g for g in gws if not g.dropped and not g.not_found
-                   for _ in range(max(1, opts.streams_per_gateway))]
+        usable = [g for g in gws if not g.dropped and not g.not_found]
+        workers = [g for g in usable for _ in range(max(1, opts.streams_per_gateway))]
         multi_block = res.cid.codec == DAG_PB and bool(decode_unixfs(res.cid, res.block).links)
-        if len(workers) > 1 and multi_block and res.size > opts.unit_bytes:
-            # several streams, the bytes still in order: a window of segments in memory
+        if len(usable) > 1 and multi_block and res.size > opts.unit_bytes:
+            # several gateways, the bytes still in order: a window of segments in memory
+            # (with one gateway, one answer straight through is faster: bench_fetch.py)
             await cat_split(run, res.cid, res.size, out, workers, car,
                             min(CAT_SEGMENT_BYTES, opts.unit_bytes))
             gws = []

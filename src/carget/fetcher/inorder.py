@@ -5,7 +5,7 @@ connections) takes the next segment, fetches it with ``entity-bytes`` and gather
 verified bytes in a :class:`~carget.fetcher.output.SegmentBuffer`; the writer task sends
 the head segment's bytes to the output as they fill in, then moves to the next. A stream
 may only start a segment within ``streams`` segments of the head, so memory stays near
-``streams × SEGMENT_BYTES`` whatever the file's size. A stream with nothing to start takes
+:data:`WINDOW_BYTES` whatever the file's size. A stream with nothing to start takes
 over the back half of the busiest stream's segment (:func:`~carget.fetcher.split.steal`),
 so a slow gateway cannot hold the head back for long; and a stream whose gateway proved
 far slower than another (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster
@@ -22,17 +22,19 @@ from typing import Final
 import trio
 
 from ..cid import CID
-from ..errors import CargetError
+from ..errors import CargetError, IncompleteDAG
 from .output import SegmentBuffer, StreamOutput
 from .split import Pace, Unit, steal
 from .stream import _CONTENT_ERRORS, _car_url, _Gateway, _nursery, _Run, _stream
 from .verifier import DagVerifier, Scope
 
-__all__ = ["SEGMENT_BYTES", "cat_split"]
+__all__ = ["SEGMENT_BYTES", "WINDOW_BYTES", "cat_split"]
 
-#: bytes per segment: a request's set-up vanishes next to it, and a window of one per
-#: stream stays far below the 100 MiB budget (four streams: 32 MiB)
+#: bytes per segment at most: a request's set-up vanishes next to it
 SEGMENT_BYTES: Final = 8 << 20
+#: bytes of segments in memory (one per stream) at most: with each stream's own pipeline
+#: (a few MiB) this keeps four streams well inside the 100 MiB budget
+WINDOW_BYTES: Final = 16 << 20
 
 
 async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: list[_Gateway],
@@ -41,6 +43,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
     """Fetch ``[out.pos, size)`` of the file ``cid`` with one stream per entry of
     ``workers`` (a gateway appears once per connection), writing it to ``out`` in order.
     Raises the run's final error when no gateway is left for a missing segment."""
+    segment_bytes = max(1, min(segment_bytes, WINDOW_BYTES // max(1, len(workers))))
     segments = [SegmentBuffer(lo, min(lo + segment_bytes, size))
                 for lo in range(out.pos, size, segment_bytes)]
     window = max(1, len(workers))
@@ -50,6 +53,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
     retry: list[SegmentBuffer] = []  # segments a failed stream left unfinished
     inflight: dict[Unit, SegmentBuffer] = {}
     pace = Pace()
+    spare: list[bytearray] = []  # buffers of written-out segments, for the next ones
     min_steal = max(1, segment_bytes // 8)
     alive = len(workers)
     token = trio.lowlevel.current_trio_token()
@@ -110,7 +114,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                     segments.insert(segments.index(old) + 1, seg)
                     assigned += 1
                     run.event("takeover", gateway=gw.url, start=cut, end=hi)
-                seg.start()
+                seg.start(spare)
                 lo = seg.lo + seg.filled
                 unit = Unit(lo, seg.hi)
                 inflight[unit] = seg
@@ -119,6 +123,9 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 began, before = trio.current_time(), seg.filled
                 try:
                     await _stream(run, gw, v, seg, url, state=unit.state)
+                    if not seg.complete:  # the verifier placed its range: cannot happen
+                        raise IncompleteDAG(f"segment {seg.lo}-{seg.hi} is incomplete after "
+                                            f"a verified answer")
                     pace.record(gw, seg.filled - before, trio.current_time() - began)
                 except _CONTENT_ERRORS:
                     raise
@@ -147,7 +154,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 del piece
                 continue
             if seg.complete:
-                seg.release()
+                seg.release(spare)
                 head += 1
                 emitted = 0
                 notify()

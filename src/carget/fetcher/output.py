@@ -509,13 +509,22 @@ class SegmentBuffer:
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
         self.on_progress: Callable[[], None] | None = None
 
-    def start(self) -> None:
-        """Allocate the buffer (once) before a stream fills it in."""
-        if len(self.buf) < self.hi - self.lo:
-            self.buf.extend(bytes(self.hi - self.lo - len(self.buf)))
+    def start(self, spare: list[bytearray]) -> None:
+        """Give the segment its buffer (once) before a stream fills it in: one from
+        ``spare`` (buffers of segments already written out) if it is big enough."""
+        if self.buf:
+            return
+        need = self.hi - self.lo
+        for i, b in enumerate(spare):
+            if len(b) >= need:
+                self.buf = spare.pop(i)
+                return
+        self.buf = bytearray(need)
 
-    def release(self) -> None:
-        """The bytes are written out: free the buffer."""
+    def release(self, spare: list[bytearray]) -> None:
+        """The bytes are written out: hand the buffer back for a later segment."""
+        if self.buf:
+            spare.append(self.buf)
         self.buf = bytearray()
 
     @property
@@ -536,8 +545,10 @@ class SegmentBuffer:
                     raise UsageError("cat needs a file, not a directory")
                 at = self.lo + self.filled
                 end = ev.offset + len(ev.data)
-                if end <= at:
-                    continue  # before what is still missing (a repeated or clipped leaf)
+                if end <= at or ev.offset >= self.hi:
+                    # before what is still missing (a repeated leaf), or past the end
+                    # (another stream took the rest over while this one ran on)
+                    continue
                 if ev.offset > at:
                     raise UnixFSError(f"file bytes out of order at {ev.offset} (expected {at})")
                 take = min(end, self.hi) - at

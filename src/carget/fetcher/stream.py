@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from functools import partial
 from queue import SimpleQueue
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -343,24 +344,16 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
                 queue.put(events)
             del events
 
-    def body() -> None:
-        threads = [threading.Thread(target=writer, name="carget-write", daemon=True),
-                   threading.Thread(target=receiver, name="carget-recv", daemon=True)]
-        for t in threads:
-            t.start()
+    def verify_stage() -> None:
         try:
             verify()
         finally:
-            queue.put(None)
+            queue.put(None)  # the writer ends after what is verified
             if not stop.is_set():
                 stop.set()
                 resp.abort()  # done early or failed: the receiver need not wait for more
             while pieces.get() is not _FINISHED:  # let a receiver blocked on put finish
                 pass
-            for t in threads:
-                t.join()
-        if failed:
-            raise failed[0]
 
     def report() -> None:
         n = state.written - state.reported
@@ -383,7 +376,18 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
         nursery.start_soon(watch)
         nursery.start_soon(ticker)
         try:
-            await trio.to_thread.run_sync(body)
+            # the three stages on trio's cached worker threads (not new threads per
+            # request: a split cat makes one request per segment, and every new thread
+            # brought its own malloc arena, ~20 MiB of RSS over a run)
+            # (own limiter: the three must all run, whatever other streams hold of
+            # trio's default 40 threads, or the verifier would wait for a receiver)
+            own = trio.CapacityLimiter(3)
+            async with _nursery() as stages:
+                stages.start_soon(partial(trio.to_thread.run_sync, writer, limiter=own))
+                stages.start_soon(partial(trio.to_thread.run_sync, receiver, limiter=own))
+                await trio.to_thread.run_sync(verify_stage, limiter=own)
+            if failed:
+                raise failed[0]
         except CargetError:
             await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: not the gateway's fault
             raise
