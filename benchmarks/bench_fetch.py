@@ -102,6 +102,11 @@ def spans(lo, hi):
     return out
 class H(socketserver.BaseRequestHandler):
     def handle(self):
+        try:
+            self.answer()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped early: it had what it needed (a narrowed range)
+    def answer(self):
         s = self.request
         buf = b""
         while b"\r\n\r\n" not in buf:

@@ -5,8 +5,8 @@ out in large writes (about a MiB per HTTP chunk). A block that lives in an uncha
 (a leaf of a served file, a block of a served CAR) is sent straight from the page cache
 with ``os.sendfile``, its section prefix and framing with ``MSG_MORE`` beside it; other
 blocks are packed into one reused buffer, each read straight into it with ``os.preadv``.
-While there are no more CAR streams than cores, chunks are prepared on a worker thread, so
-reading overlaps sending.
+Chunks are prepared on the event loop (``ServerLimits.thread_reads`` can move them to
+worker threads, which only pays when blocks must be read rather than sent from files).
 
 Limits (all in :class:`ServerLimits`, with the reason beside each):
 
@@ -79,11 +79,12 @@ class ServerLimits:
     send_timeout: float = 60.0
     #: bytes per body write: large enough that per-write overhead vanishes
     write_size: int = 1024 * 1024
-    #: read CAR bodies on worker threads while at most this many CAR streams run (the
-    #: threads overlap disk reads with sending; with more streams than cores their hand-off
-    #: costs more than it saves: bench_serve.py measured +33% for one client on threads and
-    #: +20% for 16 clients on the event loop); 0 never uses threads
-    thread_reads: int = os.cpu_count() or 1
+    #: prepare CAR chunks on worker threads while at most this many CAR streams run; 0
+    #: never. Blocks of files go out by sendfile, so a chunk costs little to prepare and
+    #: the hand-off costs more than it saves (bench_serve.py, 512 MiB to curl: one client
+    #: 1.86x on threads, 2.25x on the event loop; 16 clients 1.55x / 2.55x). Threads
+    #: only pay when most blocks must be read and re-hashed (files changed since import).
+    thread_reads: int = 0
 
 
 class _Close(Exception):
