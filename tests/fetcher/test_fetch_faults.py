@@ -314,3 +314,38 @@ async def test_json_events_on_stderr_and_clean_stdout(big: tuple[DagStore, str, 
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert next(e["event"] for e in events) == "resolved"
     assert events[-1]["event"] == "done" and events[-1]["size"] == SIZE
+
+
+#: 150 fetches, each cut short by a deadline at a random moment; argv: GATEWAY CID
+CANCEL_SCRIPT = """
+import os, random, sys, tempfile, trio
+from carget.fetcher.engine import FetchOptions, run_get
+async def main():
+    rng = random.Random(5)
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(150):
+            with trio.move_on_after(rng.uniform(0, 0.03)):
+                await run_get(sys.argv[2], os.path.join(d, f"o{i}"),
+                              FetchOptions([sys.argv[1]], idle_timeout=1.0))
+trio.run(main)
+print("ok")
+"""
+
+
+async def test_fetches_cancelled_at_any_moment_end_promptly(
+        big: tuple[DagStore, str, bytes]) -> None:
+    # a fetch cut short at any point (before, during or after its stages start) ends at
+    # once: no stage is left waiting for another that never ran. In a child process, so
+    # that such a hang (in threads no cancellation reaches) fails the test, not the run
+    import sys
+
+    store, cid, _ = big
+    slow = Fault("drip", only_scope="entity", drip_size=8192, drip_delay=0.001)
+    async with fault_gateway(store, slow) as gw:
+        try:
+            with trio.fail_after(60):
+                done = await trio.run_process([sys.executable, "-c", CANCEL_SCRIPT, gw.url, cid],
+                                              capture_stdout=True, check=False)
+        except trio.TooSlowError:
+            pytest.fail("a cancelled fetch hung")
+    assert done.returncode == 0 and done.stdout.strip() == b"ok", done

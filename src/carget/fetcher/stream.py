@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from functools import partial
 from queue import SimpleQueue
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+import outcome
 import trio
 
 from ..cid import CID
@@ -376,16 +376,7 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
         nursery.start_soon(watch)
         nursery.start_soon(ticker)
         try:
-            # the three stages on trio's cached worker threads (not new threads per
-            # request: a split cat makes one request per segment, and every new thread
-            # brought its own malloc arena, ~20 MiB of RSS over a run)
-            # (own limiter: the three must all run, whatever other streams hold of
-            # trio's default 40 threads, or the verifier would wait for a receiver)
-            own = trio.CapacityLimiter(3)
-            async with _nursery() as stages:
-                stages.start_soon(partial(trio.to_thread.run_sync, writer, limiter=own))
-                stages.start_soon(partial(trio.to_thread.run_sync, receiver, limiter=own))
-                await trio.to_thread.run_sync(verify_stage, limiter=own)
+            await _run_stages(writer, receiver, verify_stage)
             if failed:
                 raise failed[0]
         except CargetError:
@@ -394,6 +385,37 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
         finally:
             report()
         nursery.cancel_scope.cancel()
+
+
+async def _run_stages(*stages: Callable[[], None]) -> None:
+    """Run a stream's stages on trio's cached worker threads and wait until all have
+    ended; raise the first error one of them raised.
+
+    Each stage always starts (``start_thread_soon`` has no cancellation point): a stage
+    that never ran would leave the others waiting on their queues forever, as could
+    happen with one ``to_thread.run_sync`` per stage cancelled before its thread began.
+    The wait is shielded because the threads end on their own once the body is done or
+    the socket is shut (the caller's ``watch`` task does that on cancellation). Cached
+    threads, not a new thread per request: a split ``cat`` makes one request per
+    segment, and each new thread brought its own malloc arena (~20 MiB of RSS a run)."""
+    token = trio.lowlevel.current_trio_token()
+    ended = trio.Event()
+    results: list[outcome.Outcome[None]] = []
+
+    def deliver(result: outcome.Outcome[None]) -> None:  # on the stage's thread
+        def note() -> None:
+            results.append(result)
+            if len(results) == len(stages):
+                ended.set()
+
+        token.run_sync_soon(note)
+
+    for stage in stages:
+        trio.lowlevel.start_thread_soon(stage, deliver, name=f"carget {stage.__name__}")
+    with trio.CancelScope(shield=True):
+        await ended.wait()
+    for result in results:
+        result.unwrap()
 
 
 async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
