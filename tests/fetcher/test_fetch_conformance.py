@@ -130,3 +130,32 @@ async def test_dag_cbor_path_from_the_fault_gateway_honest(tmp_path: Path) -> No
         code, out, err = await run_cli("cat", "-g", gw.url, f"{doc}/files/single")
     assert code == 0, err
     assert out == b"hello world\n"
+
+
+async def test_a_tree_of_many_files_fits_a_small_open_files_limit(tmp_path: Path) -> None:
+    # 600 files with the open-files limit at 256 (macOS's default): only the file being
+    # written may be open
+    import resource
+    import sys
+
+    from carget.tree import add_paths
+    from carget.unixfs.options import resolve_options
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(600):
+        (src / f"f{i:04}.txt").write_bytes(f"file {i}\n".encode())
+    root = add_paths([str(src)], resolve_options(cid_version=1), jobs=1)[0]
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    with running_gateway([str(src)], cid_version=1) as url:
+        with trio.fail_after(120):
+            proc = await trio.run_process(
+                [sys.executable, "-m", "carget", "get", "-g", url, str(root), "-o", "tree"],
+                capture_stdout=True, capture_stderr=True, check=False, preexec_fn=limit)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    got = sorted(p.name for p in (tmp_path / "tree").iterdir())
+    assert len(got) == 600 and (tmp_path / "tree" / "f0599.txt").read_bytes() == b"file 599\n"

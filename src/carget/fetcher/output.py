@@ -374,7 +374,11 @@ class FileOutput:
 class TreeOutput:
     """A directory tree (or single entity) built under a temporary directory beside
     ``path`` and renamed into place by :meth:`commit`. Names were checked by the verifier;
-    symlinks are checked here."""
+    symlinks are checked here.
+
+    Only the file being written is open: a tree's files arrive one after another (DFS),
+    and a tree of thousands of files must not run into the open-files limit (256 on
+    macOS, often 1024 on Linux)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -396,6 +400,7 @@ class TreeOutput:
             if isinstance(ev, FileData):
                 fd = self._files.get(ev.path)
                 if fd is None:
+                    self._close_files()
                     fd = os.open(self._abs(ev.path), os.O_WRONLY | os.O_CREAT, 0o644)
                     self._files[ev.path] = fd
                 if len(ev.data):
@@ -409,12 +414,10 @@ class TreeOutput:
                 if ev.kind == "directory":
                     os.makedirs(target, exist_ok=True)
                 elif ev.kind == "file":
+                    self._close_files()  # the previous file is complete
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                    os.ftruncate(fd, ev.size or 0)
-                    old = self._files.pop(ev.path, None)
-                    if old is not None:
-                        os.close(old)
                     self._files[ev.path] = fd
+                    os.ftruncate(fd, ev.size or 0)
                 elif ev.kind != "symlink":
                     raise UsageError(f"{ev.cid} at {ev.path or '/'} is not UnixFS "
                                      f"({ev.cid.codec_name}); carget get writes UnixFS only")
