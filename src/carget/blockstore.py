@@ -35,7 +35,12 @@ from .unixfs.file import LeafEncoder
 from .unixfs.node import identity_data
 from .unixfs.options import ImportOptions
 
-__all__ = ["BlockStore", "FileSpan", "Report"]
+__all__ = ["SPAN_FILES", "SPAN_MIN", "BlockStore", "FileSpan", "Report"]
+
+#: blocks smaller than this are copied into the body rather than sent with sendfile
+SPAN_MIN = 64 * 1024
+#: open files kept per answer for sendfile (a 1 MiB chunk needs at most 17 at once)
+SPAN_FILES = 64
 
 Report = Callable[[str, str, "str | None"], None]
 
@@ -369,21 +374,30 @@ class BlockStore:
 
     def open_span(self, cid: CID, fds: dict[str, int]) -> FileSpan | None:
         """The block as a :class:`FileSpan` to send straight from its file, or None when it
-        is in memory, absent, or in a file that changed since it was indexed (then
-        :meth:`read_into` reads and re-hashes it). ``fds`` caches open files by path for
-        one answer; the caller closes them. Raises :class:`InputError` if the file can no
-        longer be opened."""
+        is small (:data:`SPAN_MIN`: copying it is cheaper than a system call of its own),
+        in memory, absent, or in a file that changed since it was indexed (then
+        :meth:`read_into` reads and re-hashes it).
+
+        ``fds`` caches open files by path for one answer, least recently used first, at
+        most :data:`SPAN_FILES` of them (a tree of 100,000 files must not exhaust the
+        open-files limit); the caller closes what is left. A body chunk holds at most
+        ``chunk size / SPAN_MIN`` spans, far fewer, so no file is closed while a span of
+        the chunk being built still needs it. Raises :class:`InputError` if the file can
+        no longer be opened."""
         loc = self._locs.get(cid.multihash)
-        if loc is None or loc.source is None or loc.source.changed or cid.is_identity:
+        if (loc is None or loc.source is None or loc.source.changed or cid.is_identity
+                or loc.length < SPAN_MIN):
             return None
         src = loc.source
-        fd = fds.get(src.path)
+        fd = fds.pop(src.path, None)
         if fd is None:
+            while len(fds) >= SPAN_FILES:
+                os.close(fds.pop(next(iter(fds))))
             try:
                 fd = os.open(src.path, os.O_RDONLY)
             except OSError as exc:
                 raise InputError(f"{src.path}: {exc.strerror or exc}") from None
-            fds[src.path] = fd
+        fds[src.path] = fd  # now the most recently used
         span = FileSpan(src, fd, loc)
         return span if span.unchanged() else None
 

@@ -95,6 +95,53 @@ def test_file_leaves_are_sent_from_the_page_cache(tree: Path, opts: dict[str, ob
     assert sum(sent) == big.stat().st_size
 
 
+def test_a_tree_of_many_files_is_sent_with_a_bounded_set_of_open_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 150 files big enough to be sent by sendfile, in one answer whose chunks (8 MiB
+    # here) could hold them all: the server keeps at most SPAN_FILES of them open, never
+    # closes one a pending chunk still needs (the bytes would be wrong), and each file's
+    # bytes arrive intact
+    from carget.blockstore import SPAN_FILES, SPAN_MIN
+    from carget.server import ServerLimits
+
+    src = tmp_path / "many"
+    src.mkdir()
+    rng = random.Random(3)
+    for i in range(150):
+        (src / f"f{i:03}.bin").write_bytes(rng.randbytes(SPAN_MIN + 1000 + i))
+    opened: list[int] = []
+    real_open = os.open
+    live: set[int] = set()
+    real_close = os.close
+
+    def tracking_open(path: str, flags: int, mode: int = 0o777) -> int:
+        fd = real_open(path, flags, mode)
+        if str(path).startswith(str(src)):
+            live.add(fd)
+            opened.append(len(live))
+        return fd
+
+    def tracking_close(fd: int) -> None:
+        live.discard(fd)
+        real_close(fd)
+
+    opts = {"cid_version": 1}
+    root = add_paths([str(src)], resolve_options(**opts), jobs=1)[0]  # type: ignore[arg-type]
+    with running_gateway([str(src)], limits=ServerLimits(write_size=8 << 20), **opts) as url:
+        monkeypatch.setattr(os, "open", tracking_open)
+        monkeypatch.setattr(os, "close", tracking_close)
+        r = httpx.get(f"{url}/ipfs/{root}?format=car&dag-scope=all", timeout=30)
+    assert r.status_code == 200
+    _, blocks = decode_car(r.content, verify=True)
+    by_cid = {b.cid: bytes(b.data) for b in blocks}
+    for i in range(150):
+        leaves = add_paths([str(src / f"f{i:03}.bin")], resolve_options(**opts), jobs=1)
+        assert leaves[0] in by_cid  # the file's root block was sent
+    assert sum(len(b.data) for b in blocks if b.cid.codec == RAW) >= sum(
+        (src / f"f{i:03}.bin").stat().st_size for i in range(150))
+    assert opened and max(opened) <= SPAN_FILES + 1, max(opened)
+
+
 def test_changed_file_is_refused_not_served(tmp_path: Path) -> None:
     f = tmp_path / "f.bin"
     data = bytearray(random.Random(1).randbytes(300_000))

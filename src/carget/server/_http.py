@@ -37,7 +37,7 @@ from typing import Protocol
 import h11
 import trio
 
-from ..blockstore import FileSpan
+from ..blockstore import SPAN_FILES, FileSpan
 from ..car.encoder import section_prefix
 from ..cid import CID
 from ..errors import CargetError, IncompleteDAG
@@ -175,7 +175,9 @@ def car_chunks(store: ServedStore, plan: CarPlan, size: int,
                 pos += store.read_into(cid, mv[pos:])
             total += len(prefix) + n
             mark = (len(parts), seg, pos, total)
-            if total >= size:
+            # spans hold open files from open_span's cache, which closes the least recently
+            # used beyond SPAN_FILES: a chunk stays well below that, whatever ``size``
+            if total >= size or len(parts) >= SPAN_FILES:
                 yield cut(mark)
                 parts, seg, pos, total = [], 0, 0, 0
                 mark = (0, 0, 0, 0)
