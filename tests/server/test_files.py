@@ -75,8 +75,8 @@ def test_served_dag_matches_carget_add_and_the_file(tree: Path, opts: dict[str, 
 @pytest.mark.parametrize("opts", SETTINGS[:2], ids=["raw-leaves", "dag-pb-leaves"])
 def test_file_leaves_are_sent_from_the_page_cache(tree: Path, opts: dict[str, object],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    # every byte of a served file's leaves leaves by os.sendfile (no copy through the
-    # server), the framing around them by plain writes, and the answer verifies
+    # a served file's leaves leave by os.sendfile (no copy through the server), the
+    # framing around them by plain writes, and the answer verifies
     sent: list[int] = []
     real = os.sendfile
 
@@ -92,7 +92,9 @@ def test_file_leaves_are_sent_from_the_page_cache(tree: Path, opts: dict[str, ob
         r = httpx.get(f"{url}/ipfs/{root}?format=car", timeout=10)
     assert r.status_code == 200
     assert _file_bytes(r.content, skip=0) == big.read_bytes()
-    assert sum(sent) == big.stat().st_size
+    # every 64 KiB leaf by sendfile; only the short last one is copied (under SPAN_MIN)
+    size = big.stat().st_size
+    assert sum(sent) == size - size % 65536
 
 
 def test_a_tree_of_many_files_is_sent_with_a_bounded_set_of_open_files(
