@@ -168,6 +168,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     continues from its last verified leaf, on another gateway if this one is dropped."""
     node = decode_unixfs(res.cid, res.block) if res.cid.codec == DAG_PB else None
     workers = sum(max(1, run.opts.streams_per_gateway) for _ in run.usable())
+    run.streams = max(1, workers)
     todo = sum(b - a for a, b in missing)
     min_bytes = max(1, run.opts.unit_bytes)
     queue = _units(node, missing, max(min_bytes, -(-todo // max(1, workers))))

@@ -73,16 +73,17 @@ class HttpResponse:
         """True for plain TCP, whose body :meth:`read_body_blocking` can read."""
         return isinstance(self._stream, trio.SocketStream) and not self._finished
 
-    def read_body_blocking(self, consume: Callable[[memoryview | None], bool]) -> None:
-        """On a worker thread: read the rest of the body, calling ``consume(piece)`` for
-        each piece and ``consume(None)`` at its end; stop early when ``consume`` returns
-        True. Raises :class:`NetworkError` / :class:`FetchTimeout`. Call :meth:`abort`
-        from trio to make it return early."""
+    def read_body_blocking(self, consume: Callable[[memoryview | None], bool],
+                           read_size: int = READ_SIZE) -> None:
+        """On a worker thread: read the rest of the body, ``read_size`` bytes at most at a
+        time, calling ``consume(piece)`` for each piece and ``consume(None)`` at its end;
+        stop early when ``consume`` returns True. Raises :class:`NetworkError` /
+        :class:`FetchTimeout`. Call :meth:`abort` from trio to make it return early."""
         assert isinstance(self._stream, trio.SocketStream)
         sock = socket.socket(fileno=os.dup(self._stream.socket.fileno()))
         try:
             sock.settimeout(self._idle)
-            _BlockingBody(self, sock).run(consume)
+            _BlockingBody(self, sock, read_size).run(consume)
         finally:
             self._finished = True
             sock.close()
@@ -193,14 +194,15 @@ class _BlockingBody:
     hand-off to a worker thread per piece halved throughput against one thread that
     receives, verifies and writes)."""
 
-    def __init__(self, resp: HttpResponse, sock: socket.socket) -> None:
+    def __init__(self, resp: HttpResponse, sock: socket.socket, read_size: int) -> None:
         self.resp = resp
         self.sock = sock
+        self.read_size = read_size
         self.rest = resp._rest
 
     def recv(self) -> memoryview:
         try:
-            return memoryview(self.sock.recv(READ_SIZE))
+            return memoryview(self.sock.recv(self.read_size))
         except TimeoutError:
             raise FetchTimeout(f"{self.resp.url}: no bytes for {self.resp._idle:g} s") from None
         except OSError as exc:

@@ -6,8 +6,9 @@ verified bytes in a :class:`~carget.fetcher.output.SegmentBuffer`; the writer ta
 the head segment's bytes to the output as they fill in, then moves to the next. A stream
 may only start a segment within ``streams`` segments of the head, so memory stays near
 :data:`WINDOW_BYTES` whatever the file's size. A stream with nothing to start takes
-over the back half of the busiest stream's segment (:func:`~carget.fetcher.split.steal`),
-so a slow gateway cannot hold the head back for long; and a stream whose gateway proved
+over the back half of what is left of the head segment
+(:func:`~carget.fetcher.split.steal`), so a slow gateway cannot hold the output back for
+long; and a stream whose gateway proved
 far slower than another (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster
 streams instead of taking the next head-to-be. A stream that fails puts the rest of
 its segment, from its last verified leaf, first in line for the next free stream (another
@@ -44,6 +45,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
     ``workers`` (a gateway appears once per connection), writing it to ``out`` in order.
     Raises the run's final error when no gateway is left for a missing segment."""
     segment_bytes = max(1, min(segment_bytes, WINDOW_BYTES // max(1, len(workers))))
+    run.streams = max(1, len(workers))
     segments = [SegmentBuffer(lo, min(lo + segment_bytes, size))
                 for lo in range(out.pos, size, segment_bytes)]
     window = max(1, len(workers))
@@ -54,7 +56,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
     inflight: dict[Unit, SegmentBuffer] = {}
     pace = Pace()
     spare: list[bytearray] = []  # buffers of written-out segments, for the next ones
-    min_steal = max(1, segment_bytes // 8)
+    min_steal = max(1, segment_bytes // 4)
     alive = len(workers)
     token = trio.lowlevel.current_trio_token()
     changed = trio.Event()
@@ -96,13 +98,19 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 elif head >= len(segments):
                     return
                 else:
-                    # the cut must fall past what the victim already placed (and so past
+                    # only the head segment holds the output back: a stream with nothing
+                    # to start helps there (stealing from any segment made thousands of
+                    # tiny requests when every stream was fast and the window full).
+                    # The cut must fall past what the victim already placed (and so past
                     # what was written out): its writer thread can be a batch ahead of the
                     # position its state reports, and these bytes must never go out twice
-                    for u, placed in inflight.items():
+                    heads = [u for u, placed in inflight.items()
+                             if head < len(segments) and placed is segments[head]]
+                    for u in heads:
+                        placed = inflight[u]
                         u.state.written_end = max(u.state.written_end,
                                                   placed.lo + placed.filled)
-                    got = steal(list(inflight), min_steal)
+                    got = steal(heads, min_steal)
                     if got is None:
                         await changed.wait()
                         continue

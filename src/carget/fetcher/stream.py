@@ -42,7 +42,7 @@ from ..errors import (
 )
 from .api import ProgressCallback
 from .gateways import normalize_gateway
-from .http import HttpResponse, open_http
+from .http import READ_SIZE, HttpResponse, open_http
 from .split import StreamState as _StreamState
 from .target import Target
 from .verifier import (
@@ -65,11 +65,20 @@ STREAMS_PER_GATEWAY: Final = 2
 MAX_FAILURES: Final = 4
 #: Retry-After values above this are capped (the run's --timeout bounds the wait anyway)
 MAX_RETRY_AFTER: Final = 120.0
-#: body pieces in flight between a stream's network task and its verifier thread
-PIPE_DEPTH: Final = 2
-#: verified batches (each up to ~1 MiB, pinning its receive buffer) waiting for the
-#: writer thread: bounds memory per stream at a few MiB
-WRITE_QUEUE: Final = 2
+#: body pieces waiting between a stream's receiving and verifying threads
+PIPE_DEPTH: Final = 1
+#: verified batches (each pinning its receive buffer) waiting for the writing thread
+WRITE_QUEUE: Final = 1
+#: pieces a stream holds at once: one being received and one waiting, one or two in the
+#: verifier (the decoder keeps the last one), one batch waiting, one being written, and
+#: a finished batch the verifier holds while the writer is busy (measured: ~8 MiB of RSS
+#: a stream with 1 MiB reads)
+PIECES_PER_STREAM: Final = 8
+#: receive-buffer bytes a run may hold across all its streams: reads shrink from 1 MiB
+#: as streams are added, so memory does not grow with --streams (the 100 MiB budget);
+#: up to five streams read a MiB at a time
+READ_BUDGET: Final = 40 << 20
+MIN_READ: Final = 256 << 10
 
 
 class _Output(Protocol):
@@ -132,6 +141,8 @@ class _Run:
             urls.append(normalize_gateway(target.gateway_hint))
         self.gateways = [_Gateway(u) for u in dict.fromkeys(urls)]
         self.errors: list[CargetError] = []
+        #: streams that may run at once (set by whoever starts them): sizes their reads
+        self.streams = 1
         self.bytes_done = 0
         self.total: int | None = None
         self._last_progress = 0.0
@@ -152,6 +163,12 @@ class _Run:
         if now - self._last_progress >= 0.1 or (self.total and self.bytes_done >= self.total):
             self._last_progress = now
             self.event("progress", bytes=self.bytes_done, total=self.total)
+
+    def read_size(self) -> int:
+        """Bytes per receive for each stream: 1 MiB, less once many streams share
+        :data:`READ_BUDGET`."""
+        per = READ_BUDGET // (PIECES_PER_STREAM * max(1, self.streams))
+        return max(MIN_READ, min(READ_SIZE, per - per % 4096))
 
     # --- gateway bookkeeping ------------------------------------------------------------
 
@@ -303,7 +320,7 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             return stop.is_set()
 
         try:
-            resp.read_body_blocking(hand_on)
+            resp.read_body_blocking(hand_on, run.read_size())
         except NetworkError as exc:
             pieces.put(exc)
         except BaseException as exc:  # pragma: no cover - a bug: let the verifier raise it
