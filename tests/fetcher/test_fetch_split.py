@@ -80,3 +80,24 @@ def test_segment_clips_a_leaf_that_straddles_its_start_and_refuses_gaps() -> Non
     assert bytes(seg.buf[:50]) == b"y" * 50
     with pytest.raises(UnixFSError):
         seg.handle([_leaf(250, b"z" * 50)])  # [200, 250) never came
+
+
+def test_reads_shrink_as_streams_are_added_so_memory_stays_bounded() -> None:
+    from carget.fetcher.stream import (
+        MIN_READ,
+        PIECES_PER_STREAM,
+        READ_BUDGET,
+        FetchOptions,
+        _Run,
+    )
+    from carget.fetcher.target import parse_target
+
+    run = _Run(parse_target("bafkqaaa"), FetchOptions(gateways=["http://127.0.0.1:1"]))
+    sizes = {}
+    for n in (1, 2, 5, 6, 16, 64):
+        run.streams = n
+        sizes[n] = run.read_size()
+        assert n * PIECES_PER_STREAM * sizes[n] <= max(READ_BUDGET,
+                                                       n * PIECES_PER_STREAM * MIN_READ)
+    assert sizes[1] == sizes[5] == 1 << 20  # a few streams read a MiB at a time
+    assert sizes[1] > sizes[6] > sizes[16] > sizes[64] == MIN_READ
