@@ -99,11 +99,15 @@ async def test_a_slow_gateways_range_is_taken_over_by_a_fast_one(
     # and the slow one's stream stops at each new end: it ends up sending little
     store, cid, data = big
     slow_fault = Fault("drip", only_scope="entity", drip_size=2048, drip_delay=0.01)
+    events: list[dict[str, Any]] = []
     with trio.fail_after(30):
         async with fault_gateway(store, slow_fault) as slow, fault_gateway(store) as fast:
             await run_get(cid, "out.bin", opts(slow.url, fast.url, streams_per_gateway=1,
-                                               unit_bytes=32768))
+                                               unit_bytes=32768, events=events))
     assert (tmp_path / "out.bin").read_bytes() == data
+    progress = [e["bytes"] for e in events if e["event"] == "progress"]
+    assert progress[-1] == SIZE and max(progress) == SIZE  # a leaf fetched twice: not 101%
+    assert any(e["event"] == "takeover" for e in events)
     slow_sent = sum(r.sent for r in slow.log if r.query.get("dag-scope") == "entity")
     fast_ranges = [r.query["entity-bytes"] for r in fast.log if "entity-bytes" in r.query]
     assert slow_sent < SIZE // 4, (slow_sent, fast_ranges)
