@@ -101,3 +101,19 @@ def test_reads_shrink_as_streams_are_added_so_memory_stays_bounded() -> None:
                                                        n * PIECES_PER_STREAM * MIN_READ)
     assert sizes[1] == sizes[5] == 1 << 20  # a few streams read a MiB at a time
     assert sizes[1] > sizes[6] > sizes[16] > sizes[64] == MIN_READ
+
+
+async def test_progress_never_passes_the_whole() -> None:
+    # a leaf that straddles a take-over cut is written by both streams: counted twice,
+    # reported once
+    from carget.fetcher.stream import FetchOptions, _Run
+    from carget.fetcher.target import parse_target
+
+    events: list[dict[str, object]] = []
+    run = _Run(parse_target("bafkqaaa"), FetchOptions(gateways=["http://127.0.0.1:1"],
+                                                      progress=events.append))
+    run.total = 1000
+    run.progressed(600)
+    run.progressed(600)  # 200 bytes of it twice
+    assert run.bytes_done == 1200
+    assert events[-1] == {"event": "progress", "bytes": 1000, "total": 1000}
