@@ -16,7 +16,10 @@ Nothing is left at ``out_path`` unless it is complete and verified.
 
 Submodules: ``target`` (input parsing), ``gateways`` (discovery, delegated routing),
 ``verifier`` (sans-IO CAR + DAG verification), ``http`` (lean HTTP/1.1 body path),
-``output`` (atomic files, trees, resume journal), ``engine`` (racing, splitting, failover).
+``stream`` (one request: receive, verify and write on three threads), ``split`` (sans-IO:
+sharing a range among streams, take-overs, gateway pace), ``output`` (atomic files, trees,
+resume journal, cat's segments), ``engine`` (racing, splitting, failover) and ``inorder``
+(``cat`` across gateways, still in order).
 """
 
 from __future__ import annotations
