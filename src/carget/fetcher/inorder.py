@@ -3,16 +3,19 @@
 The file is cut into segments of :data:`SEGMENT_BYTES`. Each stream (gateways ×
 connections) takes the next segment, fetches it with ``entity-bytes`` and gathers its
 verified bytes in a :class:`~carget.fetcher.output.SegmentBuffer`; the writer task sends
-the head segment's bytes to the output as they fill in, then moves to the next. A stream
-may only start a segment within ``streams`` segments of the head, so memory stays near
-:data:`WINDOW_BYTES` whatever the file's size. A stream with nothing to start takes
-over the back half of what is left of the head segment
-(:func:`~carget.fetcher.split.steal`), so a slow gateway cannot hold the output back for
-long; and a stream whose gateway proved
-far slower than another (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster
-streams instead of taking the next head-to-be. A stream that fails puts the rest of
-its segment, from its last verified leaf, first in line for the next free stream (another
-gateway if this one is dropped), as ``get`` does.
+the head segment's bytes to the output as they fill in, then moves to the next.
+
+* A stream may only start a segment within ``streams`` segments of the head, so memory
+  stays near :data:`WINDOW_BYTES` whatever the file's size.
+* A stream with nothing to start takes over the back half of what is left of the head
+  segment (:func:`~carget.fetcher.split.steal`), so a slow gateway cannot hold the
+  output back for long.
+* A stream whose gateway proved far slower than another
+  (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster streams
+  instead of taking the next head-to-be.
+* A stream that fails puts the rest of its segment, from its last verified leaf, first
+  in line for the next free stream (another gateway if this one is dropped), as ``get``
+  does.
 """
 
 from __future__ import annotations
