@@ -117,3 +117,9 @@ async def test_progress_never_passes_the_whole() -> None:
     run.progressed(600)  # 200 bytes of it twice
     assert run.bytes_done == 1200
     assert events[-1] == {"event": "progress", "bytes": 1000, "total": 1000}
+
+
+def test_steal_does_not_cut_where_whole_leaves_leave_no_useful_half() -> None:
+    u = Unit(0, 3000)
+    u.state.leaf_len = 2000  # half of 3000 holds no whole 2000-byte leaf
+    assert steal([u], min_bytes=500) is None and u.state.narrow_to is None

@@ -88,6 +88,8 @@ def steal(inflight: list[Unit], min_bytes: int) -> tuple[Unit, int, int] | None:
     step = victim.state.leaf_len
     if step:
         half -= half % step
+    if half < min_bytes:  # leaves too big to cut the rest in useful halves
+        return None
     cut = pos + half
     hi = victim.hi
     victim.hi = cut
