@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 #: argv: TESTS_DIR SEED RUNS. Prints one line per run, then "ok".
 CHAOS = r"""
-import hashlib, io, os, random, sys, tempfile
+import hashlib, io, os, random, shutil, sys, tempfile
 sys.path.insert(0, sys.argv[1])
 import trio
 from dagstore import DagStore
@@ -42,7 +42,7 @@ async def one(rng, store, cid, data, tmp):
                   drip_delay=0.001, status=rng.choice([500, 429]), retry_after="0")
         faults.append(f)
     honest = any(ok for _, ok in picks)  # one gateway whose faults a client tolerates
-    op = rng.choice(["get", "cat"])
+    op = rng.choice(["get", "cat", "tree"])
     opts = FetchOptions([], idle_timeout=0.3, timeout=20,
                         streams_per_gateway=rng.randint(1, 3),
                         unit_bytes=rng.choice([16384, 65536, 1 << 20]))
@@ -55,7 +55,13 @@ async def one(rng, store, cid, data, tmp):
         out = os.path.join(tmp, "out.bin")
         outcome = "ok"
         try:
-            if op == "get":
+            if op == "tree":
+                await run_get(TREE[0], out, opts)
+                for rel, want in TREE[1].items():
+                    with open(os.path.join(out, rel), "rb") as f:
+                        assert f.read() == want, f"tree: {rel} has wrong bytes"
+                shutil.rmtree(out)
+            elif op == "get":
                 await run_get(cid, out, opts)
                 assert open(out, "rb").read() == data, "get wrote wrong bytes"
             else:
@@ -68,12 +74,29 @@ async def one(rng, store, cid, data, tmp):
         except CargetError as exc:
             outcome = type(exc).__name__
             assert not honest, f"failed with an honest gateway: {exc!r}"
-            if op == "get":
+            if op != "cat":
                 assert not os.path.exists(out), "a failed get left its output"
         nursery.cancel_scope.cancel()
     for name in os.listdir(tmp):  # a kept partial (network errors) must not leak on
+        assert not name.startswith(".carget-"), "a failed tree get left its temporary"
         os.unlink(os.path.join(tmp, name))
     return f"{op} {[k for k, _ in picks]} -> {outcome}"
+
+def make_tree(store, rng):
+    # a small tree (files, a subdirectory, an empty file) imported into the store
+    from carget.tree import add_paths
+    from carget.unixfs.options import resolve_options
+    files = {"a.bin": content(70_000, seed=rng.randint(0, 99)), "d/b.bin":
+             content(50_000, seed=rng.randint(0, 99)), "d/e/c.txt": b"c\n", "z": b""}
+    with tempfile.TemporaryDirectory() as src:
+        for rel, want in files.items():
+            os.makedirs(os.path.dirname(os.path.join(src, "t", rel)), exist_ok=True)
+            with open(os.path.join(src, "t", rel), "wb") as f:
+                f.write(want)
+        root = add_paths([os.path.join(src, "t")], resolve_options(
+            cid_version=1, chunker="size-16384"), jobs=1,
+            emit=lambda b: store.blocks.__setitem__(b.cid, bytes(b.data)))[0]
+    return str(root), files
 
 async def _hold(cm, task_status=trio.TASK_STATUS_IGNORED):
     async with cm as gw:
@@ -85,6 +108,8 @@ async def main():
     store = DagStore()
     data = content(300_000, seed=rng.randint(0, 99))
     cid = str(store.add_bytes(data, cid_version=rng.choice([0, 1]), chunker="size-16384"))
+    global TREE
+    TREE = make_tree(store, rng)
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(int(sys.argv[3])):
             print(await one(rng, store, cid, data, tmp), flush=True)

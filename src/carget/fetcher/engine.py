@@ -16,8 +16,8 @@ One run of ``carget get`` / ``carget cat`` / :func:`carget.fetcher.fetch_file`:
    sends a bad block is dropped for the rest of the run; 429/5xx answers wait
    ``Retry-After`` (or an exponential backoff) before that gateway is asked again.
 
-Directories are fetched with ``dag-scope=all`` from one gateway at a time (failover
-restarts the tree). ``cat`` with several streams fetches a window of segments at once and
+Directories are fetched with ``dag-scope=all`` from one gateway at a time; after a failed
+answer only the missing subtrees are asked for again. ``cat`` with several streams fetches a window of segments at once and
 writes them in order (:mod:`carget.fetcher.inorder`); with one stream it reads one
 answer, resuming from the last verified leaf on the next gateway.
 """
@@ -240,29 +240,42 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
         raise run.final_error(str(run.target))
 
 
-async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], Any]) -> Any:
-    """Fetch a whole entity (a tree with dag-scope=all) from one gateway at a time."""
+async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], TreeOutput]
+                        ) -> TreeOutput:
+    """Fetch a whole entity (a tree, ``dag-scope=all``) from one gateway at a time.
+
+    When an answer fails, what it completed stays in place: the next request (this
+    gateway after its back-off, or the next one) asks only for the subtrees still
+    missing, entry by entry under the directories already verified (a sharded directory
+    or a partly written file is asked for again whole)."""
     first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
-    for gw in first:
-        while not gw.dropped and not gw.not_found:
-            wait = gw.ready_at - trio.current_time()
-            if wait > 0:
-                await trio.sleep(wait)
-            out = make_out()
-            v = DagVerifier(res.cid, scope=Scope.ALL)
-            try:
-                await _stream(run, gw, v, out, _car_url(gw.url, res.cid, (), Scope.ALL, None))
+    out = make_out()
+    pending: list[tuple[str, CID]] = [("", res.cid)]
+    try:
+        for gw in first:
+            while pending and not gw.dropped and not gw.not_found:
+                wait = gw.ready_at - trio.current_time()
+                if wait > 0:
+                    await trio.sleep(wait)
+                path, cid = pending[0]
+                v = DagVerifier(cid, scope=Scope.ALL)
+                try:
+                    await _stream(run, gw, v, out.under(path),
+                                  _car_url(gw.url, cid, (), Scope.ALL, None))
+                    pending.pop(0)
+                except _CONTENT_ERRORS:
+                    raise
+                except CargetError as exc:
+                    pending[0:1] = out.remaining(path, cid)
+                    if pending:
+                        run.log(f"continuing with {len(pending)} missing subtree(s)")
+                    run.failed(gw, exc)
+            if not pending:
                 return out
-            except _CONTENT_ERRORS:
-                out.abandon(False)
-                raise
-            except CargetError as exc:
-                out.abandon(False)
-                run.failed(gw, exc)
-            except BaseException:
-                out.abandon(False)
-                raise
-    raise run.final_error(str(run.target))
+        raise run.final_error(str(run.target))
+    except BaseException:
+        out.abandon(False)
+        raise
 
 
 # --- the runs ---------------------------------------------------------------------------
@@ -383,7 +396,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
 
             tree = await _whole_entity(run, res, make)
             tree.commit()
-            size = tree.written
+            size = tree.file_bytes()
             digest = None
         else:
             raise UsageError(f"{res.cid} is {res.cid.codec_name}, not a UnixFS file or "

@@ -13,6 +13,7 @@ ranges written. The next run re-hashes the kept leaves before trusting them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -390,14 +391,25 @@ class TreeOutput:
         self._files: dict[str, int] = {}
         self.written = 0
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
+        # what is in place, for continuing after a failed answer (see remaining())
+        self._entries: dict[str, tuple[str, CID, int]] = {}  # path -> (kind, cid, size)
+        self._got: dict[str, int] = {}  # file path -> bytes written
+        self._links: dict[str, list[tuple[str, CID]]] = {}  # directory path -> entries
+        self._pending_dir: tuple[str, CID] | None = None  # announced, node not yet seen
 
     def _abs(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/")) if rel else self.root
+
+    def under(self, prefix: str) -> _Under:
+        """An output for an answer about the entity at ``prefix`` (its paths are relative
+        to it): used to fetch again only what a failed answer left missing."""
+        return _Under(self, prefix)
 
     def handle(self, events: list[VerifierEvent]) -> int:
         written = 0
         for ev in events:
             if isinstance(ev, FileData):
+                self._got[ev.path] = self._got.get(ev.path, 0) + len(ev.data)
                 fd = self._files.get(ev.path)
                 if fd is None:
                     self._close_files()
@@ -411,9 +423,12 @@ class TreeOutput:
                                   if ev.frame is not None else ev.data)
             elif isinstance(ev, EntityStart):
                 target = self._abs(ev.path)
+                self._entries[ev.path] = (ev.kind, ev.cid, ev.size or 0)
                 if ev.kind == "directory":
                     os.makedirs(target, exist_ok=True)
+                    self._pending_dir = (ev.path, ev.cid)
                 elif ev.kind == "file":
+                    self._got[ev.path] = 0
                     self._close_files()  # the previous file is complete
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     self._files[ev.path] = fd
@@ -426,11 +441,67 @@ class TreeOutput:
                     check_symlink(ev.path, ev.target)
                 else:
                     check_symlink(os.path.basename(self.path), ev.target)
-                os.symlink(ev.target, self._abs(ev.path))
-            elif isinstance(ev, InnerNode) and self.on_block is not None:
-                self.on_block(ev.cid, ev.data)
+                target = self._abs(ev.path)
+                if os.path.lexists(target):  # fetched again after a failed answer
+                    os.unlink(target)
+                os.symlink(ev.target, target)
+                self._got[ev.path] = 1
+            elif isinstance(ev, InnerNode):
+                self._note_directory(ev)
+                if self.on_block is not None:
+                    self.on_block(ev.cid, ev.data)
         self.written += written
         return written
+
+    def _note_directory(self, ev: InnerNode) -> None:
+        """Remember a plain directory's entries (the node right after its EntityStart), so
+        a failed answer can be continued entry by entry. HAMT shards are not listed: a
+        sharded directory is fetched again whole."""
+        if self._pending_dir is None or self._pending_dir[1] != ev.cid:
+            return
+        path, cid = self._pending_dir
+        self._pending_dir = None
+        try:
+            node = decode_unixfs(cid, bytes(ev.data))
+        except Exception:  # verified already; anything odd just means "fetch it whole"
+            return
+        if node.kind == "directory":
+            self._links[path] = [(link.name or "", link.cid) for link in node.links]
+
+    def _complete(self, path: str) -> bool:
+        entry = self._entries.get(path)
+        if entry is None:
+            return False
+        kind, _, size = entry
+        if kind == "file":
+            return self._got.get(path, -1) >= size
+        if kind == "symlink":
+            return path in self._got
+        links = self._links.get(path)
+        if links is None:
+            return False
+        return all(self._complete(_join(path, name)) for name, _ in links)
+
+    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
+        """What is still missing under ``path`` (the entity ``cid``) after a failed answer,
+        as (path, cid) subtrees to ask for: nothing if it is complete, its incomplete
+        entries if it is a directory whose entries are known, else the whole of it."""
+        if self._complete(path):
+            return []
+        links = self._links.get(path)
+        entry = self._entries.get(path)
+        if links is None or entry is None or entry[1] != cid:
+            return [(path, cid)]
+        out: list[tuple[str, CID]] = []
+        for name, child in links:
+            if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+                return [(path, cid)]  # the verifier refuses such names: ask for all of it
+            out.extend(self.remaining(_join(path, name), child))
+        return out
+
+    def file_bytes(self) -> int:
+        """Bytes of all the files in the tree (each counted once)."""
+        return sum(size for kind, _, size in self._entries.values() if kind == "file")
 
     def _close_files(self) -> None:
         for fd in self._files.values():
@@ -445,6 +516,34 @@ class TreeOutput:
     def abandon(self, keep: bool = False) -> None:
         self._close_files()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+class _Under:
+    """A :class:`TreeOutput` seen from the entity at ``prefix``: event paths are relative
+    to it."""
+
+    def __init__(self, tree: TreeOutput, prefix: str) -> None:
+        self.tree = tree
+        self.prefix = prefix
+
+    @property
+    def written(self) -> int:
+        return self.tree.written
+
+    def handle(self, events: list[VerifierEvent]) -> int:
+        if self.prefix:
+            moved: list[VerifierEvent] = []
+            for ev in events:
+                if isinstance(ev, (FileData, EntityStart, SymlinkEntry)):
+                    ev = dataclasses.replace(ev, path=_join(self.prefix, ev.path)
+                                             if ev.path else self.prefix)
+                moved.append(ev)
+            events = moved
+        return self.tree.handle(events)
 
 
 class StreamOutput:

@@ -82,7 +82,8 @@ MIN_READ: Final = 256 << 10
 
 
 class _Output(Protocol):
-    written: int
+    @property
+    def written(self) -> int: ...
 
     def handle(self, events: list[VerifierEvent]) -> int: ...
 

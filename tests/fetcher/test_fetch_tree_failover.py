@@ -1,0 +1,71 @@
+"""A directory tree whose answer breaks: the next request asks only for what is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+from dagstore import DagStore
+from faultgw import Fault, fault_gateway
+from fetchhelp import content
+
+from carget.cid import CID, Block
+from carget.fetcher.engine import FetchOptions, run_get
+from carget.tree import add_paths
+from carget.unixfs.options import resolve_options
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.bin": content(120_000, seed=1),
+        "m/b.bin": content(90_000, seed=2),
+        "m/c.txt": b"small\n",
+        "m/n/d.bin": content(70_000, seed=3),
+        "z.bin": content(110_000, seed=4),
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    (root / "m" / "link").symlink_to("c.txt")
+    return files
+
+
+def store_tree(store: DagStore, src: Path) -> CID:
+    def emit(b: Block) -> None:
+        store.blocks[b.cid] = bytes(b.data)
+
+    opts = resolve_options(cid_version=1, chunker="size-16384")
+    return add_paths([str(src)], opts, jobs=1, emit=emit)[0]
+
+
+async def test_a_cut_tree_answer_is_continued_with_only_the_missing_subtrees(
+        store: DagStore, tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    # the first whole-tree answer breaks inside m/b.bin (block 14 in DFS order: after
+    # a.bin's 8 leaves); later answers are honest
+    cut = Fault("cut_mid", at=14, times=1, only_scope="all")
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store, cut) as gw:
+            res = await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=2,
+                                                                 progress=events.append))
+    for rel, data in files.items():
+        assert (tmp_path / "tree" / rel).read_bytes() == data
+    assert (tmp_path / "tree" / "m" / "link").readlink() == Path("c.txt")
+    assert res.size == sum(len(d) for d in files.values())
+    scoped = [(r.path, r.query.get("dag-scope")) for r in gw.log if r.query.get("dag-scope")]
+    alls = [p for p, scope in scoped if scope == "all"]
+    assert alls[0] == f"/ipfs/{root}"  # the whole tree first
+    assert f"/ipfs/{root}" not in alls[1:]  # never the whole tree again
+    # a.bin was complete before the cut: it is not asked for again (neither are the
+    # directories, whose entries were verified); what was missing is
+    a_cid = store_tree(DagStore(), tmp_path / "src" / "a.bin")
+    assert f"/ipfs/{a_cid}" not in alls
+    z_cid = store_tree(DagStore(), tmp_path / "src" / "z.bin")
+    assert f"/ipfs/{z_cid}" in alls[1:]
+    sent_again = sum(r.sent for r in gw.log[1:] if r.query.get("dag-scope") == "all"
+                     and r.path != f"/ipfs/{root}")
+    assert sent_again < sum(len(d) for d in files.values())  # less than a full refetch
