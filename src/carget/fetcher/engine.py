@@ -17,9 +17,10 @@ One run of ``carget get`` / ``carget cat`` / :func:`carget.fetcher.fetch_file`:
    ``Retry-After`` (or an exponential backoff) before that gateway is asked again.
 
 Directories are fetched with ``dag-scope=all`` from one gateway at a time; after a failed
-answer only the missing subtrees are asked for again. ``cat`` with several streams fetches a window of segments at once and
-writes them in order (:mod:`carget.fetcher.inorder`); with one stream it reads one
-answer, resuming from the last verified leaf on the next gateway.
+answer only the missing subtrees are asked for again. ``cat`` with two or more gateways
+fetches a window of segments at once and writes them in order
+(:mod:`carget.fetcher.inorder`); with one gateway it reads one answer, resuming from the
+last verified leaf after a failure.
 """
 
 from __future__ import annotations
