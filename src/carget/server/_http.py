@@ -3,7 +3,7 @@
 Each connection is its own trio task, so a slow client only ever blocks itself. Bodies go
 out in large writes (about a MiB per HTTP chunk). A block that lives in an unchanged file
 (a leaf of a served file, a block of a served CAR) is sent straight from the page cache
-with ``os.sendfile``, its section prefix and framing with ``MSG_MORE`` beside it; other
+with ``os.sendfile``, its section prefix and framing by plain writes beside it; other
 blocks are packed into one reused buffer, each read straight into it with ``os.preadv``.
 Chunks are prepared on the event loop (``ServerLimits.thread_reads`` can move them to
 worker threads, which only pays when blocks must be read rather than sent from files).
