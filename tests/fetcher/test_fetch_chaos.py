@@ -78,8 +78,12 @@ async def one(rng, store, cid, data, tmp):
                 assert not os.path.exists(out), "a failed get left its output"
         nursery.cancel_scope.cancel()
     for name in os.listdir(tmp):  # a kept partial (network errors) must not leak on
-        assert not name.startswith(".carget-"), "a failed tree get left its temporary"
-        os.unlink(os.path.join(tmp, name))
+        assert not name.startswith(".carget-"), "a failed tree get left a temporary"
+        if outcome == "ok" or not ("Network" in outcome or "Timeout" in outcome):
+            assert not name.endswith((".carget-partial", ".carget-journal")), (
+                f"{name} left after {outcome}")
+        full = os.path.join(tmp, name)
+        shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
     return f"{op} {[k for k, _ in picks]} -> {outcome}"
 
 def make_tree(store, rng):

@@ -69,3 +69,64 @@ async def test_a_cut_tree_answer_is_continued_with_only_the_missing_subtrees(
     sent_again = sum(r.sent for r in gw.log[1:] if r.query.get("dag-scope") == "all"
                      and r.path != f"/ipfs/{root}")
     assert sent_again < sum(len(d) for d in files.values())  # less than a full refetch
+
+
+async def _interrupted_first_run(store: DagStore, root: CID, tmp_path: Path) -> None:
+    # the gateway stalls inside m/b.bin (block 12 in DFS order), after the root directory
+    # and a.bin are in; the run is then interrupted (as by Ctrl-C) long before it would
+    # time out
+    stall = Fault("stall", at=12, only_scope="all")
+    async with fault_gateway(store, stall) as gw:
+        with trio.move_on_after(1.0):
+            await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=30))
+    assert (tmp_path / "tree.carget-partial").is_dir()
+    assert (tmp_path / "tree.carget-journal").is_file()
+    assert not (tmp_path / "tree").exists()
+
+
+async def test_an_interrupted_tree_is_resumed_with_only_what_is_missing(
+        store: DagStore, tmp_path: Path) -> None:
+    files = make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    await _interrupted_first_run(store, root, tmp_path)
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_get(str(root), "tree", FetchOptions([gw.url], progress=events.append))
+    for rel, data in files.items():
+        assert (tmp_path / "tree" / rel).read_bytes() == data
+    assert not (tmp_path / "tree.carget-partial").exists()
+    assert not (tmp_path / "tree.carget-journal").exists()
+    kept = [e["bytes"] for e in events if e["event"] == "resume"]
+    assert kept and kept[0] >= len(files["a.bin"])
+    alls = [r.path for r in gw.log if r.query.get("dag-scope") == "all"]
+    a_cid = store_tree(DagStore(), tmp_path / "src" / "a.bin")
+    assert f"/ipfs/{root}" not in alls and f"/ipfs/{a_cid}" not in alls, alls
+
+
+async def test_a_tampered_partial_tree_is_checked_again_and_fixed(
+        store: DagStore, tmp_path: Path) -> None:
+    import json
+
+    files = make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    await _interrupted_first_run(store, root, tmp_path)
+    kept_a = tmp_path / "tree.carget-partial" / "out" / "a.bin"
+    blob = bytearray(kept_a.read_bytes())
+    blob[5000] ^= 0xFF  # bit rot, or a hand that should not have been there
+    kept_a.write_bytes(bytes(blob))
+    (tmp_path / "tree.carget-partial" / "out" / "junk.txt").write_bytes(b"not in the DAG")
+    with open(tmp_path / "tree.carget-journal", "a", encoding="utf-8") as j:
+        j.write(json.dumps({"file": "../../outside.txt", "cid": str(root), "size": 3,
+                            "nodes": {}, "frames": {}}) + "\n")
+    (tmp_path / "outside.txt").write_bytes(b"mine")
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_get(str(root), "tree", FetchOptions([gw.url]))
+    for rel, data in files.items():
+        assert (tmp_path / "tree" / rel).read_bytes() == data
+    assert not (tmp_path / "tree" / "junk.txt").exists()  # only what the DAG holds
+    assert (tmp_path / "outside.txt").read_bytes() == b"mine"  # never touched
+    a_cid = store_tree(DagStore(), tmp_path / "src" / "a.bin")
+    alls = [r.path for r in gw.log if r.query.get("dag-scope") == "all"]
+    assert f"/ipfs/{a_cid}" in alls  # the damaged file was fetched again

@@ -248,11 +248,17 @@ async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], TreeOu
     When an answer fails, what it completed stays in place: the next request (this
     gateway after its back-off, or the next one) asks only for the subtrees still
     missing, entry by entry under the directories already verified (a sharded directory
-    or a partly written file is asked for again whole)."""
+    or a partly written file is asked for again whole). A run that is interrupted keeps
+    the partial tree and its journal; the next one re-verifies them and goes on from
+    there (:meth:`TreeOutput.resume`)."""
     first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
     out = make_out()
-    pending: list[tuple[str, CID]] = [("", res.cid)]
     try:
+        kept = await trio.to_thread.run_sync(out.resume)
+        if kept:
+            run.log(f"resuming: {kept} verified bytes kept")
+            run.event("resume", bytes=kept)
+        pending = out.remaining("", res.cid)
         for gw in first:
             while pending and not gw.dropped and not gw.not_found:
                 wait = gw.ready_at - trio.current_time()
@@ -274,8 +280,10 @@ async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], TreeOu
             if not pending:
                 return out
         raise run.final_error(str(run.target))
-    except BaseException:
-        out.abandon(False)
+    except BaseException as exc:
+        # interrupted, timed out or cut off: keep what is verified for a rerun; a
+        # verification failure leaves nothing behind
+        out.abandon(keep=not isinstance(exc, CargetError) or isinstance(exc, NetworkError))
         raise
 
 
@@ -391,7 +399,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 raise UsageError("--digest applies to files, and this is a " + res.kind)
 
             def make() -> TreeOutput:
-                t = TreeOutput(out_path)
+                t = TreeOutput(out_path, res.cid, target=str(run.target))
                 t.on_block = car
                 return t
 

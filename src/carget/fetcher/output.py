@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -87,6 +88,42 @@ def check_symlink(link_path: str, target: str) -> None:
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
     if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
         raise UnsafePathError(f"symlink {link_path!r} -> {target!r} escapes the output")
+
+
+def recheck(fd: int, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
+            frames: dict[str, tuple[bytes, bytes]], claimed: list[list[int]],
+            good: list[tuple[int, int]]) -> None:
+    """Append to ``good`` the ranges of the file ``fd`` under the DAG node ``cid`` (at
+    ``offset``, ``size`` bytes) that ``claimed`` says were written AND whose leaves re-hash
+    to the CIDs the DAG gives. ``nodes`` (inner blocks by CID text) and ``frames`` (the
+    dag-pb bytes around a leaf's data) come from a journal: each node is checked against
+    its CID before it is believed, so a tampered journal vouches for nothing."""
+    if not any(a <= offset and offset + size <= b for a, b in claimed):
+        if not any(a < offset + size and offset < b for a, b in claimed):
+            return  # nothing of this subtree was written
+    key = str(cid)
+    block = nodes.get(key)
+    if block is not None and cid.codec != RAW:
+        try:
+            cid.verify(block)
+            node = decode_unixfs(cid, block)
+        except Exception:  # a tampered journal: trust nothing below this node
+            return
+        if node.links:
+            for link, a, b in node.file_children():
+                recheck(fd, link.cid, offset + a, b - a, nodes, frames, claimed, good)
+            return
+    if not any(a <= offset and offset + size <= b for a, b in claimed):
+        return
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        return
+    prefix, suffix = frames.get(key, (b"", b""))
+    try:
+        cid.verify(prefix + data + suffix if key in frames else data)
+    except Exception:
+        return
+    good.append((offset, offset + size))
 
 
 def _merge(ranges: list[list[int]]) -> list[list[int]]:
@@ -162,32 +199,7 @@ class FileOutput:
     def _recheck(self, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
                  frames: dict[str, tuple[bytes, bytes]], claimed: list[list[int]],
                  good: list[tuple[int, int]]) -> None:
-        if not any(a <= offset and offset + size <= b for a, b in claimed):
-            if not any(a < offset + size and offset < b for a, b in claimed):
-                return  # nothing of this subtree was written
-        key = str(cid)
-        block = nodes.get(key)
-        if block is not None and cid.codec != RAW:
-            try:
-                cid.verify(block)
-                node = decode_unixfs(cid, block)
-            except Exception:  # a tampered journal: trust nothing below this node
-                return
-            if node.links:
-                for link, a, b in node.file_children():
-                    self._recheck(link.cid, offset + a, b - a, nodes, frames, claimed, good)
-                return
-        if not any(a <= offset and offset + size <= b for a, b in claimed):
-            return
-        data = os.pread(self._fd, size, offset)
-        if len(data) != size:
-            return
-        prefix, suffix = frames.get(key, (b"", b""))
-        try:
-            cid.verify(prefix + data + suffix if key in frames else data)
-        except Exception:
-            return
-        good.append((offset, offset + size))
+        recheck(self._fd, cid, offset, size, nodes, frames, claimed, good)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -373,21 +385,45 @@ class FileOutput:
 
 
 class TreeOutput:
-    """A directory tree (or single entity) built under a temporary directory beside
-    ``path`` and renamed into place by :meth:`commit`. Names were checked by the verifier;
-    symlinks are checked here.
+    """A directory tree (or single entity) built under a directory beside ``path`` and
+    renamed into place by :meth:`commit`. Names were checked by the verifier; symlinks
+    are checked here.
 
     Only the file being written is open: a tree's files arrive one after another (DFS),
     and a tree of thousands of files must not run into the open-files limit (256 on
-    macOS, often 1024 on Linux)."""
+    macOS, often 1024 on Linux).
 
-    def __init__(self, path: str) -> None:
+    Resumable when ``cid`` is given: the tree is built in ``path.carget-partial/`` and a
+    journal (``path.carget-journal``, one JSON line per verified directory and finished
+    file, with the blocks needed to check it again) grows as it fills in. An interrupted
+    run keeps both (:meth:`abandon` with ``keep``); the next run for the same CID
+    re-verifies them (:meth:`resume`: directory blocks against their CIDs, files leaf by
+    leaf from disk) and asks only for what is still missing."""
+
+    def __init__(self, path: str, cid: CID | None = None, target: str = "") -> None:
         self.path = path
+        self.cid = cid
         parent = os.path.dirname(os.path.abspath(path)) or "."
         if os.path.lexists(path):
             raise InputError(f"{path} already exists")
-        self.tmp = tempfile.mkdtemp(prefix=".carget-", dir=parent)
+        self.journal_path = path + JOURNAL_SUFFIX
+        self._journal: Any = None
+        if cid is None:
+            self.tmp = tempfile.mkdtemp(prefix=".carget-", dir=parent)
+        else:
+            self.tmp = path + PARTIAL_SUFFIX
+            if not self._journal_matches():
+                self._remove_partial()
+            os.makedirs(os.path.join(self.tmp, "out"), exist_ok=True)
+            self._journal = open(self.journal_path, "a", encoding="utf-8")
+            if self._journal.tell() == 0:
+                self._log({"version": JOURNAL_VERSION, "target": target, "cid": str(cid),
+                           "kind": "tree"})
         self.root = os.path.join(self.tmp, "out")
+        # the file being written, and the blocks that will let a later run check it
+        self._cur: str | None = None
+        self._cur_nodes: dict[str, bytes] = {}
+        self._cur_frames: dict[str, tuple[bytes, bytes]] = {}
         self._files: dict[str, int] = {}
         self.written = 0
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
@@ -410,6 +446,8 @@ class TreeOutput:
         for ev in events:
             if isinstance(ev, FileData):
                 self._got[ev.path] = self._got.get(ev.path, 0) + len(ev.data)
+                if ev.frame is not None and ev.path == self._cur:
+                    self._cur_frames[str(ev.cid)] = ev.frame
                 fd = self._files.get(ev.path)
                 if fd is None:
                     self._close_files()
@@ -421,6 +459,8 @@ class TreeOutput:
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
                                   if ev.frame is not None else ev.data)
+                if ev.path == self._cur and self._complete(ev.path):
+                    self._file_done(ev.path)
             elif isinstance(ev, EntityStart):
                 target = self._abs(ev.path)
                 self._entries[ev.path] = (ev.kind, ev.cid, ev.size or 0)
@@ -429,6 +469,7 @@ class TreeOutput:
                     self._pending_dir = (ev.path, ev.cid)
                 elif ev.kind == "file":
                     self._got[ev.path] = 0
+                    self._cur, self._cur_nodes, self._cur_frames = ev.path, {}, {}
                     self._close_files()  # the previous file is complete
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     self._files[ev.path] = fd
@@ -448,6 +489,8 @@ class TreeOutput:
                 self._got[ev.path] = 1
             elif isinstance(ev, InnerNode):
                 self._note_directory(ev)
+                if self._cur is not None and ev.cid.codec != RAW:
+                    self._cur_nodes[str(ev.cid)] = bytes(ev.data)
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.data)
         self.written += written
@@ -467,6 +510,146 @@ class TreeOutput:
             return
         if node.kind == "directory":
             self._links[path] = [(link.name or "", link.cid) for link in node.links]
+            self._log({"dir": path, "cid": str(cid),
+                       "node": base64.b64encode(bytes(ev.data)).decode()})
+
+    # --- the journal ------------------------------------------------------------------
+
+    def _log(self, doc: dict[str, Any]) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps(doc, separators=(",", ":")) + "\n")
+            self._journal.flush()
+
+    def _file_done(self, path: str) -> None:
+        _, cid, size = self._entries[path]
+        self._log({"file": path, "cid": str(cid), "size": size,
+                   "nodes": {k: base64.b64encode(v).decode()
+                             for k, v in self._cur_nodes.items()},
+                   "frames": {k: [a.hex(), b.hex()] for k, (a, b) in self._cur_frames.items()}})
+        self._cur, self._cur_nodes, self._cur_frames = None, {}, {}
+
+    def _journal_matches(self) -> bool:
+        try:
+            with open(self.journal_path, encoding="utf-8") as f:
+                head = json.loads(f.readline())
+        except (OSError, ValueError):
+            return False
+        return (isinstance(head, dict) and head.get("version") == JOURNAL_VERSION
+                and head.get("kind") == "tree" and head.get("cid") == str(self.cid)
+                and os.path.isdir(os.path.join(self.tmp, "out")))
+
+    def _remove_partial(self) -> None:
+        if os.path.isdir(self.tmp) and not os.path.islink(self.tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        elif os.path.lexists(self.tmp):
+            os.unlink(self.tmp)
+        for p in (self.journal_path, self.journal_path + ".tmp"):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+    def resume(self) -> int:
+        """Take back what an interrupted run left, re-verified: each directory block
+        against its CID, each finished file leaf by leaf from disk (a file that fails is
+        deleted). A file counts only if a verified directory lists it at that path.
+        Returns the bytes kept; :meth:`remaining` then says what to ask for."""
+        if self.cid is None or self._journal is None:
+            return 0
+        dirs: dict[str, tuple[CID, bytes]] = {}
+        files: list[dict[str, Any]] = []
+        try:
+            with open(self.journal_path, encoding="utf-8") as f:
+                f.readline()
+                for line in f:
+                    try:
+                        doc = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by the interruption
+                    if not isinstance(doc, dict):
+                        continue
+                    if "dir" in doc:
+                        dirs[str(doc["dir"])] = (CID.parse(doc["cid"]),
+                                                 base64.b64decode(doc["node"]))
+                    elif "file" in doc:
+                        files.append(doc)
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+        # directories: from the root down, each listed by a verified parent
+        pending = [("", self.cid)]
+        while pending:
+            path, cid = pending.pop()
+            got = dirs.get(path)
+            if got is None or got[0] != cid:
+                continue
+            try:
+                cid.verify(got[1])
+                node = decode_unixfs(cid, got[1])
+            except Exception:
+                continue
+            if node.kind != "directory":
+                continue
+            self._entries[path] = ("directory", cid, 0)
+            self._links[path] = [(link.name or "", link.cid) for link in node.links]
+            pending.extend((_join(path, name), child) for name, child in self._links[path]
+                           if _safe_name(name))
+        kept = 0
+        for doc in files:
+            try:
+                path, cid, size = str(doc["file"]), CID.parse(doc["cid"]), int(doc["size"])
+                nodes = {str(k): base64.b64decode(v) for k, v in doc["nodes"].items()}
+                frames = {str(k): (bytes.fromhex(a), bytes.fromhex(b))
+                          for k, (a, b) in doc["frames"].items()}
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            parent, _, name = path.rpartition("/")
+            if (name, cid) not in self._links.get(parent, []) or not _safe_name(name):
+                continue  # not where a verified directory puts this file
+            if self._check_file(path, cid, size, nodes, frames):
+                self._entries[path] = ("file", cid, size)
+                self._got[path] = size
+                kept += size
+        self._sweep()
+        return kept
+
+    def _sweep(self) -> None:
+        """Delete what the partial tree holds beyond the re-verified directories and
+        files (partly written files, anything else): it is fetched again."""
+        for top, dirnames, filenames in os.walk(self.root, topdown=False):
+            rel = os.path.relpath(top, self.root)
+            rel = "" if rel == "." else rel.replace(os.sep, "/")
+            for name in filenames:
+                path = _join(rel, name)
+                entry = self._entries.get(path)
+                if entry is None or entry[0] != "file" or path not in self._got:
+                    os.unlink(os.path.join(top, name))
+            for name in dirnames:
+                path = _join(rel, name)
+                full = os.path.join(top, name)
+                if os.path.islink(full):
+                    os.unlink(full)
+                elif self._entries.get(path, ("",))[0] != "directory":
+                    shutil.rmtree(full, ignore_errors=True)
+
+    def _check_file(self, path: str, cid: CID, size: int, nodes: dict[str, bytes],
+                    frames: dict[str, tuple[bytes, bytes]]) -> bool:
+        target = self._abs(path)
+        try:
+            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size != size:
+                ok = False
+            else:
+                good: list[tuple[int, int]] = []
+                recheck(fd, cid, 0, size, nodes, frames, [[0, size]], good)
+                ok = _merge([list(r) for r in good]) == ([[0, size]] if size else [])
+        finally:
+            os.close(fd)
+        if not ok:
+            os.unlink(target)
+        return ok
 
     def _complete(self, path: str) -> bool:
         entry = self._entries.get(path)
@@ -494,7 +677,7 @@ class TreeOutput:
             return [(path, cid)]
         out: list[tuple[str, CID]] = []
         for name, child in links:
-            if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            if not _safe_name(name):
                 return [(path, cid)]  # the verifier refuses such names: ask for all of it
             out.extend(self.remaining(_join(path, name), child))
         return out
@@ -508,18 +691,40 @@ class TreeOutput:
             os.close(fd)
         self._files.clear()
 
+    def _close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
     def commit(self) -> None:
         self._close_files()
+        self._close_journal()
         os.rename(self.root, self.path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.cid is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            self._remove_partial()
 
     def abandon(self, keep: bool = False) -> None:
+        """Stop. ``keep`` (interrupted, resumable, and ``cid`` given) leaves the partial
+        tree and its journal for the next run; otherwise both are removed."""
         self._close_files()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._close_journal()
+        if keep and self.cid is not None:
+            return
+        if self.cid is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            self._remove_partial()
 
 
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
+
+
+def _safe_name(name: str) -> bool:
+    """A directory entry name that stays inside the tree (the verifier's rule)."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 class _Under:
