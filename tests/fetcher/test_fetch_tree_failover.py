@@ -130,3 +130,17 @@ async def test_a_tampered_partial_tree_is_checked_again_and_fixed(
     a_cid = store_tree(DagStore(), tmp_path / "src" / "a.bin")
     alls = [r.path for r in gw.log if r.query.get("dag-scope") == "all"]
     assert f"/ipfs/{a_cid}" in alls  # the damaged file was fetched again
+
+
+async def test_a_file_get_replaces_a_tree_partial_at_the_same_name(
+        store: DagStore, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    await _interrupted_first_run(store, root, tmp_path)
+    data = content(50_000, seed=9)
+    file_cid = store.add_bytes(data, cid_version=1)
+    async with fault_gateway(store) as gw:
+        await run_get(str(file_cid), "tree", FetchOptions([gw.url]))
+    assert (tmp_path / "tree").read_bytes() == data
+    assert not (tmp_path / "tree.carget-partial").exists()
+    assert not (tmp_path / "tree.carget-journal").exists()

@@ -167,6 +167,14 @@ class FileOutput:
             raise InputError(f"output directory {parent} does not exist")
         if os.path.isdir(path):
             raise InputError(f"{path} is a directory")
+        if os.path.isdir(self.partial) and not os.path.islink(self.partial):
+            # an interrupted tree's partial directory at this name: another target now
+            shutil.rmtree(self.partial, ignore_errors=True)
+            for p in (self.journal_path, self.journal_path + ".tmp"):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.partial, flags, 0o644)
         if os.fstat(self._fd).st_size != size:
