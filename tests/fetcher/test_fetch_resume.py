@@ -99,3 +99,25 @@ async def test_tampered_partial_bytes_are_refetched(store: DagStore, tmp_path: P
             await run_get(cid, "out.bin", FetchOptions([honest.url], idle_timeout=2))
     assert (tmp_path / "out.bin").read_bytes() == data
     assert 0 in entity_starts(honest.log)  # the corrupted leaf was fetched again
+
+
+async def test_car_of_a_resumed_get_holds_every_block(store: DagStore, tmp_path: Path) -> None:
+    # the leaves kept from the interrupted run are not fetched again, but --car must
+    # still hold the whole verified DAG: they are written to it as they are re-checked
+    from carget.car.decoder import decode_car
+
+    data = content(SIZE, seed=21)
+    cid = str(store.add_bytes(data, cid_version=1, chunker="size-65536"))
+    stall = Fault("stall", at=12, only_scope="entity")
+    async with fault_gateway(store, stall) as gw:
+        with trio.move_on_after(1.0):
+            await run_get(cid, "out.bin", FetchOptions([gw.url], idle_timeout=30,
+                                                      streams_per_gateway=1))
+    assert (tmp_path / ("out.bin" + PARTIAL_SUFFIX)).exists()
+    async with fault_gateway(store) as honest:
+        with trio.fail_after(30):
+            await run_get(cid, "out.bin", FetchOptions([honest.url], car_out="out.car"))
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert min(entity_starts(honest.log)) > 0  # resumed, not fetched from the start
+    _, blocks = decode_car((tmp_path / "out.car").read_bytes(), verify=True)
+    assert {b.cid for b in blocks} == set(store.blocks)  # the whole DAG, kept part too

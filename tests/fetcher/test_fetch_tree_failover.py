@@ -92,9 +92,15 @@ async def test_an_interrupted_tree_is_resumed_with_only_what_is_missing(
     events: list[dict[str, Any]] = []
     with trio.fail_after(30):
         async with fault_gateway(store) as gw:
-            await run_get(str(root), "tree", FetchOptions([gw.url], progress=events.append))
+            await run_get(str(root), "tree", FetchOptions([gw.url], progress=events.append,
+                                                          car_out="tree.car"))
     for rel, data in files.items():
         assert (tmp_path / "tree" / rel).read_bytes() == data
+    # --car holds the whole tree, the part kept from the first run included
+    from carget.car.decoder import decode_car
+
+    _, blocks = decode_car((tmp_path / "tree.car").read_bytes(), verify=True)
+    assert {b.cid for b in blocks} == set(store.blocks)
     assert not (tmp_path / "tree.carget-partial").exists()
     assert not (tmp_path / "tree.carget-journal").exists()
     kept = [e["bytes"] for e in events if e["event"] == "resume"]

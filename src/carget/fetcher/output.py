@@ -92,12 +92,14 @@ def check_symlink(link_path: str, target: str) -> None:
 
 def recheck(fd: int, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
             frames: dict[str, tuple[bytes, bytes]], claimed: list[list[int]],
-            good: list[tuple[int, int]]) -> None:
+            good: list[tuple[int, int]],
+            emit: Callable[[CID, bytes | memoryview], None] | None = None) -> None:
     """Append to ``good`` the ranges of the file ``fd`` under the DAG node ``cid`` (at
     ``offset``, ``size`` bytes) that ``claimed`` says were written AND whose leaves re-hash
     to the CIDs the DAG gives. ``nodes`` (inner blocks by CID text) and ``frames`` (the
     dag-pb bytes around a leaf's data) come from a journal: each node is checked against
-    its CID before it is believed, so a tampered journal vouches for nothing."""
+    its CID before it is believed, so a tampered journal vouches for nothing. ``emit``
+    gets every block so verified (``--car`` of a resumed run must hold them too)."""
     if not any(a <= offset and offset + size <= b for a, b in claimed):
         if not any(a < offset + size and offset < b for a, b in claimed):
             return  # nothing of this subtree was written
@@ -110,8 +112,10 @@ def recheck(fd: int, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
         except Exception:  # a tampered journal: trust nothing below this node
             return
         if node.links:
+            if emit is not None:
+                emit(cid, block)
             for link, a, b in node.file_children():
-                recheck(fd, link.cid, offset + a, b - a, nodes, frames, claimed, good)
+                recheck(fd, link.cid, offset + a, b - a, nodes, frames, claimed, good, emit)
             return
     if not any(a <= offset and offset + size <= b for a, b in claimed):
         return
@@ -119,10 +123,13 @@ def recheck(fd: int, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
     if len(data) != size:
         return
     prefix, suffix = frames.get(key, (b"", b""))
+    leaf = prefix + data + suffix if key in frames else data
     try:
-        cid.verify(prefix + data + suffix if key in frames else data)
+        cid.verify(leaf)
     except Exception:
         return
+    if emit is not None:
+        emit(cid, leaf)
     good.append((offset, offset + size))
 
 
@@ -207,7 +214,7 @@ class FileOutput:
     def _recheck(self, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
                  frames: dict[str, tuple[bytes, bytes]], claimed: list[list[int]],
                  good: list[tuple[int, int]]) -> None:
-        recheck(self._fd, cid, offset, size, nodes, frames, claimed, good)
+        recheck(self._fd, cid, offset, size, nodes, frames, claimed, good, self.on_block)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -599,6 +606,8 @@ class TreeOutput:
                 continue
             self._entries[path] = ("directory", cid, 0)
             self._links[path] = [(link.name or "", link.cid) for link in node.links]
+            if self.on_block is not None:
+                self.on_block(cid, got[1])
             pending.extend((_join(path, name), child) for name, child in self._links[path]
                            if _safe_name(name))
         kept = 0
@@ -651,7 +660,7 @@ class TreeOutput:
                 ok = False
             else:
                 good: list[tuple[int, int]] = []
-                recheck(fd, cid, 0, size, nodes, frames, [[0, size]], good)
+                recheck(fd, cid, 0, size, nodes, frames, [[0, size]], good, self.on_block)
                 ok = _merge([list(r) for r in good]) == ([[0, size]] if size else [])
         finally:
             os.close(fd)
