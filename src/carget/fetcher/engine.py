@@ -49,8 +49,6 @@ from ..unixfs.node import Node, decode_unixfs
 from .api import FetchResult
 from .gateways import find_providers, normalize_gateway
 from .http import open_http
-from .inorder import SEGMENT_BYTES as CAT_SEGMENT_BYTES
-from .inorder import cat_split
 from .output import FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
 from .split import Pace, Unit, steal
 from .stream import (
@@ -515,8 +513,10 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         if len(usable) > 1 and multi_block and res.size > opts.unit_bytes:
             # several gateways, the bytes still in order: a window of segments in memory
             # (with one gateway, one answer straight through is faster: bench_fetch.py)
+            from .inorder import SEGMENT_BYTES, cat_split  # cat only: off get's start-up
+
             await cat_split(run, res.cid, res.size, out, workers, car,
-                            min(CAT_SEGMENT_BYTES, opts.unit_bytes))
+                            min(SEGMENT_BYTES, opts.unit_bytes))
             gws = []
         while gws:
             pending = [g for g in gws if not g.dropped and not g.not_found]

@@ -15,7 +15,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from queue import SimpleQueue
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -123,6 +122,8 @@ def _retry_after(value: str | None, failures: int) -> float:
     if value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
     try:
+        from email.utils import parsedate_to_datetime  # rare: not worth its import time
+
         when: float = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
         return backoff
