@@ -16,10 +16,11 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import best_of, hashlib_baseline, make_file, warm
+from _common import best_of, ensure_bytecode, hashlib_baseline, make_file, warm
 
 
 def main() -> None:
+    ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import Run, best_of, make_file
+from _common import Run, best_of, ensure_bytecode, make_file
 
 #: hashlib over every file of a tree, as one process (the same-run baseline)
 HASHLIB_TREE = """
@@ -75,6 +75,7 @@ def row(name: str, run: Run, files: int, size: int, base: Run) -> dict[str, obje
 
 
 def main() -> None:
+    ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--files", type=int, default=10_000)

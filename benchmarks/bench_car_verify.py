@@ -67,6 +67,10 @@ def timed(argv: list[str]) -> tuple[float, int, int]:
 
 
 def main() -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import ensure_bytecode
+
+    ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=1024, help="CAR payload size in MiB")
     ap.add_argument("--rounds", type=int, default=2)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Run, hashlib_baseline, make_file, run_process, warm
+from _common import Run, ensure_bytecode, hashlib_baseline, make_file, run_process, warm
 
 #: a gateway process; argv: FILE. Prints "<root> <port>" once serving.
 SERVER = """
@@ -191,6 +191,7 @@ def line(name: str, size: int, run: Run, base: float) -> None:
 
 
 def main() -> None:
+    ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=2)

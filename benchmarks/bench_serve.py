@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import hashlib_baseline, make_file, warm
+from _common import ensure_bytecode, hashlib_baseline, make_file, warm
 
 #: a gateway process; argv: FILE MODE ("auto", the default rule, or the most streams that
 #: read on threads: 0 never, 999 always). Prints "<root> <port>" once serving.
@@ -115,6 +115,7 @@ def start_server(path: str, mode: str) -> tuple[subprocess.Popen[str], str, str]
 
 
 def main() -> None:
+    ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--clients", type=int, default=16)
