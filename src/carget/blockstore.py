@@ -353,10 +353,7 @@ class BlockStore:
         if loc.source is None:
             return len(head)
         src = loc.source
-        try:
-            fd = os.open(src.path, os.O_RDONLY)
-        except OSError as exc:
-            raise InputError(f"{src.path}: {exc.strerror or exc}") from None
+        fd = _open_source(src)
         try:
             got = os.preadv(fd, [buf[len(head): len(head) + n]], loc.offset)
             if not src.changed and _signature(os.fstat(fd)) != src.signature:
@@ -393,10 +390,7 @@ class BlockStore:
         if fd is None:
             while len(fds) >= SPAN_FILES:
                 os.close(fds.pop(next(iter(fds))))
-            try:
-                fd = os.open(src.path, os.O_RDONLY)
-            except OSError as exc:
-                raise InputError(f"{src.path}: {exc.strerror or exc}") from None
+            fd = _open_source(src)
         fds[src.path] = fd  # now the most recently used
         span = FileSpan(src, fd, loc)
         return span if span.unchanged() else None
@@ -405,10 +399,7 @@ class BlockStore:
         buf = bytearray(loc.size)
         assert loc.source is not None
         src = loc.source
-        try:
-            fd = os.open(src.path, os.O_RDONLY)
-        except OSError as exc:
-            raise InputError(f"{src.path}: {exc.strerror or exc}") from None
+        fd = _open_source(src)
         try:
             data = os.pread(fd, loc.length, loc.offset)
             if not src.changed and _signature(os.fstat(fd)) != src.signature:
@@ -425,6 +416,14 @@ class BlockStore:
 
     def __len__(self) -> int:
         return len(self._locs)
+
+
+def _open_source(src: _Source) -> int:
+    """The source file opened for reading; :class:`InputError` if it no longer can be."""
+    try:
+        return os.open(src.path, os.O_RDONLY)
+    except OSError as exc:
+        raise InputError(f"{src.path}: {exc.strerror or exc}") from None
 
 
 def _check(cid: CID, data: bytes | bytearray | memoryview) -> None:

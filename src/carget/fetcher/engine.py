@@ -57,6 +57,7 @@ from .stream import (
     FetchOptions,
     _car_url,
     _Gateway,
+    _hold_back,
     _nursery,
     _Run,
     _stream,
@@ -190,15 +191,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
 
     async def work(gw: _Gateway) -> None:
         while not gw.dropped and not gw.not_found:
-            wait = gw.ready_at - trio.current_time()
-            if wait > 0:
-                with trio.move_on_after(wait):
-                    await changed.wait()
-                continue
-            if pace.outpaced(gw) and (queue or inflight):
-                # far slower than a gateway still serving: leave fresh work to it
-                with trio.move_on_after(1.0):  # look again: the fast one may fail
-                    await changed.wait()
+            if await _hold_back(gw, pace, bool(queue or inflight), lambda: changed):
                 continue
             if queue:
                 lo, hi = queue.pop(0)

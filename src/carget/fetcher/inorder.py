@@ -29,7 +29,15 @@ from ..cid import CID
 from ..errors import CargetError, IncompleteDAG
 from .output import SegmentBuffer, StreamOutput
 from .split import Pace, Unit, steal
-from .stream import _CONTENT_ERRORS, _car_url, _Gateway, _nursery, _Run, _stream
+from .stream import (
+    _CONTENT_ERRORS,
+    _car_url,
+    _Gateway,
+    _hold_back,
+    _nursery,
+    _Run,
+    _stream,
+)
 from .verifier import DagVerifier, Scope
 
 __all__ = ["SEGMENT_BYTES", "WINDOW_BYTES", "cat_split"]
@@ -84,14 +92,8 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
         pace.started(gw)
         try:
             while not gw.dropped and not gw.not_found:
-                wait = gw.ready_at - trio.current_time()
-                if wait > 0:
-                    with trio.move_on_after(wait):
-                        await changed.wait()
-                    continue
-                if pace.outpaced(gw) and (retry or assigned < len(segments)):
-                    with trio.move_on_after(1.0):  # look again: the fast one may fail
-                        await changed.wait()
+                if await _hold_back(gw, pace, bool(retry or assigned < len(segments)),
+                                    lambda: changed):
                     continue
                 if retry:
                     seg = retry.pop(0)

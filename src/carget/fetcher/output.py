@@ -133,6 +133,23 @@ def recheck(fd: int, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
     good.append((offset, offset + size))
 
 
+def leaf_block(ev: FileData) -> bytes | memoryview:
+    """The whole block a file leaf came in (its dag-pb framing around the data, if any)."""
+    return ev.frame[0] + bytes(ev.data) + ev.frame[1] if ev.frame is not None else ev.data
+
+
+def _cat_other(ev: VerifierEvent, on_block: Callable[[CID, bytes | memoryview], None] | None
+               ) -> None:
+    """What ``cat``'s outputs do with an event that is not file bytes: refuse anything but
+    one file, pass inner blocks on to ``--car``."""
+    if isinstance(ev, EntityStart) and ev.kind != "file":
+        raise UsageError(f"{ev.cid} is a {ev.kind}: cat needs a file")
+    if isinstance(ev, SymlinkEntry):
+        raise UsageError("cat of a symlink: fetch its target instead")
+    if isinstance(ev, InnerNode) and on_block is not None:
+        on_block(ev.cid, ev.data)
+
+
 def _merge(ranges: list[list[int]]) -> list[list[int]]:
     out: list[list[int]] = []
     for lo, hi in sorted(ranges):
@@ -245,9 +262,7 @@ class FileOutput:
                     with self._lock:
                         self._frames[str(ev.cid)] = [ev.frame[0].hex(), ev.frame[1].hex()]
                 if self.on_block is not None:
-                    block = (ev.frame[0] + bytes(ev.data) + ev.frame[1]
-                             if ev.frame is not None else ev.data)
-                    self.on_block(ev.cid, block)
+                    self.on_block(ev.cid, leaf_block(ev))
             elif isinstance(ev, InnerNode):
                 with self._lock:
                     key = str(ev.cid)
@@ -472,8 +487,7 @@ class TreeOutput:
                     os.pwrite(fd, ev.data, ev.offset)
                 written += len(ev.data)
                 if self.on_block is not None:
-                    self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
-                                  if ev.frame is not None else ev.data)
+                    self.on_block(ev.cid, leaf_block(ev))
                 if ev.path == self._cur and self._complete(ev.path):
                     self._file_done(ev.path)
             elif isinstance(ev, EntityStart):
@@ -795,14 +809,9 @@ class StreamOutput:
                 self.pos += len(ev.data)
                 written += len(ev.data)
                 if self.on_block is not None:
-                    self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
-                                  if ev.frame is not None else ev.data)
-            elif isinstance(ev, EntityStart) and ev.kind != "file":
-                raise UsageError(f"{ev.cid} is a {ev.kind}: cat needs a file")
-            elif isinstance(ev, SymlinkEntry):
-                raise UsageError("cat of a symlink: fetch its target instead")
-            elif isinstance(ev, InnerNode) and self.on_block is not None:
-                self.on_block(ev.cid, ev.data)
+                    self.on_block(ev.cid, leaf_block(ev))
+            else:
+                _cat_other(ev, self.on_block)
         self.out.flush()
         self.written += written
         return written
@@ -883,14 +892,9 @@ class SegmentBuffer:
                 self.filled += take
                 placed += take
                 if self.on_block is not None:
-                    self.on_block(ev.cid, ev.frame[0] + bytes(ev.data) + ev.frame[1]
-                                  if ev.frame is not None else ev.data)
-            elif isinstance(ev, EntityStart) and ev.kind != "file":
-                raise UsageError(f"{ev.cid} is a {ev.kind}: cat needs a file")
-            elif isinstance(ev, SymlinkEntry):
-                raise UsageError("cat of a symlink: fetch its target instead")
-            elif isinstance(ev, InnerNode) and self.on_block is not None:
-                self.on_block(ev.cid, ev.data)
+                    self.on_block(ev.cid, leaf_block(ev))
+            else:
+                _cat_other(ev, self.on_block)
         self.written += placed
         if placed and self.on_progress is not None:
             self.on_progress()

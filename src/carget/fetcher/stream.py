@@ -42,6 +42,7 @@ from ..errors import (
 from .api import ProgressCallback
 from .gateways import normalize_gateway
 from .http import READ_SIZE, HttpResponse, open_http
+from .split import Pace
 from .split import StreamState as _StreamState
 from .target import Target
 from .verifier import (
@@ -112,6 +113,21 @@ class _Gateway:
         self.failures = 0
         self.not_found = False
         self.ready_at = 0.0
+
+
+async def _hold_back(gw: _Gateway, pace: Pace, work_left: bool,
+                     changed: Callable[[], trio.Event]) -> bool:
+    """A worker's turn on ``gw``: wait out the gateway's back-off, or, while there is
+    work and a gateway far faster than this one still serves (``pace``), leave it to that
+    one for up to a second before looking again (the fast one may fail). ``changed``
+    gives the event that wakes workers when the work changes. True if it waited: the
+    caller looks at the work again."""
+    wait = gw.ready_at - trio.current_time()
+    if wait <= 0 and not (work_left and pace.outpaced(gw)):
+        return False
+    with trio.move_on_after(wait if wait > 0 else 1.0):
+        await changed().wait()
+    return True
 
 
 def _retry_after(value: str | None, failures: int) -> float:

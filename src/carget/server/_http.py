@@ -326,14 +326,7 @@ class _Connection:
         parts = self.conn.send_with_data_passthrough(event)
         if not parts:
             return
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        with trio.move_on_after(self.limits.send_timeout):
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                raise _Close() from None
-            return
-        raise _Close()
+        await self._send_bytes(parts[0] if len(parts) == 1 else b"".join(parts))
 
     async def _send_body(self, chunk: Chunk) -> None:
         # h11 frames the chunk (it only needs len() of data passed through); the frame's
