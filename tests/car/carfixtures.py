@@ -6,15 +6,14 @@ as ``carfixtures``; the name is unique across the test tree.)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from carget.car import CarHeader, decode_car
 from carget.cid import CID
 from carget.errors import IncompleteDAG
 from carget.unixfs.exporter import Exporter
+from sharedpath import CONFORMANCE, shared_dir
 
-_SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FIXTURES = _SHARED / "fixtures" / "gateway-conformance"  # shared/ sits beside the checkout
+_SHARED = shared_dir()
+FIXTURES = CONFORMANCE  # see tests/sharedpath.py
 
 ALL_CARS = sorted(FIXTURES.rglob("*.car"))
 

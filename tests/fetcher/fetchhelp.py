@@ -4,14 +4,13 @@ packages, so every test area's ``conftest`` is importable only by pytest itself)
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import trio
 
-#: the shared/ folder sits beside the checkout (CI copies it there too)
-FIXTURES = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gateway-conformance"
-)
+from sharedpath import CONFORMANCE
+
+#: the gateway-conformance fixtures (see tests/sharedpath.py)
+FIXTURES = CONFORMANCE
 #: no test may take longer than this even if the code under test hangs
 CLI_TIMEOUT = 60.0
 

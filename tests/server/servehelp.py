@@ -6,10 +6,10 @@ import glob
 import os
 
 from carget.car.decoder import decode_car
+from sharedpath import CONFORMANCE
 
-#: the shared/ folder sits beside the checkout (CI copies it there too)
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                        "fixtures", "gateway-conformance")
+#: the gateway-conformance fixtures (see tests/sharedpath.py)
+FIXTURES = str(CONFORMANCE)
 CAR_TYPE = "application/vnd.ipld.car"
 
 

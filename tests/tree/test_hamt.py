@@ -5,7 +5,6 @@ entry for entry to the same root CID."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
@@ -18,10 +17,9 @@ from carget.unixfs.directory import DirectoryBuilder
 from carget.unixfs.hamt import build_hamt, check_fanout, hamt_order, name_hash
 from carget.unixfs.node import decode_unixfs, hamt_index
 from carget.unixfs.options import DEFAULT, UNIXFS_V1_2025, ImportOptions, resolve_options
+from sharedpath import CONFORMANCE
 
-FIXTURE = (Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-           / "gateway-conformance" / "trustless_gateway_car"
-           / "single-layer-hamt-with-multi-block-files.car")
+FIXTURE = CONFORMANCE / "trustless_gateway_car" / "single-layer-hamt-with-multi-block-files.car"
 FIXTURE_ROOT = "bafybeidbclfqleg2uojchspzd4bob56dqetqjsj27gy2cq3klkkgxtpn4i"
 
 
