@@ -19,7 +19,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "fetcher"))
+sys.path[:0] = [os.path.join(HERE, "..", "tests", "fetcher"), os.path.join(HERE, "..", "tests")]
 
 import trio  # noqa: E402
 from dagstore import DagStore  # noqa: E402

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 #: argv: TESTS_DIR SEED RUNS. Prints one line per run, then "ok".
 CHAOS = r"""
 import hashlib, io, os, random, shutil, sys, tempfile
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]  # tests/fetcher, tests
 import trio
 from dagstore import DagStore
 from faultgw import Fault, fault_gateway
