@@ -139,3 +139,47 @@ async def test_cat_split_window_bounds_memory_while_the_head_is_slow(
     assert buf.getvalue() == data
     assert len(alive) >= SIZE // SEGMENT  # many segments went through
     assert 0 < peak <= 4 * SEGMENT < SIZE // 2, peak
+
+
+async def test_cat_from_one_slow_gateway_splits_over_its_connections(
+        big: tuple[DagStore, str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    # each connection drips (a per-connection limit): the straight answer proves slow,
+    # is cut a leaf past what is written, and the rest comes as segments over the
+    # gateway's two connections, still in order
+    import carget.fetcher.engine as engine
+
+    monkeypatch.setattr(engine, "SPLIT_AFTER", 0.2)
+    store, cid, data = big
+    buf = io.BytesIO()
+    events: list[dict[str, Any]] = []
+    drip = Fault("drip", only_scope="entity", drip_size=4096, drip_delay=0.01)
+    with trio.fail_after(30):
+        async with fault_gateway(store, drip) as gw:
+            res = await run_cat(cid, opts(gw.url, streams_per_gateway=2, events=events,
+                                          digest="sha256:" + hashlib.sha256(data).hexdigest()),
+                                buf)
+    assert buf.getvalue() == data
+    assert res.size == SIZE
+    splits = [e for e in events if e["event"] == "split"]
+    assert len(splits) == 1 and 0 < splits[0]["start"] < SIZE // 2, splits
+    whole = [r for r in gw.log if r.query.get("dag-scope") == "entity"
+             and "entity-bytes" not in r.query]
+    assert len(whole) == 1  # the straight answer, asked once
+    ranges = entity_ranges(gw)
+    assert len(ranges) >= 4, ranges  # then segments
+    assert min(lo for lo, _ in ranges) >= splits[0]["start"]
+    assert max(hi for _, hi in ranges) == SIZE - 1  # entity-bytes ends are inclusive
+
+
+async def test_cat_from_one_fast_gateway_reads_one_answer(
+        big: tuple[DagStore, str, bytes]) -> None:
+    # a gateway that keeps up is read straight through: no split, one request
+    store, cid, data = big
+    buf = io.BytesIO()
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_cat(cid, opts(gw.url, streams_per_gateway=2, events=events), buf)
+    assert buf.getvalue() == data
+    assert not [e for e in events if e["event"] == "split"]
+    assert len([r for r in gw.log if r.query.get("dag-scope") == "entity"]) == 1

@@ -20,7 +20,8 @@ Directories are fetched with ``dag-scope=all`` from one gateway at a time; after
 answer only the missing subtrees are asked for again. ``cat`` with two or more gateways
 fetches a window of segments at once and writes them in order
 (:mod:`carget.fetcher.inorder`); with one gateway it reads one answer, resuming from the
-last verified leaf after a failure.
+last verified leaf after a failure, and splits the rest over the gateway's connections
+once that answer proves slow.
 """
 
 from __future__ import annotations
@@ -474,6 +475,55 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
     return result
 
 
+#: ``cat`` from one gateway reads one answer straight through, the fastest way when the
+#: gateway is fast (bench_fetch.py); if after this many seconds the answer still comes
+#: slower than :data:`SPLIT_BELOW`, the link or the gateway holds it back (a stream
+#: verifies ~1 GB/s on a core), and the rest is fetched split over the gateway's
+#: connections (``--streams``), which helps where each connection is limited
+SPLIT_AFTER = 1.0
+#: bytes per second below which a straight ``cat`` answer counts as slow
+SPLIT_BELOW = 64e6
+
+
+async def _cat_straight(run: _Run, gw: _Gateway, v: DagVerifier, out: StreamOutput, url: str,
+                        size: int, may_split: bool) -> bool:
+    """One straight-through answer for ``cat`` from ``out.pos``. With ``may_split``, a
+    watcher cuts the answer short once it has proved slow (:data:`SPLIT_AFTER`,
+    :data:`SPLIT_BELOW`): the verifier is narrowed to stop a leaf past what is written.
+    Returns True when it was cut and bytes are still missing."""
+    lo = out.pos
+    unit = Unit(lo, size)
+    cut = False
+
+    async def watch() -> None:
+        nonlocal cut
+        began = trio.current_time()
+        await trio.sleep(SPLIT_AFTER)
+        while True:
+            pos, left = unit.left()
+            if (pos - lo) / (trio.current_time() - began) < SPLIT_BELOW and \
+                    left > 2 * max(1, run.opts.unit_bytes):
+                unit.hi = unit.state.narrow_to = pos + max(1, unit.state.leaf_len)
+                cut = True
+                run.event("split", start=unit.hi, streams=run.opts.streams_per_gateway)
+                return
+            await trio.sleep(SPLIT_AFTER / 4)
+
+    async with _nursery() as nursery:
+        if may_split:
+            nursery.start_soon(watch)
+        await _stream(run, gw, v, out, url, state=unit.state)
+        nursery.cancel_scope.cancel()
+    return cut and out.pos < size
+
+
+async def _cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: list[_Gateway],
+                     car: _CarSink | None) -> None:
+    from .inorder import SEGMENT_BYTES, cat_split  # cat only: off get's start-up
+
+    await cat_split(run, cid, size, out, workers, car, min(SEGMENT_BYTES, run.opts.unit_bytes))
+
+
 async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> FetchResult:
     """``carget cat``: verified bytes of one file to ``stream`` (stdout), in order; each
     stream failure resumes from the last verified leaf on the next gateway."""
@@ -506,11 +556,10 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         if len(usable) > 1 and multi_block and res.size > opts.unit_bytes:
             # several gateways, the bytes still in order: a window of segments in memory
             # (with one gateway, one answer straight through is faster: bench_fetch.py)
-            from .inorder import SEGMENT_BYTES, cat_split  # cat only: off get's start-up
-
-            await cat_split(run, res.cid, res.size, out, workers, car,
-                            min(SEGMENT_BYTES, opts.unit_bytes))
+            await _cat_split(run, res.cid, res.size, out, workers, car)
             gws = []
+        # one gateway with several connections: straight through, split if it proves slow
+        may_split = multi_block and len(workers) > 1
         while gws:
             pending = [g for g in gws if not g.dropped and not g.not_found]
             if not pending:
@@ -524,7 +573,8 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
                             byte_range=(lo, res.size) if lo else None)
             url = _car_url(gw.url, res.cid, (), Scope.ENTITY, (lo, res.size) if lo else None)
             try:
-                await _stream(run, gw, v, out, url)
+                if await _cat_straight(run, gw, v, out, url, res.size, may_split):
+                    await _cat_split(run, res.cid, res.size, out, workers, car)
                 break
             except _CONTENT_ERRORS:
                 raise
