@@ -53,6 +53,7 @@ __all__ = [
     "LimitExceeded",
     "NetworkError",
     "NotFoundError",
+    "OutputError",
     "PathNotFound",
     "RetryLater",
     "UnexpectedBlocks",
@@ -87,6 +88,11 @@ class UnsupportedCodec(UsageError):
 
 class InputError(CargetError):
     """A local input path is missing, unreadable, or of a kind that cannot be added."""
+
+
+class OutputError(CargetError):
+    """The output cannot be written: the disk is full, the file is too large for it, or
+    the system refused a write. Not a gateway's fault, so no other gateway is tried."""
 
 
 class UnsafePathError(CargetError):

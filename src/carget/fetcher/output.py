@@ -14,20 +14,30 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
+import functools
 import hashlib
 import json
 import os
 import posixpath
 import shutil
 import stat
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, cast
 
 from ..cid import CID, RAW
-from ..errors import IncompleteDAG, InputError, UnixFSError, UnsafePathError, UsageError
+from ..errors import (
+    IncompleteDAG,
+    InputError,
+    OutputError,
+    UnixFSError,
+    UnsafePathError,
+    UsageError,
+)
 from ..unixfs.node import decode_unixfs
 from .verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEvent
 
@@ -160,6 +170,46 @@ def _merge(ranges: list[list[int]]) -> list[list[int]]:
     return out
 
 
+def _output_error(where: str, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {where}: {exc.strerror or exc}")
+
+
+def reserve(fd: int, size: int) -> None:
+    """Allocate the first ``size`` bytes of the file's blocks now (Linux ``fallocate``,
+    mode 0: bytes already there stay), so a disk without room for the download fails
+    at its start rather than near its end, and the writes that follow skip ext4's
+    per-page delayed allocation (512 MiB of 1 MiB pwrites: 0.088 s fresh, 0.051 s into
+    reserved blocks). A filesystem that cannot reserve ahead just allocates as bytes
+    are written. Raises :class:`OSError` when there is no room (ENOSPC, EFBIG, EDQUOT)."""
+    call = _fallocate()
+    if call is None or size <= 0:
+        return
+    import ctypes
+
+    while call(fd, 0, 0, size) != 0:
+        err = ctypes.get_errno()
+        if err == errno.EINTR:
+            continue
+        if err in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise OSError(err, os.strerror(err))
+        return  # EOPNOTSUPP and the like: allocated as written instead
+
+
+@functools.cache
+def _fallocate() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):  # pragma: no cover - a libc without fallocate
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", fn)
+
+
 class FileOutput:
     """A single file assembled at ``path`` from verified leaves, resumable.
 
@@ -199,10 +249,19 @@ class FileOutput:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
+        created = not os.path.lexists(self.partial)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.partial, flags, 0o644)
-        if os.fstat(self._fd).st_size != size:
-            os.ftruncate(self._fd, size)
+        try:
+            if os.fstat(self._fd).st_size != size:
+                os.ftruncate(self._fd, size)
+            reserve(self._fd, size)
+        except OSError as exc:
+            os.close(self._fd)
+            if created:
+                os.unlink(self.partial)
+            raise OutputError(f"no room for {size} bytes at {self.partial}: "
+                              f"{exc.strerror or exc}") from None
 
     # --- resume ---------------------------------------------------------------------------
 
@@ -237,10 +296,17 @@ class FileOutput:
 
     def handle(self, events: list[VerifierEvent]) -> int:
         """Write the file bytes among ``events``; remember nodes and frames. Returns the
-        number of file bytes written. Raises :class:`UnixFSError` on a leaf past the end.
+        number of file bytes written. Raises :class:`UnixFSError` on a leaf past the end,
+        :class:`OutputError` when a write fails (a full disk).
 
         Runs of adjacent leaves go to the file in one ``pwritev`` (a 1 MiB piece holds
         four 256 KiB leaves: a quarter of the system calls)."""
+        try:
+            return self._handle(events)
+        except OSError as exc:
+            raise _output_error(self.partial, exc) from None
+
+    def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
         run: list[bytes | memoryview] = []
         run_at = run_end = 0
@@ -472,6 +538,12 @@ class TreeOutput:
         return _Under(self, prefix)
 
     def handle(self, events: list[VerifierEvent]) -> int:
+        try:
+            return self._handle(events)
+        except OSError as exc:
+            raise _output_error(self._abs(""), exc) from None
+
+    def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
         for ev in events:
             if isinstance(ev, FileData):
@@ -503,6 +575,7 @@ class TreeOutput:
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     self._files[ev.path] = fd
                     os.ftruncate(fd, ev.size or 0)
+                    reserve(fd, ev.size or 0)
                 elif ev.kind != "symlink":
                     raise UsageError(f"{ev.cid} at {ev.path or '/'} is not UnixFS "
                                      f"({ev.cid.codec_name}); carget get writes UnixFS only")
@@ -793,6 +866,14 @@ class StreamOutput:
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
 
     def handle(self, events: list[VerifierEvent]) -> int:
+        try:
+            return self._handle(events)
+        except BrokenPipeError:
+            raise  # the reader went away: the command line says so in its own words
+        except OSError as exc:
+            raise _output_error("the output stream", exc) from None
+
+    def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
         for ev in events:
             if isinstance(ev, FileData):
@@ -818,8 +899,13 @@ class StreamOutput:
 
     def write_bytes(self, data: bytes | memoryview) -> None:
         """Write file bytes verified elsewhere (a :class:`SegmentBuffer`), in order."""
-        self.out.write(data)
-        self.out.flush()
+        try:
+            self.out.write(data)
+            self.out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _output_error("the output stream", exc) from None
         if self.hasher is not None:
             self.hasher.update(data)
         self.pos += len(data)

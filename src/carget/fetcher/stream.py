@@ -32,6 +32,7 @@ from ..errors import (
     InputError,
     NetworkError,
     NotFoundError,
+    OutputError,
     RetryLater,
     UnixFSError,
     UnsafePathError,
@@ -240,7 +241,7 @@ class _Run:
 #: errors that verified blocks prove (bad UnixFS, unsafe names, a path that does not
 #: exist, a usage problem): asking another gateway cannot help, so they end the run
 _CONTENT_ERRORS: Final = (PathNotFound, UsageError, UnixFSError, DagPBError, UnsafePathError,
-                          InputError, OSError)
+                          InputError, OutputError, OSError)
 
 
 def _leaf_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -1,0 +1,127 @@
+"""When the output cannot be written (a full disk, a file too large for it): carget's own
+error and exit code 1, no other gateway blamed or asked, and nothing left behind.
+
+The ``carget`` child runs under ``RLIMIT_FSIZE``, which makes a file past the limit fail
+with EFBIG as a full disk fails with ENOSPC; the gateway is real, on loopback."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import resource
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+from dagstore import DagStore
+from faultgw import fault_gateway
+from fetchhelp import CLI_TIMEOUT, content
+from test_fetch_tree_failover import make_tree, store_tree
+
+from carget.cid import CID
+from carget.errors import OutputError
+from carget.fetcher.output import FileOutput, StreamOutput
+from carget.fetcher.verifier import FileData
+
+SIZE = 600_000
+#: any CID will do where nothing is verified
+LEAF = CID.parse("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+
+
+def _file_limit(limit: int) -> Callable[[], None]:
+    def pre() -> None:  # in the child, before exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return pre
+
+
+async def run_limited(limit: int, *args: str) -> tuple[int, str]:
+    with trio.fail_after(CLI_TIMEOUT):
+        proc = await trio.run_process([sys.executable, "-m", "carget", *args],
+                                      capture_stdout=True, capture_stderr=True, check=False,
+                                      preexec_fn=_file_limit(limit))
+    return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+async def test_get_without_room_fails_before_fetching_and_leaves_nothing(
+        store: DagStore, tmp_path: Path) -> None:
+    cid = str(store.add_bytes(content(SIZE, seed=5), cid_version=1, chunker="size-16384"))
+    out = tmp_path / "out"
+    out.mkdir()
+    async with fault_gateway(store) as a, fault_gateway(store) as b:
+        code, err = await run_limited(SIZE // 2, "get", "-g", a.url, "-g", b.url, cid,
+                                      "-o", str(out / "x.bin"), "--progress=false")
+    assert code == 1, err
+    assert err.startswith("carget: no room for 600000 bytes at "), err
+    assert "Traceback" not in err
+    assert os.listdir(out) == []
+    # the room is claimed before the file's bytes are asked for, from either gateway
+    assert not [r for gw in (a, b) for r in gw.log if r.query.get("dag-scope") == "entity"]
+
+
+async def test_tree_get_with_a_file_too_large_fails_cleanly(
+        store: DagStore, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    async with fault_gateway(store) as gw:
+        # a.bin (120,000 bytes) is past the limit; the smaller files fit
+        code, err = await run_limited(100_000, "get", "-g", gw.url, str(root),
+                                      "-o", str(out / "tree"), "--progress=false")
+    assert code == 1, err
+    assert err.startswith("carget: cannot write "), err
+    assert "Traceback" not in err
+    assert os.listdir(out) == []
+
+
+def test_a_file_output_reserves_its_blocks(tmp_path: Path) -> None:
+    # allocated up front: a full disk shows at once, and writes skip delayed allocation
+    out = FileOutput(str(tmp_path / "f.bin"), LEAF, 1 << 20)
+    try:
+        st = os.stat(out.partial)
+        assert st.st_size == 1 << 20
+        assert st.st_blocks * 512 >= 1 << 20
+    finally:
+        out.abandon(keep=False)
+
+
+def test_a_failed_write_is_an_output_error(tmp_path: Path) -> None:
+    cid = LEAF
+    out = FileOutput(str(tmp_path / "f.bin"), cid, 4)
+    try:
+        ro = os.open(out.partial, os.O_RDONLY)
+        os.dup2(ro, out._fd)  # the descriptor can no longer be written: EBADF
+        os.close(ro)
+        with pytest.raises(OutputError, match="cannot write"):
+            out.handle([FileData("", 0, b"abcd", cid, None)])
+    finally:
+        out.abandon(keep=False)
+
+
+class _Full(io.RawIOBase):
+    def __init__(self, exc: OSError) -> None:
+        self.exc = exc
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise self.exc
+
+
+def test_cat_output_errors() -> None:
+    cid = LEAF
+    full = StreamOutput(_Full(OSError(errno.ENOSPC, "No space left on device")))  # type: ignore[arg-type]
+    with pytest.raises(OutputError, match="No space left on device"):
+        full.handle([FileData("", 0, b"abcd", cid, None)])
+    with pytest.raises(OutputError):
+        full.write_bytes(b"abcd")
+    gone = StreamOutput(_Full(BrokenPipeError(errno.EPIPE, "Broken pipe")))  # type: ignore[arg-type]
+    with pytest.raises(BrokenPipeError):  # the command line reports this one itself
+        gone.handle([FileData("", 0, b"abcd", cid, None)])
