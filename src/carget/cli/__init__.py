@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as exc:
+        # the system refused (a full disk, a file too large for it): one line, not a
+        # traceback; what was being written is already removed by its own cleanup
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"carget: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
 
 
 def run(argv: list[str]) -> Any:  # pragma: no cover - convenience for python -m
