@@ -61,6 +61,19 @@ class Logged:
     query: dict[str, str]
     status: int = 0
     sent: int = 0
+    began: float = 0.0  # trio clock: the request arrived
+    ended: float = float("inf")  # the answer was over (inf while it is not)
+
+
+def most_at_once(entries: list[Logged]) -> int:
+    """The largest number of these requests that were being answered at the same time."""
+    edges = sorted([(e.began, 1) for e in entries] + [(e.ended, -1) for e in entries],
+                   key=lambda edge: (edge[0], edge[1]))
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
 
 
 @dataclass
@@ -90,9 +103,12 @@ class FaultGateway:
                 k, _, v = line.partition(":")
                 headers[k.strip().lower()] = v.strip()
             parts = urlsplit(target)
-            entry = Logged(parts.path, dict(parse_qsl(parts.query)))
+            entry = Logged(parts.path, dict(parse_qsl(parts.query)), began=trio.current_time())
             self.log.append(entry)
-            await self.respond(stream, entry, headers)
+            try:
+                await self.respond(stream, entry, headers)
+            finally:
+                entry.ended = trio.current_time()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 from dagstore import DagStore
-from faultgw import Fault, fault_gateway, plain_server
+from faultgw import Fault, fault_gateway, most_at_once, plain_server
 from fetchhelp import content, run_cli
 
 from carget.errors import (
@@ -113,6 +113,52 @@ async def test_a_slow_gateways_range_is_taken_over_by_a_fast_one(
     assert slow_sent < SIZE // 4, (slow_sent, fast_ranges)
     assert len(fast_ranges) >= 2, fast_ranges  # its own half, then at least one take-over
     assert leftovers(tmp_path) == ["out.bin"]
+
+
+async def test_get_opens_one_stream_per_cpu_when_the_gateways_keep_up(
+        big: tuple[DagStore, str, bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # two gateways × two connections allowed, CPUs for two streams: a stream per gateway,
+    # and no second connection to either, since the streams are not slow
+    import carget.fetcher.engine as engine
+
+    monkeypatch.setattr(engine, "_cores", lambda: 2)
+    store, cid, data = big
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store) as a, fault_gateway(store) as b:
+            await run_get(cid, "out.bin", opts(a.url, b.url, streams_per_gateway=2,
+                                               unit_bytes=32768, events=events))
+    assert (tmp_path / "out.bin").read_bytes() == data
+    for gw in (a, b):
+        entity = [r for r in gw.log if r.query.get("dag-scope") == "entity"]
+        assert entity and most_at_once(entity) == 1, [(r.began, r.ended) for r in entity]
+    assert not [e for e in events if e["event"] == "streams"]
+
+
+async def test_get_opens_more_connections_where_streams_are_slow(
+        big: tuple[DagStore, str, bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # each connection drips (a per-connection limit): once the first stream of each
+    # gateway has proved slow, its second connection opens and both run at once
+    import carget.fetcher.engine as engine
+
+    monkeypatch.setattr(engine, "_cores", lambda: 2)
+    monkeypatch.setattr(engine, "SPLIT_AFTER", 0.2)
+    store, cid, data = big
+    drip = Fault("drip", only_scope="entity", drip_size=4096, drip_delay=0.01)
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store, drip) as a, fault_gateway(store, drip) as b:
+            await run_get(cid, "out.bin", opts(a.url, b.url, streams_per_gateway=2,
+                                               unit_bytes=32768, events=events))
+    assert (tmp_path / "out.bin").read_bytes() == data
+    grown = sorted(e["gateway"] for e in events if e["event"] == "streams")
+    assert grown == sorted([a.url, b.url]), events
+    assert all(e["streams"] == 2 for e in events if e["event"] == "streams")
+    for gw in (a, b):  # (a stream cut short by a take-over may still be draining)
+        entity = [r for r in gw.log if r.query.get("dag-scope") == "entity"]
+        assert most_at_once(entity) >= 2
 
 
 async def test_cut_streams_continue_from_the_last_verified_leaf(

@@ -57,7 +57,8 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "json_events", is_flag=True,
                      help="Print progress events as JSON lines on stderr."),
         click.option("--streams", type=click.IntRange(1, 16), default=2, show_default=True,
-                     help="Connections per gateway for large files."),
+                     help="Connections per gateway for large files; those past one a CPU "
+                          "open once the first prove slow."),
     ]
     for opt in reversed(options):
         fn = opt(fn)

@@ -74,6 +74,16 @@ from .verifier import (
 
 __all__ = ["FetchOptions", "run_cat", "run_get"]
 
+#: a stream slower than :data:`SPLIT_BELOW` this many seconds into a fetch is held back by
+#: the link or the gateway, not by verifying (one stream verifies ~1 GB/s on a core):
+#: then more connections help where each one is limited. ``cat`` from one gateway reads
+#: one answer straight through, the fastest way when the gateway keeps up
+#: (bench_fetch.py), and splits the rest over the gateway's ``--streams`` connections
+#: once it is slow; ``get`` opens a gateway's connections past the first few only then
+SPLIT_AFTER = 1.0
+#: bytes per second a stream below which it counts as slow
+SPLIT_BELOW = 64e6
+
 # --- phase 1: race for the terminal block ------------------------------------------------
 
 @dataclass
@@ -158,6 +168,14 @@ def _units(node: Node | None, missing: list[tuple[int, int]], unit_bytes: int = 
     return units
 
 
+def _cores() -> int:
+    """CPUs this process may run on: streams beyond them cannot verify any faster."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                             missing: list[tuple[int, int]]) -> None:
     """Fetch the missing byte ranges with every usable stream (gateways × connections).
@@ -166,9 +184,16 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     so each stream makes one long request; a stream that runs out of work takes over
     the back half of the busiest stream's range, so a fast gateway ends up doing most of
     the work and no stream idles; a failed stream's rest goes back in the queue and
-    continues from its last verified leaf, on another gateway if this one is dropped."""
+    continues from its last verified leaf, on another gateway if this one is dropped.
+
+    Streams open one per gateway first, then more up to the CPUs there are to verify
+    on; a gateway's further connections open only once its streams prove slow
+    (:data:`SPLIT_AFTER`, :data:`SPLIT_BELOW` a stream): where the CPU, not the network,
+    is the limit, more streams only contend for it."""
     node = decode_unixfs(res.cid, res.block) if res.cid.codec == DAG_PB else None
-    workers = sum(max(1, run.opts.streams_per_gateway) for _ in run.usable())
+    gateways = run.usable()
+    per_gateway = max(1, run.opts.streams_per_gateway)
+    workers = per_gateway * len(gateways)
     run.streams = max(1, workers)
     todo = sum(b - a for a, b in missing)
     min_bytes = max(1, run.opts.unit_bytes)
@@ -176,6 +201,9 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     inflight: list[Unit] = []
     pace = Pace()
     changed = trio.Event()
+    streams: dict[_Gateway, int] = {}  # streams started, per gateway
+    moved: dict[_Gateway, int] = {}  # file bytes its finished requests wrote
+    serving: dict[Unit, _Gateway] = {}
 
     def notify() -> None:
         nonlocal changed
@@ -207,6 +235,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                 run.event("takeover", gateway=gw.url, start=lo, end=hi)
             unit = Unit(lo, hi)
             inflight.append(unit)
+            serving[unit] = gw
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))
             began = trio.current_time()
             try:
@@ -222,13 +251,40 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                 pace.failed(gw)
                 run.failed(gw, exc)
             finally:
+                moved[gw] = moved.get(gw, 0) + unit.state.written
                 inflight.remove(unit)
+                del serving[unit]
                 notify()
 
-    async with _nursery() as nursery:
-        for gw in run.usable():
-            for _ in range(max(1, run.opts.streams_per_gateway)):
+    async def grow(waiting: list[_Gateway]) -> None:
+        began = trio.current_time()
+        await trio.sleep(SPLIT_AFTER)
+        while waiting and (queue or inflight):
+            seconds = max(trio.current_time() - began, 1e-6)
+            for gw in list(waiting):
+                delivered = moved.get(gw, 0) + sum(u.state.written for u, g in serving.items()
+                                                   if g is gw)
+                if gw.dropped or gw.not_found:
+                    waiting.remove(gw)
+                elif delivered / seconds < SPLIT_BELOW * streams[gw]:
+                    waiting.remove(gw)  # slow where it is: one more connection
+                    start(gw)
+                    run.event("streams", gateway=gw.url, streams=streams[gw])
+            await trio.sleep(SPLIT_AFTER / 4)
+
+    async with _nursery() as outer:
+        async with _nursery() as nursery:
+            def start(gw: _Gateway) -> None:
+                streams[gw] = streams.get(gw, 0) + 1
                 nursery.start_soon(worker, gw)
+
+            order = [gw for _ in range(per_gateway) for gw in gateways]
+            first = min(workers, max(len(gateways), _cores()))
+            for gw in order[:first]:
+                start(gw)
+            if first < workers:
+                outer.start_soon(grow, order[first:])
+        outer.cancel_scope.cancel()  # the streams are done: nothing left to grow
     if queue or not out.covered():
         raise run.final_error(str(run.target))
 
@@ -475,14 +531,6 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
     return result
 
 
-#: ``cat`` from one gateway reads one answer straight through, the fastest way when the
-#: gateway is fast (bench_fetch.py); if after this many seconds the answer still comes
-#: slower than :data:`SPLIT_BELOW`, the link or the gateway holds it back (a stream
-#: verifies ~1 GB/s on a core), and the rest is fetched split over the gateway's
-#: connections (``--streams``), which helps where each connection is limited
-SPLIT_AFTER = 1.0
-#: bytes per second below which a straight ``cat`` answer counts as slow
-SPLIT_BELOW = 64e6
 
 
 async def _cat_straight(run: _Run, gw: _Gateway, v: DagVerifier, out: StreamOutput, url: str,
@@ -501,7 +549,7 @@ async def _cat_straight(run: _Run, gw: _Gateway, v: DagVerifier, out: StreamOutp
         await trio.sleep(SPLIT_AFTER)
         while True:
             pos, left = unit.left()
-            if (pos - lo) / (trio.current_time() - began) < SPLIT_BELOW and \
+            if (pos - lo) / max(trio.current_time() - began, 1e-6) < SPLIT_BELOW and \
                     left > 2 * max(1, run.opts.unit_bytes):
                 unit.hi = unit.state.narrow_to = pos + max(1, unit.state.leaf_len)
                 cut = True
