@@ -194,10 +194,12 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     gateways = run.usable()
     per_gateway = max(1, run.opts.streams_per_gateway)
     workers = per_gateway * len(gateways)
+    first = min(workers, max(len(gateways), _cores()))  # streams that start at once
     run.streams = max(1, workers)
     todo = sum(b - a for a, b in missing)
     min_bytes = max(1, run.opts.unit_bytes)
-    queue = _units(node, missing, max(min_bytes, -(-todo // max(1, workers))))
+    # one range per starting stream; streams opened later take over halves of them
+    queue = _units(node, missing, max(min_bytes, -(-todo // max(1, first))))
     inflight: list[Unit] = []
     pace = Pace()
     changed = trio.Event()
@@ -279,7 +281,6 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                 nursery.start_soon(worker, gw)
 
             order = [gw for _ in range(per_gateway) for gw in gateways]
-            first = min(workers, max(len(gateways), _cores()))
             for gw in order[:first]:
                 start(gw)
             if first < workers:
