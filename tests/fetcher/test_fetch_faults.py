@@ -246,6 +246,31 @@ async def test_digest_checked_and_printed(big: tuple[DagStore, str, bytes],
     assert leftovers(tmp_path) == ["d.bin"]
 
 
+async def test_with_a_digest_the_streams_fetch_small_units_in_file_order(
+        big: tuple[DagStore, str, bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the whole-file digest follows the bytes as they land only near its frontier: so
+    # with --digest the streams take unit-sized ranges in file order (without it, one
+    # long range each)
+    import carget.fetcher.engine as engine
+
+    monkeypatch.setattr(engine, "_cores", lambda: 2)  # both streams start at once
+    store, cid, data = big
+    good = "sha256:" + hashlib.sha256(data).hexdigest()
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for name, digest in (("plain", None), ("digest", good)):
+        async with fault_gateway(store) as gw:
+            res = await run_get(cid, f"{name}.bin", opts(gw.url, streams_per_gateway=2,
+                                                         unit_bytes=65536, digest=digest))
+        assert (tmp_path / f"{name}.bin").read_bytes() == data
+        ranges[name] = sorted((int(a), int(b)) for a, b in (
+            r.query["entity-bytes"].split(":") for r in gw.log if "entity-bytes" in r.query))
+    assert res.digest == good
+    assert len(ranges["plain"]) == 2, ranges  # half the file each
+    assert len(ranges["digest"]) >= SIZE // 65536, ranges
+    assert all(hi - lo < 65536 for lo, hi in ranges["digest"]), ranges
+
+
 async def test_fallback_url_used_only_when_ipfs_fails(big: tuple[DagStore, str, bytes],
                                                       tmp_path: Path) -> None:
     store, cid, data = big

@@ -198,8 +198,12 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     run.streams = max(1, workers)
     todo = sum(b - a for a, b in missing)
     min_bytes = max(1, run.opts.unit_bytes)
-    # one range per starting stream; streams opened later take over halves of them
-    queue = _units(node, missing, max(min_bytes, -(-todo // max(1, first))))
+    # one range per starting stream; streams opened later take over halves of them.
+    # With a whole-file digest, units of unit_bytes in file order instead: the digest
+    # follows the bytes as they land only where all the streams fill in near its
+    # frontier (get --digest of 512 MiB in-process, medians of 8: 0.607 -> 0.577 s)
+    unit = min_bytes if out.digesting else max(min_bytes, -(-todo // max(1, first)))
+    queue = _units(node, missing, unit)
     inflight: list[Unit] = []
     pace = Pace()
     changed = trio.Event()

@@ -375,6 +375,11 @@ class FileOutput:
         self._digest_algo = algo
         self._hashed = 0
 
+    @property
+    def digesting(self) -> bool:
+        """True while a whole-file digest is computed as the file fills in."""
+        return self._digest is not None
+
     def _digest_step(self, offset: int, data: bytes | memoryview) -> None:
         """Advance the digest's frontier. Bytes that continue it are hashed from memory as
         they are written; a stretch another stream wrote earlier is read back (from the
