@@ -267,11 +267,11 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
         await trio.sleep(SPLIT_AFTER)
         while waiting and (queue or inflight):
             seconds = max(trio.current_time() - began, 1e-6)
-            for gw in list(waiting):
+            for gw in dict.fromkeys(waiting):  # each gateway once a round
                 delivered = moved.get(gw, 0) + sum(u.state.written for u, g in serving.items()
                                                    if g is gw)
                 if gw.dropped or gw.not_found:
-                    waiting.remove(gw)
+                    waiting[:] = [g for g in waiting if g is not gw]
                 elif delivered / seconds < SPLIT_BELOW * streams[gw]:
                     waiting.remove(gw)  # slow where it is: one more connection
                     start(gw)
@@ -534,8 +534,6 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
     run.event("done", cid=result.cid, size=result.size, digest=result.digest,
               source=result.source, path=out_path)
     return result
-
-
 
 
 async def _cat_straight(run: _Run, gw: _Gateway, v: DagVerifier, out: StreamOutput, url: str,
