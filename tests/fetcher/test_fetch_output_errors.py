@@ -64,6 +64,38 @@ async def test_get_without_room_fails_before_fetching_and_leaves_nothing(
     assert not [r for gw in (a, b) for r in gw.log if r.query.get("dag-scope") == "entity"]
 
 
+async def test_get_whose_car_copy_runs_out_of_room_names_the_car(
+        store: DagStore, tmp_path: Path) -> None:
+    # the file fits under the limit, its --car copy (the same bytes plus framing) does
+    # not: the error names the CAR, and neither the file nor the CAR is left
+    cid = str(store.add_bytes(content(SIZE, seed=6), cid_version=1, chunker="size-16384"))
+    out = tmp_path / "out"
+    out.mkdir()
+    async with fault_gateway(store) as gw:
+        code, err = await run_limited(SIZE + 500, "get", "-g", gw.url, cid, "-o",
+                                      str(out / "x.bin"), "--car", str(out / "x.car"),
+                                      "--progress=false")
+    assert code == 1, err
+    assert err.startswith(f"carget: cannot write {out / 'x.car'}: File too large"), err
+    assert os.listdir(out) == []
+
+
+async def test_tree_get_whose_car_copy_runs_out_of_room_leaves_nothing(
+        store: DagStore, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    async with fault_gateway(store) as gw:
+        # every file fits (the largest is 120,000 bytes); the CAR of them all does not
+        code, err = await run_limited(200_000, "get", "-g", gw.url, str(root), "-o",
+                                      str(out / "tree"), "--car", str(out / "t.car"),
+                                      "--progress=false")
+    assert code == 1, err
+    assert err.startswith(f"carget: cannot write {out / 't.car'}: File too large"), err
+    assert os.listdir(out) == []
+
+
 async def test_tree_get_with_a_file_too_large_fails_cleanly(
         store: DagStore, tmp_path: Path) -> None:
     make_tree(tmp_path / "src")

@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from ..errors import (
     FetchTimeout,
     NetworkError,
     NotFoundError,
+    OutputError,
     UsageError,
 )
 from ..unixfs.node import Node, decode_unixfs
@@ -368,10 +370,9 @@ class _CarSink:
     """``--car``: every verified block, in arrival order, behind a lock (threads)."""
 
     def __init__(self, path: str) -> None:
-        from contextlib import ExitStack
-
         from ..car.writer import open_car_writer
 
+        self.path = path
         self._stack = ExitStack()
         self._writer = self._stack.enter_context(open_car_writer(path))
         self._lock = threading.Lock()
@@ -386,13 +387,27 @@ class _CarSink:
         with self._lock:
             if cid not in self._seen and not cid.is_identity:
                 self._seen.add(cid)
-                self._writer.write_block(Block(cid, bytes(data)))
+                try:
+                    self._writer.write_block(Block(cid, bytes(data)))
+                except OSError as exc:
+                    raise self._error(exc) from None
 
     def close(self, ok: bool) -> None:
+        """Finish the CAR (``ok``) or throw it away; a second call does nothing."""
+        stack, self._stack = self._stack, ExitStack()
         if ok:
-            self._stack.close()
+            try:
+                stack.close()  # the last buffered blocks go out here
+            except OSError as exc:
+                raise self._error(exc) from None
         else:
-            self._stack.__exit__(CargetError, CargetError("aborted"), None)
+            try:
+                stack.__exit__(CargetError, CargetError("aborted"), None)
+            except OSError:
+                pass  # its flush failed: it is thrown away all the same (atomic_file)
+
+    def _error(self, exc: OSError) -> OutputError:
+        return OutputError(f"cannot write {self.path}: {exc.strerror or exc}")
 
 
 async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
@@ -439,6 +454,8 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 if opts.digest is not None:
                     digest = _match_digest(await trio.to_thread.run_sync(fout.finish_digest),
                                            opts.digest)
+                if car is not None:
+                    car.close(True)  # the CAR complete before the file appears
                 fout.commit()
             except BaseException as exc:
                 # interrupted, timed out or cut off: keep what is verified for a rerun;
@@ -457,6 +474,12 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 return t
 
             tree = await _whole_entity(run, res, make)
+            if car is not None:
+                try:
+                    car.close(True)  # the CAR complete before the tree appears
+                except OutputError:
+                    tree.abandon(keep=False)
+                    raise
             tree.commit()
             size = tree.file_bytes()
             digest = None
