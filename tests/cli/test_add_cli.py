@@ -115,20 +115,17 @@ def test_serve_takes_kubos_flag_forms_too(tmp_path: Path) -> None:
 def test_add_car_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     # RLIMIT_FSIZE in the child makes writing past 1 MiB fail with EFBIG, as a full disk
     # fails with ENOSPC: the command says so in one line and removes its temporary
-    import resource
-    import signal
-
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-
+    limited = ("import os, resource, signal, sys\n"
+               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+               "os.execv(sys.executable, [sys.executable, '-m', 'carget', *sys.argv[1:]])")
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(3 << 20))
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "carget", "add", "-Q", "--car",
+    proc = subprocess.run([sys.executable, "-c", limited, "add", "-Q", "--car",
                            str(out / "x.car"), str(src)], capture_output=True, text=True,
-                          preexec_fn=limit, timeout=60, check=False)
+                          timeout=60, check=False)
     assert proc.returncode == 1
     assert proc.stderr == "carget: File too large\n"
     assert os.listdir(out) == []

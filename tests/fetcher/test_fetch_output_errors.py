@@ -9,10 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import os
-import resource
-import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,19 +29,21 @@ SIZE = 600_000
 LEAF = CID.parse("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
 
 
-def _file_limit(limit: int) -> Callable[[], None]:
-    def pre() -> None:  # in the child, before exec
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return pre
+#: argv: LIMIT ARGS...: ``carget ARGS`` with files capped at LIMIT bytes (SIGXFSZ ignored,
+#: so a write past it fails with EFBIG instead of killing the process); set up in a
+#: wrapper that execs, not in a preexec_fn, which is unsafe in a process with threads
+LIMITED = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+os.execv(sys.executable, [sys.executable, "-m", "carget", *sys.argv[2:]])
+"""
 
 
 async def run_limited(limit: int, *args: str) -> tuple[int, str]:
     with trio.fail_after(CLI_TIMEOUT):
-        proc = await trio.run_process([sys.executable, "-m", "carget", *args],
-                                      capture_stdout=True, capture_stderr=True, check=False,
-                                      preexec_fn=_file_limit(limit))
+        proc = await trio.run_process([sys.executable, "-c", LIMITED, str(limit), *args],
+                                      capture_stdout=True, capture_stderr=True, check=False)
     return proc.returncode, proc.stderr.decode(errors="replace")
 
 
