@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .cid import CID, Block
+from .cpus import usable_cpus
 from .errors import InputError, UsageError
 from .unixfs.file import FileImporter, FileLink, LeafEncoder
 from .unixfs.options import DEFAULT, ImportOptions
@@ -61,14 +62,6 @@ class AddResult:
     size: int  # file bytes
     tsize: int  # bytes of the whole DAG (what a parent link's Tsize would say)
     digest: str | None = None  # "sha256:HEX" when asked for
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (taskset and cpusets count, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _read_full(f: Readable, buf: memoryview) -> int:

@@ -122,7 +122,7 @@ async def test_get_opens_one_stream_per_cpu_when_the_gateways_keep_up(
     # and no second connection to either, since the streams are not slow
     import carget.fetcher.engine as engine
 
-    monkeypatch.setattr(engine, "_cores", lambda: 2)
+    monkeypatch.setattr(engine, "usable_cpus", lambda: 2)
     store, cid, data = big
     events: list[dict[str, Any]] = []
     with trio.fail_after(30):
@@ -143,7 +143,7 @@ async def test_get_opens_more_connections_where_streams_are_slow(
     # gateway has proved slow, its second connection opens and both run at once
     import carget.fetcher.engine as engine
 
-    monkeypatch.setattr(engine, "_cores", lambda: 2)
+    monkeypatch.setattr(engine, "usable_cpus", lambda: 2)
     monkeypatch.setattr(engine, "SPLIT_AFTER", 0.2)
     store, cid, data = big
     drip = Fault("drip", only_scope="entity", drip_size=4096, drip_delay=0.01)
@@ -254,7 +254,7 @@ async def test_with_a_digest_the_streams_fetch_small_units_in_file_order(
     # long range each)
     import carget.fetcher.engine as engine
 
-    monkeypatch.setattr(engine, "_cores", lambda: 2)  # both streams start at once
+    monkeypatch.setattr(engine, "usable_cpus", lambda: 2)  # both streams start at once
     store, cid, data = big
     good = "sha256:" + hashlib.sha256(data).hexdigest()
     ranges: dict[str, list[tuple[int, int]]] = {}

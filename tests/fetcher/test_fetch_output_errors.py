@@ -47,18 +47,31 @@ async def run_limited(limit: int, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr.decode(errors="replace")
 
 
+async def get_without_room(out: Path, limit: int, *args: str) -> str:
+    """``carget get ARGS`` into ``out`` (a new, empty folder) with files capped at ``limit``
+    bytes; it must fail cleanly: exit 1, one line, and nothing left in ``out``."""
+    out.mkdir()
+    code, err = await run_limited(limit, "get", *args, "--progress=false")
+    assert code == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert os.listdir(out) == []
+    return err
+
+
+@pytest.fixture
+def tree(store: DagStore, tmp_path: Path) -> str:
+    make_tree(tmp_path / "src")  # its largest file, a.bin, has 120,000 bytes
+    return str(store_tree(store, tmp_path / "src"))
+
+
 async def test_get_without_room_fails_before_fetching_and_leaves_nothing(
         store: DagStore, tmp_path: Path) -> None:
     cid = str(store.add_bytes(content(SIZE, seed=5), cid_version=1, chunker="size-16384"))
     out = tmp_path / "out"
-    out.mkdir()
     async with fault_gateway(store) as a, fault_gateway(store) as b:
-        code, err = await run_limited(SIZE // 2, "get", "-g", a.url, "-g", b.url, cid,
-                                      "-o", str(out / "x.bin"), "--progress=false")
-    assert code == 1, err
+        err = await get_without_room(out, SIZE // 2, "-g", a.url, "-g", b.url, cid,
+                                     "-o", str(out / "x.bin"))
     assert err.startswith("carget: no room for 600000 bytes at "), err
-    assert "Traceback" not in err
-    assert os.listdir(out) == []
     # the room is claimed before the file's bytes are asked for, from either gateway
     assert not [r for gw in (a, b) for r in gw.log if r.query.get("dag-scope") == "entity"]
 
@@ -69,46 +82,30 @@ async def test_get_whose_car_copy_runs_out_of_room_names_the_car(
     # not: the error names the CAR, and neither the file nor the CAR is left
     cid = str(store.add_bytes(content(SIZE, seed=6), cid_version=1, chunker="size-16384"))
     out = tmp_path / "out"
-    out.mkdir()
     async with fault_gateway(store) as gw:
-        code, err = await run_limited(SIZE + 500, "get", "-g", gw.url, cid, "-o",
-                                      str(out / "x.bin"), "--car", str(out / "x.car"),
-                                      "--progress=false")
-    assert code == 1, err
+        err = await get_without_room(out, SIZE + 500, "-g", gw.url, cid, "-o",
+                                     str(out / "x.bin"), "--car", str(out / "x.car"))
     assert err.startswith(f"carget: cannot write {out / 'x.car'}: File too large"), err
-    assert os.listdir(out) == []
 
 
 async def test_tree_get_whose_car_copy_runs_out_of_room_leaves_nothing(
-        store: DagStore, tmp_path: Path) -> None:
-    make_tree(tmp_path / "src")
-    root = store_tree(store, tmp_path / "src")
+        store: DagStore, tree: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
     async with fault_gateway(store) as gw:
-        # every file fits (the largest is 120,000 bytes); the CAR of them all does not
-        code, err = await run_limited(200_000, "get", "-g", gw.url, str(root), "-o",
-                                      str(out / "tree"), "--car", str(out / "t.car"),
-                                      "--progress=false")
-    assert code == 1, err
+        # every file fits; the CAR of them all does not
+        err = await get_without_room(out, 200_000, "-g", gw.url, tree, "-o",
+                                     str(out / "tree"), "--car", str(out / "t.car"))
     assert err.startswith(f"carget: cannot write {out / 't.car'}: File too large"), err
-    assert os.listdir(out) == []
 
 
 async def test_tree_get_with_a_file_too_large_fails_cleanly(
-        store: DagStore, tmp_path: Path) -> None:
-    make_tree(tmp_path / "src")
-    root = store_tree(store, tmp_path / "src")
+        store: DagStore, tree: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
     async with fault_gateway(store) as gw:
-        # a.bin (120,000 bytes) is past the limit; the smaller files fit
-        code, err = await run_limited(100_000, "get", "-g", gw.url, str(root),
-                                      "-o", str(out / "tree"), "--progress=false")
-    assert code == 1, err
-    assert err.startswith("carget: cannot write "), err
-    assert "Traceback" not in err
-    assert os.listdir(out) == []
+        # a.bin is past the limit; the smaller files fit
+        err = await get_without_room(out, 100_000, "-g", gw.url, tree, "-o",
+                                     str(out / "tree"))
+    assert err.startswith(f"carget: cannot write {out / 'tree'}"), err
 
 
 def test_a_file_output_reserves_its_blocks(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ import trio
 from ..atomic import atomic_file
 from ..car.encoder import encode_header
 from ..cid import CID, DAG_PB, RAW
+from ..cpus import usable_cpus
 from ..errors import (
     CargetError,
     DigestMismatch,
@@ -170,14 +171,6 @@ def _units(node: Node | None, missing: list[tuple[int, int]], unit_bytes: int = 
     return units
 
 
-def _cores() -> int:
-    """CPUs this process may run on: streams beyond them cannot verify any faster."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                             missing: list[tuple[int, int]]) -> None:
     """Fetch the missing byte ranges with every usable stream (gateways × connections).
@@ -196,7 +189,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     gateways = run.usable()
     per_gateway = max(1, run.opts.streams_per_gateway)
     workers = per_gateway * len(gateways)
-    first = min(workers, max(len(gateways), _cores()))  # streams that start at once
+    first = min(workers, max(len(gateways), usable_cpus()))  # streams that start at once
     run.streams = max(1, workers)
     todo = sum(b - a for a, b in missing)
     min_bytes = max(1, run.opts.unit_bytes)

@@ -26,7 +26,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO, Final, cast
 
 from ..cid import CID, RAW
@@ -170,8 +171,16 @@ def _merge(ranges: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def _output_error(where: str, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write {where}: {exc.strerror or exc}")
+@contextmanager
+def _writing(where: str) -> Iterator[None]:
+    """An OSError from writing the output becomes :class:`OutputError`; BrokenPipeError
+    (a ``cat`` reader that went away) passes, and the command line words it itself."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
 def reserve(fd: int, size: int) -> None:
@@ -301,10 +310,8 @@ class FileOutput:
 
         Runs of adjacent leaves go to the file in one ``pwritev`` (a 1 MiB piece holds
         four 256 KiB leaves: a quarter of the system calls)."""
-        try:
+        with _writing(self.partial):
             return self._handle(events)
-        except OSError as exc:
-            raise _output_error(self.partial, exc) from None
 
     def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
@@ -543,10 +550,8 @@ class TreeOutput:
         return _Under(self, prefix)
 
     def handle(self, events: list[VerifierEvent]) -> int:
-        try:
+        with _writing(self._abs("")):
             return self._handle(events)
-        except OSError as exc:
-            raise _output_error(self._abs(""), exc) from None
 
     def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
@@ -871,12 +876,8 @@ class StreamOutput:
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
 
     def handle(self, events: list[VerifierEvent]) -> int:
-        try:
+        with _writing("the output stream"):
             return self._handle(events)
-        except BrokenPipeError:
-            raise  # the reader went away: the command line says so in its own words
-        except OSError as exc:
-            raise _output_error("the output stream", exc) from None
 
     def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
@@ -904,13 +905,9 @@ class StreamOutput:
 
     def write_bytes(self, data: bytes | memoryview) -> None:
         """Write file bytes verified elsewhere (a :class:`SegmentBuffer`), in order."""
-        try:
+        with _writing("the output stream"):
             self.out.write(data)
             self.out.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _output_error("the output stream", exc) from None
         if self.hasher is not None:
             self.hasher.update(data)
         self.pos += len(data)
