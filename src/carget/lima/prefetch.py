@@ -10,6 +10,15 @@ For each entry of the chosen arch (see :func:`carget.lima.template.select`):
   with the digest check (an entry with neither cid nor digest is never downloaded: carget
   places nothing it could not verify).
 
+Lima images and archives are files: an entry whose ``cid:`` turns out to be a directory (or
+a symlink) fails with :class:`UsageError` (exit 2, as ``carget get --digest`` of a
+directory) as soon as the gateways name the root's kind, before its tree is fetched.
+
+Entries sharing a ``location:`` are one cache entry, fetched once and checked against the
+digest any of them gives; a template that gives one location two different digests is
+refused before anything is fetched (:class:`InputError`, exit 1, like every other template
+that cannot be right).
+
 Entries run concurrently up to :data:`CONCURRENT_ENTRIES`. One entry failing does not stop
 the others; every outcome is returned for the summary table and the caller picks the exit
 code. Bad input (an entry whose location is not http(s), an unwritable cache) is refused
@@ -19,8 +28,10 @@ before anything is fetched or written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +48,7 @@ from ..errors import (
     InputError,
     NetworkError,
     NotFoundError,
+    UsageError,
     VerificationError,
 )
 from .cache import LimaCache
@@ -48,6 +60,7 @@ __all__ = [
     "ProgressHooks",
     "event_bytes",
     "exit_error",
+    "location_digests",
     "plan_prefetch",
     "prefetch",
 ]
@@ -89,7 +102,8 @@ class ProgressHooks:
 
 def plan_prefetch(template: Template, arch: str) -> list[Entry]:
     """The entries to prefetch for ``arch``. Raises :class:`InputError` naming the first
-    entry whose location is not http(s) (lima never caches local files)."""
+    entry whose location is not http(s) (lima never caches local files), or the first
+    location the template gives two different digests (see :func:`location_digests`)."""
     entries = select(template.entries, arch)
     for e in entries:
         if not e.is_remote:
@@ -97,7 +111,29 @@ def plan_prefetch(template: Template, arch: str) -> list[Entry]:
                 f"{e.where} (line {e.line}): location {e.location!r} is not http(s); "
                 "lima does not cache local files"
             )
+    location_digests(template)
     return entries
+
+
+def location_digests(template: Template) -> dict[str, str]:
+    """The digest of each location that has one, over every entry of every arch.
+
+    One location is one file, and lima keeps one cache entry per location, so two entries
+    naming it must agree. Raises :class:`InputError` naming the location, both entries
+    and both digests when they do not (different algorithms count as different too: carget
+    would have to check both, and a template has no reason to give two).
+    """
+    seen: dict[str, Entry] = {}
+    for e in template.entries:
+        if e.digest is None:
+            continue
+        other = seen.setdefault(e.location, e)
+        if other.digest != e.digest:
+            raise InputError(
+                f"location {e.location} has two digests: {other.digest} "
+                f"({other.where}, line {other.line}) and {e.digest} ({e.where}, line {e.line})"
+            )
+    return {loc: e.digest for loc, e in seen.items() if e.digest is not None}
 
 
 def _cached(cache: LimaCache, entry: Entry) -> bool:
@@ -108,12 +144,25 @@ def _cached(cache: LimaCache, entry: Entry) -> bool:
 
 
 def _file_digest(path: Path, algo: str) -> str:
+    """``algo:HEX`` of the regular file ``path``. Raises :class:`UsageError` when ``path``
+    is not a regular file (what the CID named was not a file), :class:`InputError` when it
+    cannot be read."""
     h = hashlib.new(algo)
-    with open(path, "rb", buffering=0) as f:
+    try:
+        # O_NOFOLLOW: what the fetcher left is read only if it is the file itself
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise InputError(f"cache: cannot read {path}: {exc.strerror or exc}") from None
+    with open(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{path} is not a file: lima images and archives are files")
         buf = bytearray(HTTP_CHUNK)
         view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
+        try:
+            while n := f.readinto(buf):
+                h.update(view[:n])
+        except OSError as exc:
+            raise InputError(f"cache: cannot read {path}: {exc.strerror or exc}") from None
     return f"{algo}:{h.hexdigest()}"
 
 
@@ -133,11 +182,20 @@ async def _fetch_cid(
     entry: Entry, out: Path, *, gateways: list[str], fallback: bool,
     timeout: float | None, hooks: ProgressHooks | None,
 ) -> tuple[str, str | None]:
+    """Fetch ``entry.cid`` to ``out``; return (source, digest or None).
+
+    Raises what :func:`carget.fetcher.fetch_file` raises, and :class:`UsageError` when the
+    CID is not a file: the fetcher names the root's kind (its ``resolved`` event) before it
+    fetches anything under it, and raising there ends the fetch with nothing written.
+    """
     from ..fetcher import fetch_file
 
     assert entry.cid is not None
 
     def progress(event: dict[str, Any]) -> None:
+        if event.get("event") == "resolved" and event.get("kind") != "file":
+            raise UsageError(f"{event.get('cid') or entry.cid} is a {event.get('kind')}, "
+                             "not a file: lima images and archives are files")
         if hooks is not None:
             done, total = event_bytes(event)
             if done is not None or total is not None:
@@ -238,8 +296,9 @@ async def _one(
         if entry.digest is not None and got != entry.digest:
             raise DigestMismatch(f"{entry.location}: got {got}, the template says {entry.digest}")
         await trio.to_thread.run_sync(cache.commit, entry.location, entry.digest or got)
-    except (DigestMismatch, VerificationError) as exc:
-        # bytes that failed their check must not be resumed from: start clean next time
+    except (DigestMismatch, VerificationError, UsageError) as exc:
+        # bytes that failed their check, or are not a file, must not be resumed from:
+        # start clean next time
         cache.discard(entry.location)
         return _failed(entry, exc, started)
     except CargetError as exc:
@@ -272,15 +331,22 @@ async def prefetch(
     """Prefetch ``template``'s entries for ``arch`` into ``cache``; outcomes in file order.
 
     Raises (before fetching or writing anything) :class:`InputError` for an entry whose
-    location is not http(s) or a cache dir that cannot be written. Per-entry failures are
-    reported in the outcomes, not raised; see :func:`exit_error`.
+    location is not http(s), a location given two digests, or a cache dir that cannot be
+    written. Per-entry failures are reported in the outcomes, not raised; see
+    :func:`exit_error`.
     """
     entries = plan_prefetch(template, arch)
+    digests = location_digests(template)
     await trio.to_thread.run_sync(cache.check_writable)
     outcomes: list[Outcome | None] = [None] * len(entries)
     limiter = trio.CapacityLimiter(CONCURRENT_ENTRIES)
-    # two entries with the same location share one cache entry: fetch it once
+    # entries with the same location share one cache entry: fetch it once, by the first
+    # of them that has a cid, checked by the digest any of them gives
     first: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        j = first.setdefault(entry.location, i)
+        if entries[j].cid is None and entry.cid is not None:
+            first[entry.location] = i
 
     async def run(i: int, entry: Entry) -> None:
         async with limiter:
@@ -288,10 +354,8 @@ async def prefetch(
                                      timeout=timeout, hooks=hooks)
 
     async with trio.open_nursery() as nursery:
-        for i, entry in enumerate(entries):
-            if entry.location in first:
-                continue
-            first[entry.location] = i
+        for location, i in first.items():
+            entry = dataclasses.replace(entries[i], digest=digests.get(location))
             nursery.start_soon(run, i, entry)
     for i, entry in enumerate(entries):
         if outcomes[i] is None:
