@@ -11,7 +11,8 @@ The tree::
     ├── InputError                   (exit 1)  a local path is missing, unreadable or of the
     │                                          wrong kind (directory without -r, FIFO, device)
     ├── UnsafePathError              (exit 4)  a DAG carries a name or symlink that would land
-    │                                          outside the output directory
+    │   │                                      outside the output directory, or a path too deep
+    │   └── DuplicateName                      a directory or HAMT lists one name twice
     ├── DecodeError                  (exit 4)  bytes from outside are not what they claim;
     │   │                                      carries ``offset`` where the problem starts
     │   ├── DagPBError                         malformed dag-pb node
@@ -46,6 +47,7 @@ __all__ = [
     "DagPBError",
     "DecodeError",
     "DigestMismatch",
+    "DuplicateName",
     "FetchTimeout",
     "HashMismatch",
     "IncompleteDAG",
@@ -96,9 +98,16 @@ class OutputError(CargetError):
 
 
 class UnsafePathError(CargetError):
-    """A DAG names an entry or symlink that would escape the output directory."""
+    """A DAG names an entry or symlink that would escape the output directory, or holds
+    a path longer than an output may (:data:`carget.names.MAX_PATH_BYTES`)."""
 
     exit_code = 4
+
+
+class DuplicateName(UnsafePathError):
+    """A directory (or a HAMT shard, across its sub-shards) lists one name twice: the
+    second entry would be written over, or through, the first. Every gateway serves the
+    same DAG, so this is the content's fault, not a gateway's."""
 
 
 class DecodeError(CargetError):

@@ -19,8 +19,6 @@ import functools
 import hashlib
 import json
 import os
-import posixpath
-import shutil
 import stat
 import sys
 import tempfile
@@ -39,6 +37,8 @@ from ..errors import (
     UnsafePathError,
     UsageError,
 )
+from ..names import check_link_text, is_safe_name, join
+from ..safetree import SafeTree, remove_tree
 from ..unixfs.node import decode_unixfs
 from .verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEvent
 
@@ -48,7 +48,6 @@ __all__ = [
     "FileOutput",
     "StreamOutput",
     "TreeOutput",
-    "check_symlink",
     "file_digest",
     "parse_digest",
 ]
@@ -89,16 +88,6 @@ def file_digest(path: str, algo: str) -> str:
         while n := f.readinto(buf):
             h.update(view[:n])
     return f"{algo}:{h.hexdigest()}"
-
-
-def check_symlink(link_path: str, target: str) -> None:
-    """Refuse a symlink (``link_path`` relative to the output root) whose target is
-    absolute or resolves outside the root. Raises :class:`UnsafePathError`."""
-    if not target or target.startswith("/") or "\x00" in target:
-        raise UnsafePathError(f"symlink {link_path!r} has an unsafe target {target!r}")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
-    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
-        raise UnsafePathError(f"symlink {link_path!r} -> {target!r} escapes the output")
 
 
 def recheck(fd: int, cid: CID, offset: int, size: int, nodes: dict[str, bytes],
@@ -252,7 +241,7 @@ class FileOutput:
             raise InputError(f"{path} is a directory")
         if os.path.isdir(self.partial) and not os.path.islink(self.partial):
             # an interrupted tree's partial directory at this name: another target now
-            shutil.rmtree(self.partial, ignore_errors=True)
+            remove_tree(self.partial)
             for p in (self.journal_path, self.journal_path + ".tmp"):
                 try:
                     os.unlink(p)
@@ -493,9 +482,11 @@ class FileOutput:
 
 
 class TreeOutput:
-    """A directory tree (or single entity) built under a directory beside ``path`` and
-    renamed into place by :meth:`commit`. Names were checked by the verifier; symlinks
-    are checked here.
+    """A directory tree built under a directory beside ``path`` and renamed into place by
+    :meth:`commit`. Names and depth were checked by the verifier (:mod:`carget.names`);
+    every path is written through :class:`~carget.safetree.SafeTree`, so nothing is
+    opened or created through a symlink, and symlinks are made only at :meth:`commit`,
+    last, and kept only if each resolves inside the tree on disk.
 
     Only the file being written is open: a tree's files arrive one after another (DFS),
     and a tree of thousands of files must not run into the open-files limit (256 on
@@ -506,7 +497,8 @@ class TreeOutput:
     file, with the blocks needed to check it again) grows as it fills in. An interrupted
     run keeps both (:meth:`abandon` with ``keep``); the next run for the same CID
     re-verifies them (:meth:`resume`: directory blocks against their CIDs, files leaf by
-    leaf from disk) and asks only for what is still missing."""
+    leaf from disk) and asks only for what is still missing. No walk here recurses, so
+    a tree as deep as the names rules allow is handled like any other."""
 
     def __init__(self, path: str, cid: CID | None = None, target: str = "") -> None:
         self.path = path
@@ -528,6 +520,9 @@ class TreeOutput:
                 self._log({"version": JOURNAL_VERSION, "target": target, "cid": str(cid),
                            "kind": "tree"})
         self.root = os.path.join(self.tmp, "out")
+        if cid is None:
+            os.mkdir(self.root)
+        self._tree = SafeTree(self.root)
         # the file being written, and the blocks that will let a later run check it
         self._cur: str | None = None
         self._cur_nodes: dict[str, bytes] = {}
@@ -541,20 +536,18 @@ class TreeOutput:
         self._links: dict[str, list[tuple[str, CID]]] = {}  # directory path -> entries
         self._pending_dir: tuple[str, CID] | None = None  # announced, node not yet seen
 
-    def _abs(self, rel: str) -> str:
-        return os.path.join(self.root, *rel.split("/")) if rel else self.root
-
     def under(self, prefix: str) -> _Under:
         """An output for an answer about the entity at ``prefix`` (its paths are relative
         to it): used to fetch again only what a failed answer left missing."""
         return _Under(self, prefix)
 
     def handle(self, events: list[VerifierEvent]) -> int:
-        with _writing(self._abs("")):
+        with _writing(self.root):
             return self._handle(events)
 
     def _handle(self, events: list[VerifierEvent]) -> int:
         written = 0
+        tree = self._tree
         for ev in events:
             if isinstance(ev, FileData):
                 self._got[ev.path] = self._got.get(ev.path, 0) + len(ev.data)
@@ -563,7 +556,7 @@ class TreeOutput:
                 fd = self._files.get(ev.path)
                 if fd is None:
                     self._close_files()
-                    fd = os.open(self._abs(ev.path), os.O_WRONLY | os.O_CREAT, 0o644)
+                    fd = tree.open_file(ev.path, os.O_WRONLY | os.O_CREAT)
                     self._files[ev.path] = fd
                 if len(ev.data):
                     os.pwrite(fd, ev.data, ev.offset)
@@ -573,16 +566,18 @@ class TreeOutput:
                 if ev.path == self._cur and self._complete(ev.path):
                     self._file_done(ev.path)
             elif isinstance(ev, EntityStart):
-                target = self._abs(ev.path)
                 self._entries[ev.path] = (ev.kind, ev.cid, ev.size or 0)
                 if ev.kind == "directory":
-                    os.makedirs(target, exist_ok=True)
+                    tree.makedirs(ev.path)
                     self._pending_dir = (ev.path, ev.cid)
                 elif ev.kind == "file":
+                    if not ev.path:
+                        raise UsageError(f"{ev.cid} is a file, not a tree")
                     self._got[ev.path] = 0
                     self._cur, self._cur_nodes, self._cur_frames = ev.path, {}, {}
                     self._close_files()  # the previous file is complete
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    tree.remove(ev.path)  # fetched again after a failed answer
+                    fd = tree.open_file(ev.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                     self._files[ev.path] = fd
                     os.ftruncate(fd, ev.size or 0)
                     reserve(fd, ev.size or 0)
@@ -590,14 +585,14 @@ class TreeOutput:
                     raise UsageError(f"{ev.cid} at {ev.path or '/'} is not UnixFS "
                                      f"({ev.cid.codec_name}); carget get writes UnixFS only")
             elif isinstance(ev, SymlinkEntry):
-                if ev.path:
-                    check_symlink(ev.path, ev.target)
-                else:
-                    check_symlink(os.path.basename(self.path), ev.target)
-                target = self._abs(ev.path)
-                if os.path.lexists(target):  # fetched again after a failed answer
-                    os.unlink(target)
-                os.symlink(ev.target, target)
+                if not ev.path:
+                    raise UnsafePathError(
+                        f"{self._entries.get('', ('', '?'))[1]} is a symlink to "
+                        f"{ev.target!r}: carget get writes files and directories, and a "
+                        f"symlink alone would point outside its output; get what it "
+                        f"points to instead")
+                check_link_text(ev.path, ev.target)
+                tree.add_link(ev.path, ev.target)  # made last, at commit()
                 self._got[ev.path] = 1
             elif isinstance(ev, InnerNode):
                 self._note_directory(ev)
@@ -651,10 +646,7 @@ class TreeOutput:
                 and os.path.isdir(os.path.join(self.tmp, "out")))
 
     def _remove_partial(self) -> None:
-        if os.path.isdir(self.tmp) and not os.path.islink(self.tmp):
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        elif os.path.lexists(self.tmp):
-            os.unlink(self.tmp)
+        remove_tree(self.tmp)
         for p in (self.journal_path, self.journal_path + ".tmp"):
             try:
                 os.unlink(p)
@@ -705,8 +697,11 @@ class TreeOutput:
             self._links[path] = [(link.name or "", link.cid) for link in node.links]
             if self.on_block is not None:
                 self.on_block(cid, got[1])
-            pending.extend((_join(path, name), child) for name, child in self._links[path]
-                           if _safe_name(name))
+            for name, child in self._links[path]:
+                try:
+                    pending.append((join(path, name), child))
+                except UnsafePathError:
+                    continue  # the verifier refuses it when it is fetched
         kept = 0
         for doc in files:
             try:
@@ -717,7 +712,7 @@ class TreeOutput:
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
             parent, _, name = path.rpartition("/")
-            if (name, cid) not in self._links.get(parent, []) or not _safe_name(name):
+            if (name, cid) not in self._links.get(parent, []) or not is_safe_name(name):
                 continue  # not where a verified directory puts this file
             if self._check_file(path, cid, size, nodes, frames):
                 self._entries[path] = ("file", cid, size)
@@ -728,29 +723,30 @@ class TreeOutput:
 
     def _sweep(self) -> None:
         """Delete what the partial tree holds beyond the re-verified directories and
-        files (partly written files, anything else): it is fetched again."""
-        for top, dirnames, filenames in os.walk(self.root, topdown=False):
-            rel = os.path.relpath(top, self.root)
-            rel = "" if rel == "." else rel.replace(os.sep, "/")
-            for name in filenames:
-                path = _join(rel, name)
+        files (partly written files, symlinks, anything else): it is fetched again."""
+        tree = self._tree
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(tree.dir_fd(rel)) as it:
+                    found = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            except (OSError, UnsafePathError):
+                continue
+            for name, is_dir in found:
+                path = f"{rel}/{name}" if rel else name
                 entry = self._entries.get(path)
-                if entry is None or entry[0] != "file" or path not in self._got:
-                    os.unlink(os.path.join(top, name))
-            for name in dirnames:
-                path = _join(rel, name)
-                full = os.path.join(top, name)
-                if os.path.islink(full):
-                    os.unlink(full)
-                elif self._entries.get(path, ("",))[0] != "directory":
-                    shutil.rmtree(full, ignore_errors=True)
+                kind = entry[0] if entry is not None else ""
+                if is_dir and kind == "directory":
+                    stack.append(path)
+                elif is_dir or kind != "file" or path not in self._got:
+                    tree.remove(path)
 
     def _check_file(self, path: str, cid: CID, size: int, nodes: dict[str, bytes],
                     frames: dict[str, tuple[bytes, bytes]]) -> bool:
-        target = self._abs(path)
         try:
-            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
+            fd = self._tree.open_file(path, os.O_RDONLY)
+        except (OSError, UnsafePathError):
             return False
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size != size:
@@ -762,38 +758,50 @@ class TreeOutput:
         finally:
             os.close(fd)
         if not ok:
-            os.unlink(target)
+            self._tree.remove(path)
         return ok
 
     def _complete(self, path: str) -> bool:
-        entry = self._entries.get(path)
-        if entry is None:
-            return False
-        kind, _, size = entry
-        if kind == "file":
-            return self._got.get(path, -1) >= size
-        if kind == "symlink":
-            return path in self._got
-        links = self._links.get(path)
-        if links is None:
-            return False
-        return all(self._complete(_join(path, name)) for name, _ in links)
+        """Everything under ``path`` is in place (a loop over the subtree, no recursion)."""
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            entry = self._entries.get(p)
+            if entry is None:
+                return False
+            kind, _, size = entry
+            if kind == "file":
+                if self._got.get(p, -1) < size:
+                    return False
+            elif kind == "symlink":
+                if p not in self._got:
+                    return False
+            else:
+                links = self._links.get(p)
+                if links is None:
+                    return False
+                stack.extend(f"{p}/{name}" if p else name for name, _ in links)
+        return True
 
     def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
         """What is still missing under ``path`` (the entity ``cid``) after a failed answer,
-        as (path, cid) subtrees to ask for: nothing if it is complete, its incomplete
-        entries if it is a directory whose entries are known, else the whole of it."""
-        if self._complete(path):
-            return []
-        links = self._links.get(path)
-        entry = self._entries.get(path)
-        if links is None or entry is None or entry[1] != cid:
-            return [(path, cid)]
+        as (path, cid) subtrees to ask for, in DAG order: nothing if it is complete, its
+        incomplete entries if it is a directory whose entries are known, else the whole
+        of it."""
         out: list[tuple[str, CID]] = []
-        for name, child in links:
-            if not _safe_name(name):
-                return [(path, cid)]  # the verifier refuses such names: ask for all of it
-            out.extend(self.remaining(_join(path, name), child))
+        stack = [(path, cid)]
+        while stack:
+            p, c = stack.pop()
+            if self._complete(p):
+                continue
+            links = self._links.get(p)
+            entry = self._entries.get(p)
+            if (links is None or entry is None or entry[1] != c
+                    or not all(is_safe_name(name) for name, _ in links)):
+                out.append((p, c))  # the verifier refuses bad names: ask for all of it
+                continue
+            stack.extend(reversed([(f"{p}/{name}" if p else name, child)
+                                   for name, child in links]))
         return out
 
     def file_bytes(self) -> int:
@@ -811,34 +819,32 @@ class TreeOutput:
             self._journal = None
 
     def commit(self) -> None:
+        """Make the symlinks, then rename the tree into place. Raises
+        :class:`UnsafePathError` if a symlink leads outside the tree; then, as on any
+        failure here, the partial tree and its journal are removed."""
         self._close_files()
         self._close_journal()
-        os.rename(self.root, self.path)
-        if self.cid is None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
+        try:
+            try:
+                self._tree.finish_links()
+            finally:
+                self._tree.close()
+            os.rename(self.root, self.path)
+        except BaseException:
             self._remove_partial()
+            raise
+        self._remove_partial()
 
     def abandon(self, keep: bool = False) -> None:
         """Stop. ``keep`` (interrupted, resumable, and ``cid`` given) leaves the partial
-        tree and its journal for the next run; otherwise both are removed."""
+        tree and its journal for the next run; otherwise both are removed, however deep
+        the tree."""
         self._close_files()
         self._close_journal()
+        self._tree.close()
         if keep and self.cid is not None:
             return
-        if self.cid is None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            self._remove_partial()
-
-
-def _join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
-def _safe_name(name: str) -> bool:
-    """A directory entry name that stays inside the tree (the verifier's rule)."""
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+        self._remove_partial()
 
 
 class _Under:
@@ -858,7 +864,7 @@ class _Under:
             moved: list[VerifierEvent] = []
             for ev in events:
                 if isinstance(ev, (FileData, EntityStart, SymlinkEntry)):
-                    ev = dataclasses.replace(ev, path=_join(self.prefix, ev.path)
+                    ev = dataclasses.replace(ev, path=f"{self.prefix}/{ev.path}"
                                              if ev.path else self.prefix)
                 moved.append(ev)
             events = moved

@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from ..cid import CID
 from ..errors import CIDParseError, UsageError
+from ..names import is_valid_name
 
 __all__ = ["Target", "parse_target", "quote_segment"]
 
@@ -62,10 +63,9 @@ def _segments(raw: str) -> tuple[str, ...]:
             seg = unquote_to_bytes(part).decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError(f"path segment {part!r} is not UTF-8 once decoded") from None
-        if seg in ("", ".", ".."):
-            raise UsageError(f"path segment {part!r} is not allowed (empty, '.' or '..')")
-        if "\x00" in seg or "/" in seg:
-            raise UsageError(f"path segment {part!r} holds NUL or '/'")
+        if not is_valid_name(seg):
+            raise UsageError(f"path segment {part!r} is not allowed (empty, '.', '..', or "
+                             f"holding NUL or '/')")
         out.append(seg)
     return tuple(out)
 

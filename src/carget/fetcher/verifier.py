@@ -36,14 +36,15 @@ from ..car.decoder import CAR_END, NEED_DATA, TRUSTLESS_LIMITS, CarDecoder
 from ..car.header import CarHeader
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW, Block
 from ..errors import (
+    DuplicateName,
     IncompleteDAG,
     LimitExceeded,
     NotFoundError,
     PathNotFound,
     UnexpectedBlocks,
     UnixFSError,
-    UnsafePathError,
 )
+from ..names import NameSet, join
 from ..unixfs.node import Node, block_links, cbor_walk, decode_unixfs, identity_data
 
 __all__ = [
@@ -156,13 +157,6 @@ class _Want:
         self.size = size
 
 
-def _child_path(parent: str, name: str | None, where: CID) -> str:
-    """Join a directory entry name, refusing names that could escape the output tree."""
-    if name is None or name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
-        raise UnsafePathError(f"directory {where} has an unsafe entry name {name!r}")
-    return f"{parent}/{name}" if parent else name
-
-
 class DagVerifier:
     """Verify one CAR answer for ``root`` (+ ``path``) under ``scope``.
 
@@ -200,6 +194,8 @@ class DagVerifier:
         self._leaves: OrderedDict[CID, bytes] = OrderedDict()
         self._leaves_bytes = 0
         self._out: list[VerifierEvent] = []
+        #: names seen so far in each HAMT directory being walked (duplicates are refused)
+        self._hamts: dict[str, NameSet] = {}
         #: the CID the path resolved to, once its block is verified
         self.terminal: CID | None = None
         #: end offset of the last file bytes placed (the terminal file): resume point
@@ -401,10 +397,12 @@ class DagVerifier:
             return
         node = decode_unixfs(cid, data)
         if node.kind == "directory":
-            for link in node.links:
-                if link.name == name:
-                    self._push(self._path_want(link.cid, w.seg + 1))
-                    return
+            matches = [link for link in node.links if link.name == name]
+            if len(matches) > 1:
+                raise DuplicateName(f"directory {cid} lists {name!r} {len(matches)} times")
+            if matches:
+                self._push(self._path_want(matches[0].cid, w.seg + 1))
+                return
         elif node.kind == "hamt":
             found = node.hamt_lookup(name, w.depth)
             if found is not None:
@@ -463,8 +461,13 @@ class DagVerifier:
             self._out.append(EntityStart(w.path, "directory", cid))
             self._out.append(InnerNode(cid, data))
             if self.scope == Scope.ALL:
-                self._push_children([_Want(link.cid, _ENTITY, _child_path(w.path, link.name, cid))
-                                     for link in node.links])
+                names = NameSet(cid)
+                wants = []
+                for link in node.links:
+                    child = join(w.path, link.name, cid)
+                    names.add(link.name or "")
+                    wants.append(_Want(link.cid, _ENTITY, child))
+                self._push_children(wants)
             else:
                 self._skipped.update(link.cid for link in node.links)
         elif kind == "hamt":
@@ -484,10 +487,19 @@ class DagVerifier:
             if name is None:
                 wants.append(_Want(link.cid, _SHARD, w.path, depth=w.depth + 1))
             elif self.scope == Scope.ALL:
-                wants.append(_Want(link.cid, _ENTITY, _child_path(w.path, name, w.cid)))
+                child = join(w.path, name, w.cid)
+                self._hamt_names(w.path).add(name)
+                wants.append(_Want(link.cid, _ENTITY, child))
             else:
                 self._skipped.add(link.cid)
         self._push_children(wants)
+
+    def _hamt_names(self, path: str) -> NameSet:
+        """The names a HAMT directory at ``path`` listed so far, across its sub-shards."""
+        names = self._hamts.get(path)
+        if names is None:
+            names = self._hamts[path] = NameSet(f"(HAMT) at {path or '/'}")
+        return names
 
     def _file_node(self, w: _Want, data: memoryview | bytes, node: Node | None = None) -> None:
         cid = w.cid

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from ..cid import CID, DAG_PB, Block, encode_varint, hash_function
 from ..errors import UsageError
+from ..names import is_valid_name
 from .dagpb import PBLink, decode_node, encode_node
 from .data import DataType, UnixFSData, UnixTime, decode_data, encode_data
 from .file import make_cid
@@ -97,7 +98,7 @@ class DirectoryBuilder:
         Raises :class:`UsageError` for a name a directory cannot hold: empty, ".", "..",
         containing "/" or NUL, or not encodable as UTF-8.
         """
-        if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        if not is_valid_name(name):
             raise UsageError(f"invalid directory entry name {name!r}")
         try:
             raw = name.encode("utf-8")

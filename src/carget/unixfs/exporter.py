@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..cid import CID, RAW
-from ..errors import NotFoundError, UnixFSError, UnsafePathError, UsageError
+from ..errors import DuplicateName, NotFoundError, UnixFSError, UsageError
+from ..names import NameSet, check_entry_name
 from .node import Node, decode_unixfs, hamt_find, identity_data
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "Exporter",
     "GetBlock",
     "Resolved",
-    "check_entry_name",
     "split_path",
 ]
 
@@ -64,17 +64,6 @@ def split_path(path: str | Sequence[str]) -> list[str]:
     return list(path)
 
 
-def check_entry_name(name: str) -> str:
-    """Return ``name`` if it is safe as one path component on disk.
-
-    Raises :class:`UnsafePathError` for an empty name, ``.``, ``..``, a name holding ``/``,
-    ``\\`` or NUL (the path_gateway_tar fixtures carry ``../foo``), and absolute names.
-    """
-    if name in ("", ".", "..") or "/" in name or "\x00" in name or "\\" in name:
-        raise UnsafePathError(f"refusing unsafe entry name {name!r}")
-    return name
-
-
 class Exporter:
     """Pull-based reader of UnixFS DAGs over ``get_block``."""
 
@@ -105,11 +94,14 @@ class Exporter:
         res = Resolved(root, node, [root])
         for seg in split_path(path):
             if node.kind == "directory":
-                link = next((lk for lk in node.links if lk.name == seg), None)
-                if link is None:
+                matches = [lk for lk in node.links if lk.name == seg]
+                if not matches:
                     raise NotFoundError(f"no link named {seg!r} under {res.cid}")
+                if len(matches) > 1:
+                    raise DuplicateName(f"directory {res.cid} lists {seg!r} "
+                                        f"{len(matches)} times")
                 res.link_name = seg
-                cid = link.cid
+                cid = matches[0].cid
             elif node.kind == "hamt":
                 link = hamt_find(node, seg, self.node, res.visited)
                 cid, res.link_name = link.cid, link.name or ""
@@ -125,21 +117,28 @@ class Exporter:
 
     def list_dir(self, cid: CID, node: Node | None = None,
                  visited: list[CID] | None = None) -> Iterator[DirEntry]:
-        """The entries of a directory or HAMT shard (all sub-shards walked, in link order).
+        """The entries of a directory or HAMT shard (all sub-shards walked, in link order),
+        each name checked by :mod:`carget.names`.
 
         Raises :class:`UsageError` if ``cid`` is not a directory; sub-shards that are not
-        shards raise :class:`UnixFSError`. Sub-shard CIDs are appended to ``visited``.
+        shards raise :class:`UnixFSError`; an unsafe name raises
+        :class:`~carget.errors.UnsafePathError` and a name listed twice (in a HAMT: across
+        its shards) :class:`DuplicateName`. Sub-shard CIDs are appended to ``visited``.
         """
         node = node or self.node(cid)
+        names = NameSet(cid)
         if node.kind == "directory":
             for link in node.links:
                 if link.name is None:
                     raise UnixFSError(f"directory {cid} has a link without a name")
+                names.add(check_entry_name(link.name, cid))
                 yield DirEntry(link.name, link.cid, link.tsize)
             return
         if node.kind != "hamt":
             raise UsageError(f"{cid} is a {node.kind}, not a directory")
-        yield from self._hamt_entries(node, 0, visited)
+        for entry in self._hamt_entries(node, 0, visited):
+            names.add(check_entry_name(entry.name, cid))
+            yield entry
 
     def _hamt_entries(self, shard: Node, depth: int,
                       visited: list[CID] | None) -> Iterator[DirEntry]:

@@ -1,0 +1,239 @@
+"""Hostile trees: DAGs whose every block hashes correctly, built to make ``carget get`` and
+``carget car extract`` write outside their output (duplicate names, symlink chains,
+trees deeper than a path may be). Each reproduction of the hostile-input issue runs the
+real command against a loopback gateway, and checks that nothing outside the output was
+touched and nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from carget.cid import CID
+from carget.safetree import remove_tree
+from hostiledag import Dag, car_gateway, snapshot
+
+CLI_TIMEOUT = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _clean_deep_trees(tmp_path: Path) -> Iterator[None]:
+    """pytest's own cleanup recurses per level: remove what a failed test left first."""
+    yield
+    for p in tmp_path.iterdir():
+        remove_tree(str(p))
+CHAIN = [f"d{i}" for i in range(1, 31)]  # d1/d2/.../d30
+
+
+async def carget(*args: str, timeout: float = CLI_TIMEOUT) -> tuple[int, str]:
+    with trio.fail_after(timeout):
+        proc = await trio.run_process([sys.executable, "-m", "carget", *args],
+                                      capture_stdout=True, capture_stderr=True, check=False)
+    return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+async def get(car: bytes, root: CID, out: Path, *extra: str) -> tuple[int, str]:
+    async with car_gateway(car) as url:
+        return await carget("get", str(root), "-o", str(out), "--gateway", url,
+                            "--progress=false", "--idle-timeout", "10", *extra)
+
+
+async def extract(car: bytes, tmp: Path, out: Path) -> tuple[int, str]:
+    path = tmp / "hostile.car"
+    path.write_bytes(car)
+    out.mkdir(exist_ok=True)
+    return await carget("car", "extract", "-f", str(path), "-o", str(out))
+
+
+def up(n: int) -> str:
+    return "/".join([".."] * n)
+
+
+def climbing_chain(dag: Dag) -> tuple[CID, str]:
+    """``d1/.../d30/l -> ../..`` (back to the root, lexically harmless), and the text
+    that climbs one level above the root through it."""
+    chain = dag.chain(CHAIN, [("l", dag.symlink(up(30)))])
+    return chain, "/".join(CHAIN) + "/l/" + up(31)
+
+
+def path_spec(path: Path, leaf: bytes) -> list[tuple[str, object]]:
+    """Nested directories spelling ``path`` (absolute, without its leading /)."""
+    parts = path.parts[1:]
+    spec: object = leaf
+    for name in reversed(parts):
+        spec = [(name, spec)]
+    return spec  # type: ignore[return-value]
+
+
+def assert_nothing_left(tmp: Path, before: dict[str, object], *keep: str) -> None:
+    after = snapshot(tmp, tmp / "__none__")
+    extra = {k for k in after if k not in before and not any(k == p or k.startswith(p + "/")
+                                                             for p in keep)}
+    assert not extra, f"left behind: {sorted(extra)[:10]}"
+
+
+# --- the critical reproduction: a symlink and a directory of the same name -------------
+
+async def test_get_refuses_a_duplicate_name_that_writes_through_a_symlink_chain(
+        tmp_path: Path) -> None:
+    dag = Dag()
+    chain, climb = climbing_chain(dag)
+    victim = tmp_path / "abs"
+    victim.mkdir()
+    # x -> the root as text, / on disk; x again: a directory spelling victim's path
+    inner = dag.tree(path_spec(victim / "pwned.txt", b"pwned"))
+    dag_root = dag.directory([("d1", chain), ("x", dag.symlink(climb)),
+                              ("x", inner)])
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    code, err = await get(dag.car(dag_root), dag_root, tmp_path / "out")
+    assert code == 4, err
+    assert "twice" in err
+    assert not (victim / "pwned.txt").exists()
+    assert not os.path.lexists(tmp_path / "out")
+    assert_nothing_left(tmp_path, before)
+
+
+async def test_car_extract_refuses_the_same_tree_and_leaves_nothing(tmp_path: Path) -> None:
+    dag = Dag()
+    chain, climb = climbing_chain(dag)
+    victim = tmp_path / "abs"
+    victim.mkdir()
+    inner = dag.tree(path_spec(victim / "pwned.txt", b"pwned"))
+    root = dag.directory([("d1", chain), ("x", dag.symlink(climb)),
+                          ("x", inner)])
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
+    assert code == 4, err
+    assert not (victim / "pwned.txt").exists()
+    assert list((tmp_path / "ext").iterdir()) == []
+    assert_nothing_left(tmp_path, before, "hostile.car", "ext")
+
+
+@pytest.mark.parametrize("command", ["get", "extract"])
+async def test_links_that_climb_out_through_a_chain_are_all_removed(
+        tmp_path: Path, command: str) -> None:
+    """``esc -> <chain>/../etc/passwd`` normalises inside the root as text, yet resolves
+    to /etc/passwd on disk; a second such link must not survive the first's refusal."""
+    dag = Dag()
+    chain, climb = climbing_chain(dag)
+    escape = climb + "/etc/passwd"
+    root = dag.directory([("d1", chain), ("esc", dag.symlink(escape)),
+                          ("esc2", dag.symlink(escape)), ("ok.txt", dag.file(b"fine"))])
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    if command == "get":
+        code, err = await get(dag.car(root), root, tmp_path / "out")
+        assert not os.path.lexists(tmp_path / "out")
+        assert_nothing_left(tmp_path, before)
+    else:
+        code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
+        assert list((tmp_path / "ext").iterdir()) == []
+        assert_nothing_left(tmp_path, before, "hostile.car", "ext")
+    assert code == 4, err
+    assert "outside" in err
+
+
+async def test_a_file_beside_the_output_is_not_overwritten(tmp_path: Path) -> None:
+    """``f -> d/l/../../victim.txt`` with ``d/l -> ..``, then a file also named ``f``."""
+    (tmp_path / "victim.txt").write_bytes(b"original")
+    dag = Dag()
+    root = dag.directory([("d", dag.directory([("l", dag.symlink(".."))])),
+                          ("f", dag.symlink("d/l/../../victim.txt")),
+                          ("f", dag.file(b"overwritten"))])
+    code, err = await get(dag.car(root), root, tmp_path / "out")
+    assert code == 4, err
+    assert (tmp_path / "victim.txt").read_bytes() == b"original"
+    assert not os.path.lexists(tmp_path / "out")
+
+
+async def test_duplicate_names_across_hamt_shards_are_refused(tmp_path: Path) -> None:
+    """A sharded directory whose two buckets both hold an entry ``a``."""
+    from carget.unixfs.dagpb import PBLink, encode_node
+    from carget.unixfs.data import DataType, UnixFSData, encode_data
+
+    dag = Dag()
+    f1, f2 = dag.file(b"one"), dag.file(b"two")
+    data = encode_data(UnixFSData(DataType.HAMT_SHARD, data=b"\x03", hash_type=0x22,
+                                  fanout=256))
+    shard = dag.put(encode_node([PBLink(f1, "00a", 3), PBLink(f2, "01a", 3)], data))
+    code, err = await get(dag.car(shard), shard, tmp_path / "out")
+    assert code == 4, err
+    assert "twice" in err
+    assert not os.path.lexists(tmp_path / "out")
+
+
+async def test_safe_symlinks_through_other_links_still_work(tmp_path: Path) -> None:
+    dag = Dag()
+    root = dag.tree({"a": {"b": "../c", "c2": "../c/file.txt"}, "c": {"file.txt": b"hi"},
+                     "via": "a/b/file.txt"})
+    code, err = await get(dag.car(root), root, tmp_path / "out")
+    assert code == 0, err
+    assert (tmp_path / "out" / "via").read_bytes() == b"hi"
+    assert (tmp_path / "out" / "a" / "c2").read_bytes() == b"hi"
+    code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
+    assert code == 0, err
+    assert (tmp_path / "ext" / "via").read_bytes() == b"hi"
+
+
+async def test_get_of_a_symlink_cid_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    dag = Dag()
+    link = dag.symlink("target.txt")
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    code, err = await get(dag.car(link), link, tmp_path / "lnk")
+    assert code == 4, err
+    assert "is a symlink to 'target.txt'" in err
+    assert "Is a directory" not in err
+    assert_nothing_left(tmp_path, before)
+
+
+# --- deep trees -----------------------------------------------------------------------
+
+async def test_a_tree_deeper_than_a_path_may_be_is_refused_and_cleaned(tmp_path: Path) -> None:
+    """10,000 levels: past names.MAX_PATH_BYTES the verifier refuses it (exit 4), and the
+    ~2,000 directories already made are all removed, with the journal."""
+    dag = Dag()
+    names = ["d"] * 10_000
+    root = dag.chain(names, [("f", dag.file(b"deep"))])
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    code, err = await get(dag.car(root), root, tmp_path / "out")
+    assert code == 4, err
+    assert "longer than 4095 bytes" in err
+    assert "Traceback" not in err
+    assert_nothing_left(tmp_path, before)
+
+
+def test_a_cut_1500_deep_tree_resumes_without_recursion(tmp_path: Path) -> None:
+    """The first answer stops half-way down; the tree output says what is missing, an
+    interrupted run is taken back by the next one, and cleanup finishes: each walked
+    the tree once per level by recursion before (RecursionError, on every resume)."""
+    from carget.errors import CargetError
+    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.verifier import DagVerifier
+
+    dag = Dag()
+    root = dag.chain(["d"] * 1500, [("f", dag.file(b"bottom")), ("g", dag.file(b"also"))])
+    full = dag.car(root)
+    out = str(tmp_path / "out")
+    tree = TreeOutput(out, root)
+    verifier = DagVerifier(root, scope="all")
+    tree.handle(verifier.feed(full[: len(full) // 2]))
+    with pytest.raises(CargetError):  # ends inside a block: CARError
+        verifier.feed_eof()
+    missing = tree.remaining("", root)
+    assert len(missing) == 1 and missing[0][0].count("/") > 500
+    tree.abandon(keep=True)
+
+    again = TreeOutput(out, root)
+    again.resume()
+    assert again.remaining("", root)[0][0].count("/") > 500
+    verifier = DagVerifier(root, scope="all")
+    again.handle(verifier.feed(full))
+    again.handle(verifier.feed_eof())
+    assert again.remaining("", root) == []
+    again.commit()
+    assert (tmp_path / "out" / "/".join(["d"] * 1499) / "f").read_bytes() == b"bottom"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
