@@ -76,9 +76,12 @@ class Dag:
                 stack.extend(reversed([lk.cid for lk in node.links]))
         return out
 
-    def car(self, root: CID) -> bytes:
+    def car(self, root: CID, omit: frozenset[CID] = frozenset()) -> bytes:
+        """A CARv1 of the DAG in DFS order, without the blocks in ``omit``."""
         parts = [encode_header([root])]
         for cid in self.dfs(root):
+            if cid in omit:
+                continue
             data = self.blocks[cid]
             parts += [section_prefix(cid, len(data)), data]
         return b"".join(parts)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from carget.cid import CID
 from carget.safetree import remove_tree
@@ -237,3 +240,137 @@ def test_a_cut_1500_deep_tree_resumes_without_recursion(tmp_path: Path) -> None:
     again.commit()
     assert (tmp_path / "out" / "/".join(["d"] * 1499) / "f").read_bytes() == b"bottom"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# --- bombs and broken CARs for car extract ----------------------------------------------
+
+def _file_root(dag: Dag, declared: int, leaf: CID) -> CID:
+    from carget.unixfs.dagpb import PBLink, encode_node
+    from carget.unixfs.data import DataType, UnixFSData, encode_data
+
+    data = encode_data(UnixFSData(DataType.FILE, filesize=declared, blocksizes=(declared,)))
+    return dag.put(encode_node([PBLink(leaf, "", 4)], data))
+
+
+async def test_car_extract_of_a_file_declaring_a_terabyte_fails_before_writing(
+        tmp_path: Path) -> None:
+    dag = Dag()
+    root = dag.directory([("big.img", _file_root(dag, 1 << 40, dag.file(b"tiny")))])
+    with trio.fail_after(20):
+        code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
+    assert code == 1, err
+    assert "1099511627776 bytes" in err and "nothing was extracted" in err
+    assert list((tmp_path / "ext").iterdir()) == []
+
+
+async def test_car_extract_of_a_dag_declaring_2_to_the_40_entries_fails_at_once(
+        tmp_path: Path) -> None:
+    """A few KiB: each of 40 directories lists the next one twice."""
+    dag = Dag()
+    cid = dag.directory([("f", dag.file(b""))])
+    for _ in range(40):
+        cid = dag.directory([("a", cid), ("b", cid)])
+    car = dag.car(cid)
+    assert len(car) < 10_000
+    with trio.fail_after(20):
+        code, err = await extract(car, tmp_path, tmp_path / "ext")
+    assert code == 1, err
+    assert "entries" in err and "nothing was extracted" in err
+    assert list((tmp_path / "ext").iterdir()) == []
+
+
+async def test_car_extract_of_a_car_missing_a_block_leaves_nothing(tmp_path: Path) -> None:
+    dag = Dag()
+    last = dag.file(b"z" * 5000)
+    root = dag.directory([("index.html", dag.file(b"<html>")),
+                          ("sub", dag.directory([("a.txt", dag.file(b"a" * 3000))])),
+                          ("z.bin", last)])
+    car = dag.car(root, omit=frozenset([last]))  # the last leaf is not in the CAR
+    code, err = await extract(car, tmp_path, tmp_path / "ext")
+    assert code == 4, err
+    assert list((tmp_path / "ext").iterdir()) == []
+
+
+# --- fuzz: random trees with duplicate names and symlink chains -------------------------
+
+_NAMES = st.sampled_from(["a", "b", "l", "m", "..", ".", "", "x/y", "c\\d"])
+_COMPONENTS = st.sampled_from(["..", ".", "a", "b", "l", "m", "x", "", "victim"])
+_TARGETS = st.one_of(
+    st.lists(_COMPONENTS, min_size=1, max_size=8).map("/".join),
+    st.sampled_from(["/", "/etc/passwd", "../victim", "l/../..", "a/l/../../..", ""]),
+)
+_SPEC = st.recursive(
+    st.one_of(st.binary(max_size=20), _TARGETS),
+    lambda kids: st.lists(st.tuples(_NAMES, kids), max_size=4),
+    max_leaves=12,
+)
+
+
+def _inside(root: Path, p: Path) -> bool:
+    real = os.path.realpath(p)
+    return real == str(root) or real.startswith(str(root) + os.sep)
+
+
+def _check_output(base: Path, before: dict[str, object], out: Path, ok: bool) -> None:
+    assert snapshot(base, out) == before, "something outside the output changed"
+    if not ok:
+        assert not os.path.lexists(out) or list(out.iterdir()) == []
+        return
+    root = Path(os.path.realpath(out))
+    stack = [out]
+    while stack:
+        d = stack.pop()
+        for p in d.iterdir():
+            if p.is_symlink():
+                assert _inside(root, p), f"{p} -> {os.readlink(p)} resolves outside"
+            elif p.is_dir():
+                stack.append(p)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=st.lists(st.tuples(_NAMES, _SPEC), max_size=5))
+def test_fuzz_nothing_is_ever_created_outside_the_output(spec: list[tuple[str, object]]
+                                                         ) -> None:
+    from carget.car.extract import extract_node
+    from carget.errors import CargetError
+    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.verifier import DagVerifier
+    from carget.unixfs.exporter import Exporter
+
+    dag = Dag()
+    root = dag.tree(spec)
+    car = dag.car(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        (base / "victim").write_bytes(b"victim")
+        (base / "sibling").mkdir()
+        (base / "sibling" / "a").write_bytes(b"sibling")
+        # car extract, into an existing directory
+        ext = base / "ext"
+        ext.mkdir()
+        before = snapshot(base, ext)
+        exporter = Exporter(dag.blocks.__getitem__)
+        try:
+            extract_node(exporter, root, exporter.node(root), str(ext), "x")
+            ok = True
+        except CargetError:
+            ok = False
+        _check_output(base, before, ext, ok)
+        # get's pipeline: the verifier's events into the tree output, then commit
+        remove_tree(str(ext))
+        out = base / "got"
+        before = snapshot(base, out)
+        tree = TreeOutput(str(out), root)
+        try:
+            verifier = DagVerifier(root, scope="all")
+            tree.handle(verifier.feed(car))
+            tree.handle(verifier.feed_eof())
+            tree.commit()
+            ok = True
+        except CargetError:
+            tree.abandon(keep=False)
+            ok = False
+        _check_output(base, before, out, ok)
+        assert sorted(p.name for p in base.iterdir()) == sorted(
+            ["victim", "sibling", *(["got"] if ok else [])])

@@ -41,6 +41,10 @@ _MODE_BITS: Final = 0o777
 #: free inodes left over after an extraction, so that filling the disk's inode table is
 #: not a way to make the rest of the system fail
 _SPARE_INODES: Final = 1024
+#: entries at most where the filesystem does not count inodes (btrfs, some network
+#: filesystems report none): far above any real tree, far below a DAG that reuses one
+#: directory to declare 2^40 entries in a few KiB
+MAX_ENTRIES_UNCOUNTED: Final = 1 << 24
 _DIRS: Final = ("directory", "hamt")
 
 
@@ -90,9 +94,10 @@ def _check_room(out_dir: str, survey: _Survey) -> None:
     if survey.size > free:
         raise OutputError(f"the DAG declares {survey.size} bytes of files, but {out_dir} has "
                           f"only {free} bytes free: nothing was extracted")
-    if st.f_files and survey.entries + _SPARE_INODES > st.f_favail:
-        raise OutputError(f"the DAG declares {survey.entries} entries, but {out_dir} has only "
-                          f"{st.f_favail} free inodes: nothing was extracted")
+    room = st.f_favail - _SPARE_INODES if st.f_files else MAX_ENTRIES_UNCOUNTED
+    if survey.entries > room:
+        raise OutputError(f"the DAG declares {survey.entries} entries, but {out_dir} can "
+                          f"take only {max(room, 0)} more: nothing was extracted")
 
 
 class _Extractor:
