@@ -132,7 +132,11 @@ func verify(path string) ([]cid.Cid, error) {
 		if rx.Header.DataSize == 0 {
 			return nil, errors.New("CARv2 header: data size 0")
 		}
-		end := carv2.PragmaSize + carv2.HeaderSize + rx.Header.DataOffset + rx.Header.DataSize
+		// DataOffset counts from the start of the file, pragma and header included
+		if rx.Header.DataOffset < carv2.PragmaSize+carv2.HeaderSize {
+			return nil, errors.New("CARv2 header: data offset inside the header")
+		}
+		end := rx.Header.DataOffset + rx.Header.DataSize
 		if uint64(st.Size()) > end && rx.Header.IndexOffset == 0 {
 			return nil, errors.New("CARv2 header: no index, yet bytes follow the data")
 		}
@@ -179,6 +183,10 @@ func create(out, path string) error {
 		return err
 	}
 	placeholder := cid.NewCidV1(uint64(multicodec.DagPb), digest)
+	// OpenReadWrite resumes an existing CAR: start from nothing, as `car create` does
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	bs, err := blockstore.OpenReadWrite(out, []cid.Cid{placeholder})
 	if err != nil {
 		return err
