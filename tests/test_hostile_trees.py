@@ -82,39 +82,43 @@ def assert_nothing_left(tmp: Path, before: dict[str, object], *keep: str) -> Non
 
 # --- the critical reproduction: a symlink and a directory of the same name -------------
 
-async def test_get_refuses_a_duplicate_name_that_writes_through_a_symlink_chain(
-        tmp_path: Path) -> None:
+async def run_command(command: str, car: bytes, root: CID, tmp: Path
+                      ) -> tuple[int, str, Path]:
+    """``get`` into tmp/out or ``car extract`` into tmp/ext: (exit code, stderr, output)."""
+    if command == "get":
+        code, err = await get(car, root, tmp / "out")
+        return code, err, tmp / "out"
+    code, err = await extract(car, tmp, tmp / "ext")
+    return code, err, tmp / "ext"
+
+
+def assert_refused_cleanly(tmp: Path, before: dict[str, object], out: Path) -> None:
+    """Nothing at the output (get) or an empty output directory (extract), and nothing
+    else new anywhere."""
+    if out.name == "out":
+        assert not os.path.lexists(out)
+        assert_nothing_left(tmp, before)
+    else:
+        assert list(out.iterdir()) == []
+        assert_nothing_left(tmp, before, "hostile.car", "ext")
+
+
+@pytest.mark.parametrize("command", ["get", "extract"])
+async def test_a_duplicate_name_cannot_write_through_a_symlink_chain(
+        tmp_path: Path, command: str) -> None:
     dag = Dag()
     chain, climb = climbing_chain(dag)
     victim = tmp_path / "abs"
     victim.mkdir()
     # x -> the root as text, / on disk; x again: a directory spelling victim's path
     inner = dag.tree(path_spec(victim / "pwned.txt", b"pwned"))
-    dag_root = dag.directory([("d1", chain), ("x", dag.symlink(climb)),
-                              ("x", inner)])
+    root = dag.directory([("d1", chain), ("x", dag.symlink(climb)), ("x", inner)])
     before = snapshot(tmp_path, tmp_path / "__none__")
-    code, err = await get(dag.car(dag_root), dag_root, tmp_path / "out")
+    code, err, out = await run_command(command, dag.car(root), root, tmp_path)
     assert code == 4, err
     assert "twice" in err
     assert not (victim / "pwned.txt").exists()
-    assert not os.path.lexists(tmp_path / "out")
-    assert_nothing_left(tmp_path, before)
-
-
-async def test_car_extract_refuses_the_same_tree_and_leaves_nothing(tmp_path: Path) -> None:
-    dag = Dag()
-    chain, climb = climbing_chain(dag)
-    victim = tmp_path / "abs"
-    victim.mkdir()
-    inner = dag.tree(path_spec(victim / "pwned.txt", b"pwned"))
-    root = dag.directory([("d1", chain), ("x", dag.symlink(climb)),
-                          ("x", inner)])
-    before = snapshot(tmp_path, tmp_path / "__none__")
-    code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
-    assert code == 4, err
-    assert not (victim / "pwned.txt").exists()
-    assert list((tmp_path / "ext").iterdir()) == []
-    assert_nothing_left(tmp_path, before, "hostile.car", "ext")
+    assert_refused_cleanly(tmp_path, before, out)
 
 
 @pytest.mark.parametrize("command", ["get", "extract"])
@@ -128,14 +132,8 @@ async def test_links_that_climb_out_through_a_chain_are_all_removed(
     root = dag.directory([("d1", chain), ("esc", dag.symlink(escape)),
                           ("esc2", dag.symlink(escape)), ("ok.txt", dag.file(b"fine"))])
     before = snapshot(tmp_path, tmp_path / "__none__")
-    if command == "get":
-        code, err = await get(dag.car(root), root, tmp_path / "out")
-        assert not os.path.lexists(tmp_path / "out")
-        assert_nothing_left(tmp_path, before)
-    else:
-        code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
-        assert list((tmp_path / "ext").iterdir()) == []
-        assert_nothing_left(tmp_path, before, "hostile.car", "ext")
+    code, err, out = await run_command(command, dag.car(root), root, tmp_path)
+    assert_refused_cleanly(tmp_path, before, out)
     assert code == 4, err
     assert "outside" in err
 

@@ -236,43 +236,43 @@ def remove_tree(path: str) -> None:
         os.close(at)
 
 
-def _remove_below(parent_fd: int, name: str) -> None:
-    """Remove the directory ``name`` under ``parent_fd`` with everything in it."""
+def _enter(parent_fd: int, name: str) -> int | None:
+    """Open the directory ``name`` under ``parent_fd`` without following a symlink; if
+    it cannot be opened as one, unlink it instead and return None."""
     try:
-        cur = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError:
         try:
             os.unlink(name, dir_fd=parent_fd)
         except OSError:
             pass
+        return None
+
+
+def _remove_below(parent_fd: int, name: str) -> None:
+    """Remove the directory ``name`` under ``parent_fd`` with everything in it: down one
+    directory at a time, back up through "..", so one descriptor is open at any depth."""
+    cur = _enter(parent_fd, name)
+    if cur is None:
         return
     names: list[str] = [name]  # the directory names from parent_fd down to cur
     subdirs: list[list[str]] = [_clear_files(cur)]
     while True:
         if subdirs[-1]:
             sub = subdirs[-1].pop()
-            try:
-                nxt = os.open(sub, _DIR_FLAGS, dir_fd=cur)
-            except OSError:
-                try:
-                    os.unlink(sub, dir_fd=cur)
-                except OSError:
-                    pass
-                continue
-            os.close(cur)
-            cur = nxt
-            names.append(sub)
-            subdirs.append(_clear_files(cur))
+            nxt = _enter(cur, sub)
+            if nxt is not None:
+                os.close(cur)
+                cur = nxt
+                names.append(sub)
+                subdirs.append(_clear_files(cur))
             continue
-        # cur is empty now: step up through "..", then remove it by name
+        # cur is empty now: step up, then remove it by name
         done = names.pop()
         subdirs.pop()
         if not names:
             os.close(cur)
-            try:
-                os.rmdir(done, dir_fd=parent_fd)
-            except OSError:
-                pass
+            _rmdir(parent_fd, done)
             return
         try:
             up = os.open("..", _DIR_FLAGS, dir_fd=cur)
@@ -281,10 +281,14 @@ def _remove_below(parent_fd: int, name: str) -> None:
             return
         os.close(cur)
         cur = up
-        try:
-            os.rmdir(done, dir_fd=cur)
-        except OSError:
-            pass
+        _rmdir(cur, done)
+
+
+def _rmdir(parent_fd: int, name: str) -> None:
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except OSError:
+        pass  # the rest is still removed; what stays is reported by its owner
 
 
 def _clear_files(fd: int) -> list[str]:
