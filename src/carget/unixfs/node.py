@@ -22,6 +22,7 @@ __all__ = [
     "Node",
     "block_links",
     "cbor_walk",
+    "decode_dag_cbor",
     "decode_unixfs",
     "hamt_find",
     "hamt_index",
@@ -121,19 +122,49 @@ def hamt_find(
         depth += 1
 
 
+def decode_dag_cbor(cid: CID, block: bytes | memoryview) -> Any:
+    """Decode one dag-cbor block (the ``dag_cbor`` package's value: dicts, lists, str,
+    bytes, int, float, bool, None and ``multiformats.CID`` links).
+
+    Raises :class:`DecodeError` naming ``cid`` for bytes that are not strict DAG-CBOR,
+    and for nothing else: the block comes from outside, and on garbage the ``dag_cbor``
+    package raises not only its own ``CBORDecodingError`` family but also what its
+    dependencies raise (``KeyError`` for an unknown multihash in a link, ``OverflowError``
+    for a length past the index range, ``RecursionError`` for deep nesting, since it
+    decodes recursively).
+    """
+    import dag_cbor
+
+    try:
+        return dag_cbor.decode(bytes(block))
+    except RecursionError:
+        raise DecodeError(f"dag-cbor block {cid} does not decode: nested too deeply") from None
+    except Exception as exc:  # see the docstring: any failure on these bytes is theirs
+        raise DecodeError(f"dag-cbor block {cid} does not decode: "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+#: a list index longer than this many digits is past any list a block can hold (and
+#: ``int()`` refuses strings of more than 4300 digits with ValueError)
+_MAX_INDEX_DIGITS = 20
+
+
 def cbor_walk(
     value: Any, segments: Sequence[str], i: int, err: type[NotFoundError] = NotFoundError
 ) -> tuple[CID | None, int]:
     """Follow ``segments[i:]`` through the maps and lists of one decoded dag-cbor value,
     stopping at the first link: ``(link, next segment index)``, or ``(None, len)`` when
-    the path ends inside the value. Raises ``err`` for a segment that is not there."""
+    the path ends inside the value. Raises ``err`` for a segment that is not there (a
+    list index is ASCII digits only), :class:`CIDDecodeError` for a link carget cannot
+    read."""
     from multiformats import CID as MFCID
 
     while i < len(segments):
         seg = segments[i]
         if isinstance(value, dict) and seg in value:
             value = value[seg]
-        elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
+        elif (isinstance(value, list) and seg.isascii() and seg.isdigit()
+              and len(seg) <= _MAX_INDEX_DIGITS and int(seg) < len(value)):
             value = value[int(seg)]
         else:
             raise err(f"no field {seg!r} in dag-cbor block")
@@ -216,15 +247,10 @@ def block_links(cid: CID, block: bytes | memoryview) -> list[CID]:
     if cid.codec == DAG_PB:
         return [link.cid for link in decode_node(block).links]
     if cid.codec == DAG_CBOR:
-        import dag_cbor
         from multiformats import CID as MFCID
 
-        try:
-            value = dag_cbor.decode(bytes(block))
-        except Exception as exc:  # dag_cbor raises a family of its own errors
-            raise DecodeError(f"dag-cbor block {cid} does not decode: {exc}") from None
         found: list[CID] = []
-        stack = [value]
+        stack = [decode_dag_cbor(cid, block)]
         while stack:
             v = stack.pop()
             if isinstance(v, MFCID):
