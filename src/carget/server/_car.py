@@ -35,6 +35,10 @@ __all__ = [
 
 #: codecs whose links carget can follow (the others can only be sent as single blocks)
 TRAVERSABLE = (RAW, DAG_PB, DAG_CBOR)
+#: longest all-digit path segment taken as a dag-cbor list index: 2**63 has 19 digits and
+#: no block holds a list that long; a longer one is a bad request, and ``int()`` of more
+#: than 4300 digits would raise ValueError (the issue: 5000 digits were a 500)
+MAX_INDEX_DIGITS = 19
 
 
 class BlockSource(Protocol):
@@ -113,8 +117,9 @@ def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
 
     Raises :class:`NotFoundError` if a name is absent, a block on the way is missing, or the
     path goes into something that has no names (a file, raw block, symlink);
-    :class:`UsageError` for a codec carget cannot walk; :class:`DecodeError` for a
-    malformed block.
+    :class:`UsageError` for a codec carget cannot walk or a segment that cannot name
+    anything in a dag-cbor block (all digits, longer than :data:`MAX_INDEX_DIGITS`);
+    :class:`DecodeError` for a malformed block.
     """
     proof: list[CID] = []
     cur = root
@@ -147,7 +152,18 @@ def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
             raise NotFoundError(f"{cur} is a UnixFS {node.kind}: it has no entry {name!r}")
         if cur.codec == DAG_CBOR:
             value: Any = _decode_cbor(cur, data)
-            nxt, i = cbor_walk(value, segments, i)
+            try:
+                nxt, i = cbor_walk(value, segments, i)
+            except NotFoundError:
+                # not there; but a segment that could not be an index at all is the
+                # request's fault (400), not a missing entry
+                if any(seg.isascii() and seg.isdigit() and len(seg) > MAX_INDEX_DIGITS
+                       for seg in segments[i:]):
+                    raise UsageError("a path segment of more than "
+                                     f"{MAX_INDEX_DIGITS} digits is not a list index") from None
+                raise
+            except (ValueError, OverflowError):  # int() of a huge index, in older walkers
+                raise UsageError(f"cannot follow the path into dag-cbor block {cur}") from None
             if nxt is None:  # the path ends inside this block
                 proof.pop()
                 return Resolved(tuple(proof), cur)

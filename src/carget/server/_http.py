@@ -46,7 +46,11 @@ from ._routes import CarPlan, Plan, _error, plan_request
 
 __all__ = ["HTTPServer", "ServedStore", "ServerLimits"]
 
-#: largest request head (request line + headers) accepted; h11's default is 16 KiB too
+#: largest request head (request line, headers and the blank line) accepted, exactly: a
+#: CID, a deep path and the usual headers take well under 4 KiB; 16 KiB is h11's default
+#: too. h11 checks its limit only against an *incomplete* head, so a whole head that came
+#: in one read passed even when longer; :meth:`_Connection._next_event` therefore never
+#: reads past this many bytes of head, and a head that does not end within them is a 431
 MAX_HEAD_BYTES = 16 * 1024
 #: request bodies are not expected on GET/HEAD; a little is drained, more closes the socket
 MAX_DRAIN_BYTES = 64 * 1024
@@ -287,8 +291,15 @@ class _Connection:
             if event is not h11.NEED_DATA:
                 assert isinstance(event, h11.Event)
                 return event
+            want = RECV_BYTES
+            if request:
+                want = min(want, MAX_HEAD_BYTES - len(conn.trailing_data[0]))
+                if want <= 0:
+                    raise h11.RemoteProtocolError(
+                        f"request head longer than {MAX_HEAD_BYTES} bytes",
+                        error_status_hint=431)
             with trio.move_on_at(deadline):
-                data = await self.stream.receive_some(RECV_BYTES)
+                data = await self.stream.receive_some(want)
                 conn.receive_data(data)
                 if request and not started and data:
                     started = True
@@ -439,7 +450,14 @@ class _Connection:
             await self._send_head(304, [(k, v) for k, v in plan.headers if k in keep])
             await self._send(h11.EndOfMessage())
             return
-        await self._send_head(plan.status, plan.headers)
+        try:
+            await self._send_head(plan.status, plan.headers)
+        except h11.LocalProtocolError:
+            # a header h11 will not write (it checks before anything is sent): a bug, since
+            # every value from a request or a DAG is escaped; answer it, never a silent close
+            traceback.print_exc(file=sys.stderr)
+            plan = _error(500, "internal error: a response header could not be written")
+            await self._send_head(plan.status, plan.headers)
         if method == "HEAD":
             await self._send(h11.EndOfMessage())
             return

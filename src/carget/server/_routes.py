@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from ..car.encoder import encode_header
-from ..cid import CID, DAG_PB, RAW
+from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import CargetError, DecodeError, NotFoundError, UsageError
 from ..unixfs.node import decode_unixfs
 from ._car import (
@@ -31,6 +31,7 @@ from ._car import (
     ByteRange,
     Resolved,
     UnsupportedCodec,
+    dag_cbor_links,
     resolve_path,
     resolve_range,
 )
@@ -46,6 +47,18 @@ MAX_TARGET = 8192
 #: formats other gateways know that this trustless gateway cannot give (406, not 400)
 KNOWN_FORMATS = {"tar", "json", "cbor", "dag-json", "dag-cbor", "ipns-record"}
 CAR_PARAMS = ("dag-scope", "entity-bytes", "car-version", "car-order", "car-dups")
+#: characters a path segment keeps as they are in ``X-Ipfs-Path`` (RFC 3986 ``pchar``:
+#: unreserved, sub-delims, ``:`` and ``@``); every other byte of its UTF-8 is %XX, so an
+#: entry name holding CR, LF, spaces or non-ASCII can never break the header
+_PCHAR_SAFE = "!$&'()*+,;=:@"
+
+
+def content_path(cid_text: str, segments: list[str]) -> str:
+    """``/ipfs/{cid}/{path}`` for the ``X-Ipfs-Path`` header, each segment percent-encoded
+    (the spec: "the original, requested content path", and a request path is
+    percent-encoded). Header-safe for any segment."""
+    return "/".join(["/ipfs", quote(cid_text, safe=_PCHAR_SAFE),
+                     *(quote(s, safe=_PCHAR_SAFE) for s in segments)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +259,7 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
     car_accept = accepted if isinstance(accepted, _Want) and accepted.kind == "car" else None
 
     only_cached = "only-if-cached" in headers.get("cache-control", "").lower()
-    fullpath = "/ipfs/" + "/".join([cid_text, *path]) if path else f"/ipfs/{cid_text}"
+    fullpath = content_path(cid_text, path)
 
     if kind == "raw":
         bad = [p for p in CAR_PARAMS if p in q]
@@ -310,6 +323,9 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
         tdata = store.get(t)
         if tdata is None:
             raise NotFoundError(f"block {t} is not in this gateway's store")
+        if t.codec == DAG_CBOR:
+            # a malformed terminal block is a 502 now, not a stream cut after its 200
+            dag_cbor_links(t, tdata)
         if spec is not None and t.codec in (DAG_PB, RAW):
             node = decode_unixfs(t, tdata)
             if node.kind in ("file", "raw"):
