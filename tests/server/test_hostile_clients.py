@@ -130,3 +130,47 @@ def test_entry_names_are_percent_encoded_in_headers(odd_dags: tuple[str, dict[st
     assert f"X-Ipfs-Path: /ipfs/{cids['dir']}/{encoded}" in lines
     assert not any(ln.lower().startswith("set-cookie") for ln in lines)
     assert body.endswith(b"0\r\n\r\n")  # complete
+
+
+# --- item 3: slow heads cannot take every slot ------------------------------------------------
+
+#: slow-head sockets against a cap of SLOW_CAP connections: more than the cap, as in the
+#: issue (1,100 against 1,024)
+SLOW_SOCKETS = 80
+SLOW_CAP = 50
+
+
+def test_slow_heads_cannot_take_every_slot() -> None:
+    import time
+
+    from servehelp import fixture_cars
+
+    from carget.server import ServerLimits
+    from carget.server.testing import build_store
+
+    # a header timeout far beyond the test: only eviction can free the slots
+    limits = ServerLimits(max_connections=SLOW_CAP, idle_timeout=60, header_timeout=60)
+    with running_gateway(build_store(fixture_cars()), limits=limits) as url:
+        host, port = url.removeprefix("http://").split(":")
+        head = b"GET /ipfs/x?format=raw HTTP/1.1\r\nHost: a\r\n"
+        slow: list[socket.socket] = []
+        try:
+            for _ in range(SLOW_SOCKETS):
+                s = socket.create_connection((host, int(port)), timeout=10)
+                s.sendall(head[:1])
+                slow.append(s)
+            for i in range(1, 4):  # one more header byte each, a few times
+                time.sleep(0.2)
+                for s in slow:
+                    try:
+                        s.sendall(head[i: i + 1])
+                    except OSError:
+                        pass  # evicted already
+            for _ in range(5):
+                t0 = time.monotonic()
+                r = httpx.get(f"{url}/ipfs/{ASCII}?format=raw", timeout=10)
+                assert r.status_code == 200, r.text
+                assert time.monotonic() - t0 < 2
+        finally:
+            for s in slow:
+                s.close()

@@ -10,10 +10,13 @@ worker threads, which only pays when blocks must be read rather than sent from f
 
 Limits (all in :class:`ServerLimits`, with the reason beside each):
 
-* ``max_connections``: at the cap, the connection idle longest (waiting for a request) is
-  closed to make room; only if every connection is mid-request does the newcomer get a
-  canned 503. Thousands of idle sockets cost one small task each, never a crash, and
-  never lock real clients out;
+* ``max_connections``: at the cap, the connection that has waited longest for a request
+  to complete (idle, or still sending its head) is closed to make room; only if every
+  connection is being answered does the newcomer get a canned 503 with ``Retry-After``.
+  Thousands of idle sockets cost one small task each, never a crash; and since a head
+  counts as waiting until it is whole, sockets that trickle a header byte every few
+  seconds cannot hold the slots either (issue 12: 1,100 of them got every real request
+  a 503);
 * ``idle_timeout``: a keep-alive connection with no new request is closed;
 * ``header_timeout``: once a request has begun, its head must complete (slow-loris);
 * ``send_timeout``: a client that reads nothing of one write for this long is dropped.
@@ -202,17 +205,18 @@ class HTTPServer:
         self.limits = limits or ServerLimits()
         self.active = 0
         self.streams = 0  # CAR bodies being sent right now
-        # connections waiting for a request, oldest first: at the cap, the longest-idle one
-        # is closed to make room, so a flood of idle sockets cannot lock real clients out
-        self.idle: dict[_Connection, trio.CancelScope] = {}
+        # connections waiting for a whole request head (idle or mid-head), longest waiting
+        # first: at the cap the first is closed to make room, so neither idle sockets nor
+        # slow heads can lock real clients out; only connections being answered are kept
+        self.waiting: dict[_Connection, trio.CancelScope] = {}
 
     def _make_room(self) -> bool:
         if self.active < self.limits.max_connections:
             return True
-        if not self.idle:
+        if not self.waiting:
             return False
-        oldest = next(iter(self.idle))
-        self.idle.pop(oldest).cancel()
+        oldest = next(iter(self.waiting))
+        self.waiting.pop(oldest).cancel()
         return True
 
     async def handle(self, stream: trio.SocketStream) -> None:
@@ -235,7 +239,7 @@ class HTTPServer:
         except Exception:  # a bug must cost one connection, never the server
             traceback.print_exc(file=sys.stderr)
         finally:
-            self.idle.pop(conn, None)
+            self.waiting.pop(conn, None)
             self.active -= 1
             await trio.aclose_forcefully(stream)
 
@@ -252,11 +256,11 @@ class _Connection:
         conn = self.conn
         while True:
             try:
-                with trio.CancelScope() as idle:
-                    self.server.idle[self] = idle
+                with trio.CancelScope() as waiting:
+                    self.server.waiting[self] = waiting
                     event = await self._next_event(request=True)
-                self.server.idle.pop(self, None)
-                if idle.cancelled_caught:
+                self.server.waiting.pop(self, None)  # answering now: never evicted
+                if waiting.cancelled_caught:
                     return  # evicted to make room for a new connection
             except h11.RemoteProtocolError as exc:
                 await self._protocol_error(exc)
@@ -302,9 +306,8 @@ class _Connection:
                 data = await self.stream.receive_some(want)
                 conn.receive_data(data)
                 if request and not started and data:
-                    started = True
+                    started = True  # still evictable until the head is whole
                     deadline = trio.current_time() + self.limits.header_timeout
-                    self.server.idle.pop(self, None)  # busy now: never evicted mid-request
                 continue
             raise _Close()
 
