@@ -336,6 +336,12 @@ class BlockStore:
             _check(cid, data)
         return data
 
+    def in_memory(self, cid: CID) -> bytes | None:
+        """The block if it is held in memory (internal nodes, added blocks), without a
+        copy; None if it is read from a file (or absent)."""
+        loc = self._locs.get(cid.multihash)
+        return loc.head if loc is not None and loc.source is None else None
+
     def read_into(self, cid: CID, buf: memoryview) -> int:
         """Write the block into ``buf`` (at least :meth:`size` bytes); return its length.
 

@@ -174,3 +174,58 @@ def test_slow_heads_cannot_take_every_slot() -> None:
         finally:
             for s in slow:
                 s.close()
+
+
+# --- item 1: memory does not grow with stalled clients ----------------------------------------
+
+#: stalled clients in the test (the issue's 600 are measured by ``stalled.py``, see README)
+STALLED = 150
+#: what one stalled CAR client may cost the server: its task, h11 state, a first buffer
+#: (it held a 1 MiB buffer before, so 150 of them passed this by far)
+PER_STALLED_KIB = 256
+
+
+def test_stalled_car_clients_do_not_grow_memory() -> None:
+    from stalled import stalled_run
+
+    out = stalled_run(STALLED, file_bytes=16 * 1024 * 1024, settle=1.5)
+    assert out.normal_status == 200 and out.normal_bytes > 16 * 1024 * 1024
+    grown = out.peak_rss_kib - out.base_rss_kib
+    assert grown < STALLED * PER_STALLED_KIB, (out, grown / STALLED)
+
+
+def test_connection_limit_is_a_503_with_retry_after_before_any_body(tmp_path: object) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    from carget.server import ServerLimits
+    from carget.unixfs.options import resolve_options
+
+    big = Path(str(tmp_path)) / "big.bin"
+    big.write_bytes(os.urandom(16 * 1024 * 1024))
+    store = BlockStore()
+    root = store.add_paths([str(big)], resolve_options(cid_version=1), jobs=1)[0]
+    limits = ServerLimits(max_connections=8)
+    with running_gateway(store, limits=limits) as url:
+        host, port = url.removeprefix("http://").split(":")
+        req = f"GET /ipfs/{root}?format=car HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+        stalled: list[socket.socket] = []
+        try:
+            for _ in range(8):  # every slot answering a client that does not read
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.settimeout(10)
+                s.connect((host, int(port)))
+                s.sendall(req)
+                stalled.append(s)
+            time.sleep(0.5)
+            out = _exchange(url, req)
+            head, _, body = out.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 "), out[:200]
+            assert b"\r\nRetry-After: " in head and body == b""
+        finally:
+            for s in stalled:
+                s.close()
+        r = httpx.get(f"{url}/ipfs/{root}?format=car", timeout=20)  # slots free again
+        assert r.status_code == 200 and len(r.content) > 16 * 1024 * 1024

@@ -3,8 +3,15 @@
 Each connection is its own trio task, so a slow client only ever blocks itself. Bodies go
 out in large writes (about a MiB per HTTP chunk). A block that lives in an unchanged file
 (a leaf of a served file, a block of a served CAR) is sent straight from the page cache
-with ``os.sendfile``, its section prefix and framing by plain writes beside it; other
-blocks are packed into one reused buffer, each read straight into it with ``os.preadv``.
+with ``os.sendfile``, its section prefix and framing by plain writes beside it; a large
+block held in memory is sent from where it lies; other blocks are packed into one reused
+buffer, each read straight into it with ``os.preadv``.
+
+Memory does not grow with the number of clients. An answer's buffer starts at
+:data:`FIRST_BUFFER` and grows (doubling, up to the write size) only after its client has
+taken a whole chunk, and only while the bytes of all grown buffers stay within
+``ServerLimits.buffer_budget``: a client that asks for a CAR and never reads holds a few
+KiB, however many of them there are (issue 12: 600 such clients held a MiB each, ~700 MiB).
 Chunks are prepared on the event loop (``ServerLimits.thread_reads`` can move them to
 worker threads, which only pays when blocks must be read rather than sent from files).
 
@@ -31,6 +38,7 @@ from __future__ import annotations
 import email.utils
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -40,14 +48,14 @@ from typing import Protocol
 import h11
 import trio
 
-from ..blockstore import SPAN_FILES, FileSpan
+from ..blockstore import SPAN_FILES, SPAN_MIN, FileSpan
 from ..car.encoder import section_prefix
 from ..cid import CID
 from ..errors import CargetError, IncompleteDAG
 from ._car import car_blocks
 from ._routes import CarPlan, Plan, _error, plan_request
 
-__all__ = ["HTTPServer", "ServedStore", "ServerLimits"]
+__all__ = ["BufferBudget", "HTTPServer", "ServedStore", "ServerLimits"]
 
 #: largest request head (request line, headers and the blank line) accepted, exactly: a
 #: CID, a deep path and the usual headers take well under 4 KiB; 16 KiB is h11's default
@@ -58,6 +66,13 @@ MAX_HEAD_BYTES = 16 * 1024
 #: request bodies are not expected on GET/HEAD; a little is drained, more closes the socket
 MAX_DRAIN_BYTES = 64 * 1024
 RECV_BYTES = 16 * 1024
+#: an answer's first body buffer: the CAR header, section prefixes and the odd small block
+#: fit; a client that never reads holds no more than this (and its socket's kernel buffer)
+FIRST_BUFFER = 16 * 1024
+#: an answer's buffer may grow to this size without drawing on the shared budget: one
+#: block read into the buffer (those of SPAN_MIN or more are sent from their file or from
+#: memory) and its section prefix always fit
+BASE_BUFFER = SPAN_MIN + 4096
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
          b"Content-Length: 0\r\n\r\n")
 
@@ -73,6 +88,8 @@ class ServedStore(Protocol):
 
     def open_span(self, cid: CID, fds: dict[str, int]) -> FileSpan | None: ...
 
+    def in_memory(self, cid: CID) -> bytes | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
@@ -86,6 +103,10 @@ class ServerLimits:
     send_timeout: float = 60.0
     #: bytes per body write: large enough that per-write overhead vanishes
     write_size: int = 1024 * 1024
+    #: bytes of body buffers beyond BASE_BUFFER, all answers together: 64 clients reading
+    #: at full speed get whole 1 MiB writes; past that, answers keep 68 KiB buffers (slower
+    #: only for trees of small blocks: large blocks never pass through a buffer)
+    buffer_budget: int = 64 * 1024 * 1024
     #: prepare CAR chunks on worker threads while at most this many CAR streams run; 0
     #: never. Blocks of files go out by sendfile, so a chunk costs little to prepare and
     #: the hand-off costs more than it saves (bench_serve.py, 512 MiB to curl: one client
@@ -96,6 +117,28 @@ class ServerLimits:
 
 class _Close(Exception):
     """End this connection now (timeout, broken pipe, protocol error, aborted body)."""
+
+
+class BufferBudget:
+    """Bytes that answers' body buffers may hold beyond :data:`BASE_BUFFER` each, shared by
+    all answers of a server (thread-safe: chunks may be prepared on worker threads)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` bytes; False (and nothing reserved) if that would pass the limit."""
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
 
 
 class Chunk:
@@ -125,22 +168,28 @@ class Chunk:
 
 
 def car_chunks(store: ServedStore, plan: CarPlan, size: int,
-               fds: dict[str, int] | None = None) -> Generator[Chunk, None, None]:
+               fds: dict[str, int] | None = None,
+               budget: BufferBudget | None = None) -> Generator[Chunk, None, None]:
     """The CAR body as chunks of about ``size`` bytes. A chunk is valid until the next one
     is asked for (its buffer is reused). Blocks of unchanged files become spans when
-    ``fds`` (an open-file cache the caller closes) is given. Raises
-    :class:`IncompleteDAG` for a missing block, :class:`HashMismatch` for a block whose
-    file changed, after yielding the complete sections that came before."""
-    buf = bytearray(size + 64 * 1024)  # slack: a full write plus one prefix still fits
+    ``fds`` (an open-file cache the caller closes) is given; large blocks held in memory
+    are passed by reference. The buffer starts at :data:`FIRST_BUFFER` and grows only
+    when a chunk was cut for want of room, i.e. once the client has taken that chunk:
+    up to :data:`BASE_BUFFER` freely, beyond it while ``budget`` grants the bytes (no
+    budget: up to ``size``). Raises :class:`IncompleteDAG` for a missing block,
+    :class:`HashMismatch` for a block whose file changed, after yielding the complete
+    sections that came before."""
+    most = size + BASE_BUFFER  # a full write plus one buffered block still fits
+    held = 0  # bytes taken from ``budget``
+    buf = bytearray(FIRST_BUFFER)
     mv = memoryview(buf)
     cap = len(buf)
     # the chunk being built: parts, then the buffered bytes mv[seg:pos]; total counts both
     parts: list[memoryview | FileSpan] = []
     h = plan.header
-    mv[: len(h)] = h
-    seg, pos, total = 0, len(h), len(h)
+    seg, pos, total = 0, 0, 0
     #: (parts, seg, pos, total) where the last complete section ends: all that may be sent
-    mark = (0, seg, pos, total)
+    mark = (0, 0, 0, 0)
 
     def cut(at: tuple[int, int, int, int]) -> Chunk:
         n_parts, start, end, size_ = at
@@ -149,19 +198,45 @@ def car_chunks(store: ServedStore, plan: CarPlan, size: int,
             out.append(mv[start:end])
         return Chunk(out, size_)
 
+    def grow(want: int) -> None:
+        """A larger buffer (only between chunks: no view of the old one is alive)."""
+        nonlocal buf, mv, cap, held
+        new = min(most, max(want, 2 * cap))
+        extra = max(0, new - BASE_BUFFER)
+        if extra > held and budget is not None and not budget.take(extra - held):
+            new, extra = max(cap, min(new, BASE_BUFFER)), held
+        if new <= cap:
+            return
+        if budget is not None and extra < held:
+            budget.give(held - extra)
+        held = extra
+        buf = bytearray(new)
+        mv = memoryview(buf)
+        cap = new
+
     try:
+        if len(h) > cap:
+            grow(len(h))
+        mv[: len(h)] = h
+        pos = total = len(h)
+        mark = (0, seg, pos, total)
         for cid in car_blocks(store, plan.resolved, plan.scope, plan.byte_range, plan.dups):
             n = store.size(cid)
             if n is None:
                 raise IncompleteDAG(f"block {cid} is not available")
             prefix = section_prefix(cid, n)
             span = store.open_span(cid, fds) if fds is not None else None
-            need = len(prefix) + (len(span.head) + len(span.tail) if span else n)
+            inmem = store.in_memory(cid) if span is None and n >= SPAN_MIN else None
+            copied = (len(span.head) + len(span.tail) if span is not None
+                      else 0 if inmem is not None else n)
+            need = len(prefix) + copied
             if pos + need > cap:
                 if total:
-                    yield cut(mark)
+                    yield cut(mark)  # taken by the client: the buffer may grow now
                 parts, seg, pos, total = [], 0, 0, 0
                 mark = (0, 0, 0, 0)
+                if cap < most:
+                    grow(need)
                 if need > cap:  # a block larger than the buffer (up to the 8 MiB CAR limit)
                     big = bytearray(need)
                     big[: len(prefix)] = prefix
@@ -178,6 +253,10 @@ def car_chunks(store: ServedStore, plan: CarPlan, size: int,
                 seg = pos
                 mv[pos: pos + len(span.tail)] = span.tail
                 pos += len(span.tail)
+            elif inmem is not None:
+                parts.append(mv[seg:pos])
+                parts.append(memoryview(inmem))
+                seg = pos
             else:
                 pos += store.read_into(cid, mv[pos:])
             total += len(prefix) + n
@@ -188,12 +267,15 @@ def car_chunks(store: ServedStore, plan: CarPlan, size: int,
                 yield cut(mark)
                 parts, seg, pos, total = [], 0, 0, 0
                 mark = (0, 0, 0, 0)
+        if total:
+            yield cut(mark)
     except (CargetError, OSError):
         if mark[3]:
             yield cut(mark)
         raise
-    if total:
-        yield cut(mark)
+    finally:
+        if budget is not None and held:
+            budget.give(held)
 
 
 class HTTPServer:
@@ -205,6 +287,7 @@ class HTTPServer:
         self.limits = limits or ServerLimits()
         self.active = 0
         self.streams = 0  # CAR bodies being sent right now
+        self.buffers = BufferBudget(self.limits.buffer_budget)
         # connections waiting for a whole request head (idle or mid-head), longest waiting
         # first: at the cap the first is closed to make room, so neither idle sockets nor
         # slow heads can lock real clients out; only connections being answered are kept
@@ -474,7 +557,8 @@ class _Connection:
     async def _stream_car(self, plan: Plan) -> None:
         assert plan.car is not None
         fds: dict[str, int] = {}
-        gen = car_chunks(self.server.store, plan.car, self.limits.write_size, fds)
+        gen = car_chunks(self.server.store, plan.car, self.limits.write_size, fds,
+                         self.server.buffers)
         self.server.streams += 1
         try:
             await self._pump(gen)
