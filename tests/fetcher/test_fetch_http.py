@@ -12,15 +12,21 @@ import pytest
 import trio
 
 from carget.errors import NetworkError
-from carget.fetcher.http import MAX_CHUNK_LINE, _split_line, open_http
+from carget.fetcher.framing import MAX_CHUNK_LINE, NEED_DATA, ResponseReader
+from carget.fetcher.http import open_http
 
 
-def test_split_line_needs_the_crlf() -> None:
-    assert _split_line(memoryview(b"1a"), "u") is None
-    line, rest = _split_line(memoryview(b"1a;x=y\r\nBODY"), "u") or (b"", memoryview(b""))
-    assert line == b"1a;x=y" and bytes(rest) == b"BODY"
-    with pytest.raises(NetworkError, match="too long"):
-        _split_line(memoryview(b"1" * (MAX_CHUNK_LINE + 5)), "u")
+def test_chunk_size_line_needs_its_crlf_and_a_bound() -> None:
+    r = ResponseReader("u")
+    r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1a")
+    r.next_event()  # the head
+    assert r.next_event() is NEED_DATA
+    r = ResponseReader("u")
+    r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + b"1" * (MAX_CHUNK_LINE + 5))
+    r.next_event()
+    with pytest.raises(NetworkError, match="longer than"):
+        r.next_event()
 
 
 @contextmanager

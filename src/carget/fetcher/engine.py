@@ -509,7 +509,9 @@ async def _fallback(run: _Run, out_path: str) -> FetchResult:
     run.log(f"IPFS failed; trying the fallback mirror {url}")
     run.event("fallback", url=url)
     with atomic_file(out_path) as (f, tmp):  # kept only if the digest matches
-        async with open_http(url, idle_timeout=run.opts.idle_timeout) as resp:
+        # the mirror may hand off to https anywhere (its bytes are checked by --digest)
+        async with open_http(url, idle_timeout=run.opts.idle_timeout,
+                             redirects="https") as resp:
             if resp.status != 200:
                 raise NetworkError(f"fallback {url} answered {resp.status}")
             total = resp.headers.get("content-length")

@@ -3,13 +3,28 @@
 Why not httpx for the bulk body: measured on loopback (DESIGN "Performance",
 ``benchmarks/bench_fetch.py``), httpx's per-chunk layers (h11 events, decoders, byte-stream
 wrappers) cost up to 3x against a bare trio stream read 1 MiB at a time. This module
-writes one request, parses the response head itself, and hands body bytes straight from
-``receive_some`` to the caller (memoryview slices, no copies) for Content-Length,
-chunked and close-delimited bodies. httpx stays for the small JSON requests (delegated
-routing) and the plain-HTTPS fallback, where its redirects, proxies and TLS matter more.
+writes one request and hands the bytes it receives to the one strict sans-IO framing
+reader (:class:`~carget.fetcher.framing.ResponseReader`), which returns body pieces as
+memoryview slices of the receive buffers (no copies) for Content-Length, chunked and
+close-delimited bodies. The same reader frames the body whether trio receives it
+(:meth:`HttpResponse.receive`) or a worker thread does
+(:meth:`HttpResponse.read_body_blocking`). httpx stays for the small JSON requests
+(delegated routing).
+
+Redirects (:func:`open_http`'s ``redirects``), the one policy for every request carget
+makes with this module:
+
+* ``"same-origin"`` (gateway CAR and raw requests, the default): a redirect is followed
+  only to the same scheme, host and port, at most :data:`MAX_REDIRECTS` times. A gateway
+  that redirects elsewhere is failing (:class:`NetworkError` naming the target), so a
+  gateway can never aim carget's requests at another ``host:port``.
+* ``"https"`` (the ``--fallback-url`` mirror, whose bytes ``--digest`` checks): also
+  follows redirects to ``https`` URLs on any host (mirrors hand off to CDNs), never from
+  ``https`` down to ``http``.
 
 Every receive has the idle timeout (no bytes for that long is :class:`FetchTimeout`).
-Errors: :class:`NetworkError` for refused connections, broken streams and malformed HTTP.
+Errors: :class:`NetworkError` for refused connections, broken streams, malformed HTTP and
+refused redirects.
 """
 
 from __future__ import annotations
@@ -17,29 +32,33 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urljoin, urlsplit
 
 import trio
 
 from ..errors import FetchTimeout, NetworkError
+from .framing import END, NEED_DATA, Head, ResponseReader
 
-__all__ = ["READ_SIZE", "HttpResponse", "open_http"]
+__all__ = ["MAX_REDIRECTS", "READ_SIZE", "STOP_POLL", "HttpResponse", "RedirectPolicy",
+           "open_http"]
 
 #: bytes asked of each receive: large reads are what make the body path fast
 READ_SIZE: Final = 1 << 20
 #: socket receive buffer asked for (the kernel may cap it at net.core.rmem_max)
 RCVBUF: Final = 4 << 20
-#: a response head larger than this is refused (real gateways send ~1 KiB)
-MAX_HEAD: Final = 64 << 10
 #: redirects followed before giving up (httpx's default is 20; gateways use one or two)
 MAX_REDIRECTS: Final = 5
-#: the longest chunk-size line accepted in a chunked body
-MAX_CHUNK_LINE: Final = 1024
+#: seconds a blocking receive waits before it looks at its stop flag again: a worker
+#: thread ends this soon after the run is cancelled (trio's to_thread guidance)
+STOP_POLL: Final = 0.2
 USER_AGENT: Final = "carget/0.1"
+
+RedirectPolicy = Literal["same-origin", "https"]
 
 _ssl_context: ssl.SSLContext | None = None
 
@@ -61,31 +80,63 @@ class HttpResponse:
     headers: dict[str, str]
     _stream: trio.abc.Stream
     _idle: float
-    _rest: memoryview = field(default_factory=lambda: memoryview(b""))
-    _left: int | None = None  # Content-Length bytes still to come
-    _chunked: bool = False
-    _chunk_left: int = 0
-    _finished: bool = False
+    _reader: ResponseReader = field(default_factory=ResponseReader)
     received: int = 0  # body bytes handed out so far
+
+    @property
+    def garbled(self) -> bool:
+        """True once the body turned out malformed (not merely cut short)."""
+        return self._reader.garbled
 
     @property
     def detachable(self) -> bool:
         """True for plain TCP, whose body :meth:`read_body_blocking` can read."""
-        return isinstance(self._stream, trio.SocketStream) and not self._finished
+        return isinstance(self._stream, trio.SocketStream) and not self._reader.finished
 
     def read_body_blocking(self, consume: Callable[[memoryview | None], bool],
-                           read_size: int = READ_SIZE) -> None:
+                           read_size: int = READ_SIZE,
+                           stopped: Callable[[], bool] = lambda: False) -> None:
         """On a worker thread: read the rest of the body, ``read_size`` bytes at most at a
         time, calling ``consume(piece)`` for each piece and ``consume(None)`` at its end;
-        stop early when ``consume`` returns True. Raises :class:`NetworkError` /
-        :class:`FetchTimeout`. Call :meth:`abort` from trio to make it return early."""
+        stop early when ``consume`` returns True, or (within :data:`STOP_POLL` s, without
+        calling ``consume(None)``) once ``stopped()`` is true. Raises :class:`NetworkError`
+        for a broken or malformed body, :class:`FetchTimeout` after the idle timeout with
+        no bytes. Call :meth:`abort` from trio to make it return at once."""
         assert isinstance(self._stream, trio.SocketStream)
         sock = socket.socket(fileno=os.dup(self._stream.socket.fileno()))
+        reader = self._reader
         try:
-            sock.settimeout(self._idle)
-            _BlockingBody(self, sock, read_size).run(consume)
+            sock.settimeout(min(self._idle, STOP_POLL))
+            heard = time.monotonic()
+            while True:
+                event = reader.next_event()
+                if isinstance(event, memoryview):
+                    self.received += len(event)
+                    if consume(event) or stopped():
+                        return
+                elif event is END:
+                    consume(None)
+                    return
+                elif event is NEED_DATA:
+                    try:
+                        data = sock.recv(read_size)
+                    except TimeoutError:
+                        if stopped():
+                            return
+                        if time.monotonic() - heard >= self._idle:
+                            raise FetchTimeout(f"{self.url}: no bytes for {self._idle:g} s"
+                                               ) from None
+                        continue
+                    except OSError as exc:
+                        raise NetworkError(f"{self.url}: connection broke: {exc}") from None
+                    heard = time.monotonic()
+                    if data:
+                        reader.feed(data)
+                    else:
+                        reader.feed_eof()
+                else:  # pragma: no cover - a second head cannot follow the first
+                    raise NetworkError(f"{self.url}: unexpected {event!r}")
         finally:
-            self._finished = True
             sock.close()
 
     def abort(self) -> None:
@@ -96,7 +147,7 @@ class HttpResponse:
             except OSError:
                 pass
 
-    async def _recv(self) -> memoryview:
+    async def _recv(self) -> bytes:
         with trio.move_on_after(self._idle) as scope:
             try:
                 data = await self._stream.receive_some(READ_SIZE)
@@ -104,180 +155,36 @@ class HttpResponse:
                 raise NetworkError(f"{self.url}: connection broke: {exc}") from None
         if scope.cancelled_caught:
             raise FetchTimeout(f"{self.url}: no bytes for {self._idle:g} s")
-        return memoryview(data)
+        return bytes(data)
+
+    async def _next_event(self) -> Head | memoryview | None:
+        """The reader's next head or body piece (None at the end of the body), receiving
+        as it needs."""
+        reader = self._reader
+        while True:
+            event = reader.next_event()
+            if event is NEED_DATA:
+                data = await self._recv()
+                if data:
+                    reader.feed(data)
+                else:
+                    reader.feed_eof()
+                continue
+            if event is END:
+                return None
+            assert isinstance(event, (Head, memoryview))
+            return event
 
     async def receive(self) -> memoryview | None:
         """The next piece of body (a memoryview, valid as long as you keep it), or None
-        once the body is complete. Raises :class:`NetworkError` if it ends early."""
-        if self._finished:
-            return None
-        if self._chunked:
-            return await self._receive_chunked()
-        if self._left == 0:
-            self._finished = True
-            return None
-        data = self._rest if self._rest else await self._recv()
-        self._rest = memoryview(b"")
-        if not data:
-            if self._left is None:  # close-delimited body
-                self._finished = True
-                return None
-            raise NetworkError(f"{self.url}: body ends {self._left} bytes early")
-        if self._left is not None:
-            if len(data) > self._left:
-                data = data[: self._left]  # ignore bytes past Content-Length
-            self._left -= len(data)
-        self.received += len(data)
-        return data
-
-    async def _line(self) -> bytes:
-        while (found := _split_line(self._rest, self.url)) is None:
-            more = await self._recv()
-            if not more:
-                raise NetworkError(f"{self.url}: chunked body ends early")
-            self._rest = memoryview(bytes(self._rest) + bytes(more))  # a short partial line
-        line, self._rest = found
-        return line
-
-    async def _receive_chunked(self) -> memoryview | None:
-        if self._chunk_left == 0:
-            line = await self._line()
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise NetworkError(f"{self.url}: bad chunk size {line[:40]!r}") from None
-            if size < 0:
-                raise NetworkError(f"{self.url}: bad chunk size {line[:40]!r}")
-            if size == 0:
-                while await self._line():  # trailers, up to the blank line
-                    pass
-                self._finished = True
-                return None
-            self._chunk_left = size
-        data = self._rest if self._rest else await self._recv()
-        if not data:
-            raise NetworkError(f"{self.url}: chunked body ends early")
-        take = min(len(data), self._chunk_left)
-        piece, rest = data[:take], data[take:]
-        self._chunk_left -= take
-        if self._chunk_left == 0:
-            while len(rest) < 2:  # the CRLF after the chunk
-                more = await self._recv()
-                if not more:
-                    raise NetworkError(f"{self.url}: chunked body ends early")
-                rest = memoryview(bytes(rest) + bytes(more))
-            if bytes(rest[:2]) != b"\r\n":
-                raise NetworkError(f"{self.url}: chunk not followed by CRLF")
-            rest = rest[2:]
-        self._rest = rest
-        self.received += len(piece)
-        return piece
-
-
-def _split_line(rest: memoryview, url: str) -> tuple[bytes, memoryview] | None:
-    """The CRLF-ended line at the start of ``rest`` and what follows it, or None while no
-    CRLF has arrived. Looks at no more than a line's worth of bytes: a chunk-size line
-    sits in front of up to a megabyte of body, which must not be copied per chunk.
-    Raises :class:`NetworkError` for a line longer than MAX_CHUNK_LINE."""
-    head = bytes(rest[: MAX_CHUNK_LINE + 2])
-    end = head.find(b"\r\n")
-    if end < 0:
-        if len(head) > MAX_CHUNK_LINE:
-            raise NetworkError(f"{url}: chunk-size line too long")
-        return None
-    return head[:end], rest[end + 2 :]
-
-
-class _BlockingBody:
-    """The rest of a response body read on a worker thread from a blocking duplicate of
-    the connection's socket: no trio hand-off per piece (measured in bench_fetch.py: a
-    hand-off to a worker thread per piece halved throughput against one thread that
-    receives, verifies and writes)."""
-
-    def __init__(self, resp: HttpResponse, sock: socket.socket, read_size: int) -> None:
-        self.resp = resp
-        self.sock = sock
-        self.read_size = read_size
-        self.rest = resp._rest
-
-    def recv(self) -> memoryview:
-        try:
-            return memoryview(self.sock.recv(self.read_size))
-        except TimeoutError:
-            raise FetchTimeout(f"{self.resp.url}: no bytes for {self.resp._idle:g} s") from None
-        except OSError as exc:
-            raise NetworkError(f"{self.resp.url}: connection broke: {exc}") from None
-
-    def take(self) -> memoryview:
-        data = self.rest if self.rest else self.recv()
-        self.rest = memoryview(b"")
-        return data
-
-    def line(self) -> bytes:
-        while (found := _split_line(self.rest, self.resp.url)) is None:
-            more = self.recv()
-            if not more:
-                raise NetworkError(f"{self.resp.url}: chunked body ends early")
-            self.rest = memoryview(bytes(self.rest) + bytes(more))  # a short partial line
-        line, self.rest = found
-        return line
-
-    def run(self, consume: Callable[[memoryview | None], bool]) -> None:
-        resp = self.resp
-        if not resp._chunked:
-            left = resp._left
-            while left != 0:
-                data = self.take()
-                if not data:
-                    if left is None:
-                        break
-                    raise NetworkError(f"{resp.url}: body ends {left} bytes early")
-                if left is not None:
-                    data = data[:left]
-                    left -= len(data)
-                resp.received += len(data)
-                if consume(data):
-                    return
-            consume(None)
-            return
-        while True:
-            line = self.line()
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise NetworkError(f"{resp.url}: bad chunk size {line[:40]!r}") from None
-            if size == 0:
-                break
-            while size:
-                data = self.take()
-                if not data:
-                    raise NetworkError(f"{resp.url}: chunked body ends early")
-                piece, self.rest = data[:size], data[size:]
-                size -= len(piece)
-                resp.received += len(piece)
-                if consume(piece):
-                    return
-            if self.line():
-                raise NetworkError(f"{resp.url}: chunk not followed by CRLF")
-        consume(None)
-
-
-def _parse_head(url: str, head: bytes) -> tuple[int, str, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise NetworkError(f"{url}: not an HTTP/1.x response: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise NetworkError(f"{url}: malformed header line {line[:80]!r}")
-        key = name.strip().lower()
-        value = value.strip()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
+        once the body is complete. Raises :class:`NetworkError` if it ends early or is
+        malformed, :class:`FetchTimeout` after the idle timeout with no bytes."""
+        event = await self._next_event()
+        if isinstance(event, Head):  # pragma: no cover - the head was taken by _open_once
+            raise NetworkError(f"{self.url}: a second response head")
+        if event is not None:
+            self.received += len(event)
+        return event
 
 
 def _close(tcp: trio.SocketStream | None) -> None:
@@ -331,45 +238,46 @@ async def _open_once(url: str, headers: dict[str, str], idle: float) -> HttpResp
             raise FetchTimeout(f"{url}: sending the request took more than {idle:g} s") from None
         except (trio.BrokenResourceError, OSError) as exc:
             raise NetworkError(f"{url}: connection broke: {exc}") from None
-        resp = HttpResponse(url, 0, "", {}, stream, idle)
-        buf = b""
-        while True:
-            at = buf.find(b"\r\n\r\n")
-            if at >= 0:
-                break
-            if len(buf) > MAX_HEAD:
-                raise NetworkError(f"{url}: response head larger than {MAX_HEAD} bytes")
-            more = await resp._recv()
-            if not more:
-                raise NetworkError(f"{url}: connection closed before a response")
-            buf += more
-        resp.status, resp.reason, resp.headers = _parse_head(url, buf[:at])
-        resp._rest = memoryview(buf)[at + 4:]
-        te = resp.headers.get("transfer-encoding", "").lower()
-        if "chunked" in te:
-            resp._chunked = True
-        elif "content-length" in resp.headers:
-            try:
-                resp._left = int(resp.headers["content-length"])
-            except ValueError:
-                raise NetworkError(f"{url}: bad Content-Length") from None
-        if resp.status in (204, 304) or 100 <= resp.status < 200:
-            resp._left = 0
-            resp._chunked = False
+        resp = HttpResponse(url, 0, "", {}, stream, idle, ResponseReader(url))
+        head = await resp._next_event()
+        if not isinstance(head, Head):  # pragma: no cover - the reader gives a head first
+            raise NetworkError(f"{url}: no response head")
+        resp.status, resp.reason, resp.headers = head.status, head.reason, head.headers
         return resp
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: no origin to match
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+def _may_follow(policy: RedirectPolicy, here: str, there: str) -> bool:
+    """The redirect policy of the module docstring: same origin always; with ``"https"``
+    also any ``https`` URL."""
+    if _origin(there) == _origin(here):
+        return True
+    return policy == "https" and urlsplit(there).scheme.lower() == "https"
+
+
 @asynccontextmanager
 async def open_http(url: str, *, headers: dict[str, str] | None = None,
-                    idle_timeout: float = 30.0) -> AsyncIterator[HttpResponse]:
-    """GET ``url`` and yield the response once its head is in, following redirects.
+                    idle_timeout: float = 30.0,
+                    redirects: RedirectPolicy = "same-origin") -> AsyncIterator[HttpResponse]:
+    """GET ``url`` and yield the response once its head is in, following redirects as
+    ``redirects`` allows (see the module docstring).
 
     The connection is closed when the context exits (each request is its own
     connection: on loopback and LAN the handshake is cheap next to a CAR body). Raises
-    :class:`NetworkError` / :class:`FetchTimeout`.
+    :class:`NetworkError` (also for a redirect the policy refuses, or more than
+    :data:`MAX_REDIRECTS`) / :class:`FetchTimeout`.
     """
     hdrs = dict(headers or {})
     for _ in range(MAX_REDIRECTS + 1):
@@ -377,7 +285,12 @@ async def open_http(url: str, *, headers: dict[str, str] | None = None,
         location = resp.headers.get("location")
         if resp.status in (301, 302, 303, 307, 308) and location:
             await trio.aclose_forcefully(resp._stream)
-            url = urljoin(url, location)
+            there = urljoin(url, location)
+            if not _may_follow(redirects, url, there):
+                allowed = "same-origin or https" if redirects == "https" else "same-origin"
+                raise NetworkError(f"{url} redirects to {there[:200]}: not followed (only "
+                                   f"{allowed} redirects are)")
+            url = there
             continue
         try:
             yield resp
