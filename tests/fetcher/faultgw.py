@@ -18,6 +18,9 @@ ignore_scope    ignores dag-scope and entity-bytes: sends the whole DAG
 content_type    sends the CAR with a wrong Content-Type
 huge_prefix     sends a section length prefix of 2^60
 never_end       after the honest body, sends junk blocks forever
+repeat          sends ``at`` blocks, then block ``at - 1`` again and again, forever
+bad_chunk       a chunked 200 whose first chunk-size line is ``chunk_line`` (e.g. -10)
+redirect        answers 302 to ``location`` + the request's path and query
 =============== =====================================================================
 
 ``times`` limits a fault to the first N CAR requests (of dag-scope ``only_scope``).
@@ -53,6 +56,8 @@ class Fault:
     only_scope: str | None = None  # apply only to requests with this dag-scope
     drip_size: int = 2048
     drip_delay: float = 0.005
+    chunk_line: bytes = b"-10"
+    location: str = ""
 
 
 @dataclass
@@ -166,6 +171,11 @@ class FaultGateway:
             extra = [("Retry-After", fault.retry_after)] if fault.retry_after else []
             await self.simple(stream, entry, fault.status, b"busy", extra=extra)
             return
+        if kind == "redirect":
+            query = "&".join(f"{k}={v}" for k, v in q.items())
+            await self.simple(stream, entry, 302, b"moved", extra=[
+                ("Location", fault.location + path + (f"?{query}" if query else ""))])
+            return
         scope = q.get("dag-scope", "all")
         rng = None
         if "entity-bytes" in q:
@@ -207,9 +217,17 @@ class FaultGateway:
         else:
             hdrs.append(("Transfer-Encoding", "chunked"))
         await self.send_head(stream, entry, 200, hdrs)
+        if kind == "bad_chunk":
+            await stream.send_all(fault.chunk_line + b"\r\n" + header + b"\r\n")
+            entry.sent += len(header)
+            await trio.sleep_forever()
         send = partial(self.send_body_piece, stream, entry)
         await send(header)
         for i, sec in enumerate(sections):
+            if kind == "repeat" and i == at:
+                while True:
+                    await send(sections[at - 1])
+                    await trio.sleep(0)
             if kind == "cut_mid" and i == at:
                 await send(sec[: len(sec) // 2])
                 return  # connection closes mid-block (no terminating chunk)

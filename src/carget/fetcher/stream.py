@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import outcome
@@ -30,6 +30,7 @@ from ..errors import (
     HashMismatch,
     IncompleteDAG,
     InputError,
+    LimitExceeded,
     NetworkError,
     NotFoundError,
     OutputError,
@@ -42,7 +43,7 @@ from ..errors import (
 )
 from .api import ProgressCallback
 from .gateways import normalize_gateway
-from .http import READ_SIZE, HttpResponse, open_http
+from .http import READ_SIZE, STOP_POLL, HttpResponse, open_http
 from .split import Pace
 from .split import StreamState as _StreamState
 from .target import Target
@@ -80,6 +81,22 @@ PIECES_PER_STREAM: Final = 8
 #: up to five streams read a MiB at a time
 READ_BUDGET: Final = 40 << 20
 MIN_READ: Final = 256 << 10
+#: CAR bytes an answer may hold beyond the blocks it places (duplicates the verifier
+#: drops, strays, blocks outside the asked range), on top of the whole file's size (a
+#: gateway that ignores ``entity-bytes`` honestly sends the whole file): past it, an
+#: answer that repeats blocks forever is refused instead of running forever
+#: (:class:`~carget.errors.LimitExceeded`, which drops the gateway like a lying one)
+DISCARD_LIMIT: Final = 32 << 20
+#: CAR bytes of each placed block's section that are not block data (length varint and
+#: CID: ~40 bytes for sha2-256, up to ~80 for longer hashes), so an honest answer of
+#: tiny blocks never counts as discarding
+SECTION_OVERHEAD: Final = 128
+#: seconds between two looks of the progress watchdog at what an answer has placed
+PROGRESS_POLL: Final = 0.25
+#: seconds a cancelled stream waits for its worker threads, which look at their stop
+#: flag every STOP_POLL (0.2 s): only a thread stuck in a system call (a write to a
+#: full pipe) is still running then, and it is left behind rather than hang the run
+STOP_GRACE: Final = 5.0
 
 
 class _Output(Protocol):
@@ -277,23 +294,40 @@ _Piece = memoryview | None | NetworkError
 _T = TypeVar("_T")
 
 
+class _Stopped(Exception):
+    """A stream's threads were told to stop (the run was cancelled)."""
+
+
 class _Channel(Generic[_T]):
     """A bounded hand-off between two threads, made of two C-level ``SimpleQueue``s (items,
     and room tokens). ``queue.Queue`` runs a Python-level Condition on every put and get:
-    GIL time that the hashing thread, back from a block's SHA-256, then waits for."""
+    GIL time that the hashing thread, back from a block's SHA-256, then waits for.
 
-    def __init__(self, depth: int) -> None:
+    Every wait looks at ``stop`` each :data:`~carget.fetcher.http.STOP_POLL` seconds and
+    raises :class:`_Stopped` once it is set, so no thread outlives a cancelled run."""
+
+    def __init__(self, depth: int, stop: threading.Event) -> None:
         self._items: SimpleQueue[_T] = SimpleQueue()
         self._room: SimpleQueue[None] = SimpleQueue()
+        self._stop = stop
         for _ in range(depth):
             self._room.put(None)
 
+    def _wait(self, queue: SimpleQueue[Any]) -> Any:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                return queue.get(timeout=STOP_POLL)
+            except Empty:
+                continue
+
     def put(self, item: _T) -> None:
-        self._room.get()
+        self._wait(self._room)
         self._items.put(item)
 
     def get(self) -> _T:
-        item = self._items.get()
+        item: _T = self._wait(self._items)
         self._room.put(None)
         return item
 
@@ -310,59 +344,99 @@ def _car_url(gw: str, cid: CID, path: tuple[str, ...], scope: str,
     return url
 
 
-def _torn(verifier: DagVerifier, exc: NetworkError) -> CargetError:
+def _torn(verifier: DagVerifier, resp: HttpResponse, exc: NetworkError) -> CargetError:
     """A body that broke between two blocks was ended by the gateway (as servers do on a
-    missing block): an incomplete DAG. Torn inside a block, or silent: the network."""
-    if verifier.at_boundary and not isinstance(exc, FetchTimeout):
+    missing block): an incomplete DAG. Torn inside a block, silent, or malformed HTTP
+    (a garbage chunk-size line is no clean cut): the network."""
+    if verifier.at_boundary and not isinstance(exc, FetchTimeout) and not resp.garbled:
         return IncompleteDAG(f"answer ended before the DAG was complete ({exc})")
     return exc
 
 
+class _Discards:
+    """The bound on what an answer may send beyond the blocks it places: repeats of blocks
+    already placed, strays, blocks outside the asked range (:data:`DISCARD_LIMIT` plus
+    ``allowance``). Blocks replayed from memory count as placed, so an honest ``dups=y``
+    answer that resends them later stays inside the bound."""
+
+    __slots__ = ("allowance", "blocks", "verifier")
+
+    def __init__(self, verifier: DagVerifier, allowance: int) -> None:
+        self.verifier = verifier
+        self.allowance = DISCARD_LIMIT + allowance
+        self.blocks = 0
+
+    def check(self, events: list[VerifierEvent]) -> None:
+        """After a feed on the verifying thread. Raises :class:`LimitExceeded` once the
+        answer holds more unplaced bytes than allowed."""
+        self.blocks += len(events)
+        v = self.verifier
+        extra = v.offset - v.placed_bytes - SECTION_OVERHEAD * self.blocks
+        if extra > self.allowance:
+            raise LimitExceeded(f"answer holds more than {self.allowance} bytes of repeated, "
+                                f"stray or unasked blocks")
+
+
 async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
                           out: _Output | None, collect: list[VerifierEvent] | None,
-                          state: _StreamState) -> None:
+                          state: _StreamState, discards: _Discards) -> None:
     """The bulk path for plain TCP: three worker threads joined by bounded queues,
 
     receive (blocking 1 MiB reads) → verify (CAR parsing, hashing) → write (pwrite),
 
     so the socket copy, SHA-256 and the file write overlap on both cores (all three drop
     the GIL for their bulk work; bench_fetch.py: a receiver that also hashes left one core
-    idle). trio only waits, reports progress, and on cancellation shuts the socket so
-    the receiver ends at once."""
+    idle). trio only waits and reports progress. Two flags end the threads: ``enough``
+    (set by the verifier when it is done or failed: the receiver stops, the writer
+    finishes what is verified) and ``cancelled`` (set when trio cancels the stream: every
+    thread stops within :data:`~carget.fetcher.http.STOP_POLL` seconds, and the socket
+    is shut so the receiver returns at once)."""
 
-    pieces: _Channel[_Piece | object] = _Channel(PIPE_DEPTH)
-    queue: _Channel[list[VerifierEvent] | None] = _Channel(WRITE_QUEUE)
+    cancelled = threading.Event()
+    enough = threading.Event()
+    pieces: _Channel[_Piece | object] = _Channel(PIPE_DEPTH, cancelled)
+    queue: _Channel[list[VerifierEvent] | None] = _Channel(WRITE_QUEUE, cancelled)
     failed: list[BaseException] = []
-    stop = threading.Event()
 
     def receiver() -> None:
-        # ends with exactly one _FINISHED, after the body's None or the error that broke it
+        # ends with exactly one _FINISHED (unless cancelled), after the body's None or
+        # the error that broke it
         def hand_on(piece: memoryview | None) -> bool:
             pieces.put(piece)
-            return stop.is_set()
+            return enough.is_set()
+
+        def stopped() -> bool:
+            return enough.is_set() or cancelled.is_set()
 
         try:
-            resp.read_body_blocking(hand_on, run.read_size())
-        except NetworkError as exc:
-            pieces.put(exc)
-        except BaseException as exc:  # pragma: no cover - a bug: let the verifier raise it
-            failed.append(exc)
-        finally:
+            try:
+                resp.read_body_blocking(hand_on, run.read_size(), stopped)
+            except NetworkError as exc:
+                pieces.put(exc)
+            except _Stopped:
+                return
+            except BaseException as exc:  # pragma: no cover - a bug: let the verifier raise it
+                failed.append(exc)
             pieces.put(_FINISHED)
+        except _Stopped:
+            pass
 
     def writer() -> None:
         # the output stage on its own thread, so pwrite overlaps hashing (both drop the
         # GIL); after an error it keeps draining so the verifier never blocks on put
-        while (events := queue.get()) is not None:
-            if failed:
-                continue
-            try:
-                assert out is not None
-                state.written += out.handle(events)
-            except BaseException as exc:
-                failed.append(exc)
-                continue
-            state.note(events)
+        try:
+            while (events := queue.get()) is not None:
+                if failed:
+                    continue
+                try:
+                    assert out is not None
+                    state.written += out.handle(events)
+                except BaseException as exc:
+                    failed.append(exc)
+                    continue
+                state.note(events)
+        except _Stopped:
+            pass
 
     def verify() -> None:
         while not verifier.done:
@@ -370,13 +444,14 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             if failed:
                 raise failed[0]
             if isinstance(piece, NetworkError):
-                raise _torn(verifier, piece)
+                raise _torn(verifier, resp, piece)
             if piece is _FINISHED:  # pragma: no cover - the receiver always ends with None
                 raise NetworkError(f"{resp.url}: body ended without its end")
             assert piece is None or isinstance(piece, memoryview)
             state.apply(verifier)
             events = verifier.feed_eof() if piece is None else verifier.feed(piece)
             del piece
+            discards.check(events)
             if collect is not None:
                 collect.extend(events)
             if out is not None and events:
@@ -386,12 +461,16 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
     def verify_stage() -> None:
         try:
             verify()
+        except _Stopped:
+            return
         finally:
-            queue.put(None)  # the writer ends after what is verified
-            if not stop.is_set():
-                stop.set()
-                resp.abort()  # done early or failed: the receiver need not wait for more
-            while pieces.get() is not _FINISHED:  # let a receiver blocked on put finish
+            enough.set()
+            resp.abort()  # done early or failed: the receiver need not wait for more
+            try:
+                queue.put(None)  # the writer ends after what is verified
+                while pieces.get() is not _FINISHED:  # let a receiver blocked on put finish
+                    pass
+            except _Stopped:
                 pass
 
     def report() -> None:
@@ -400,11 +479,9 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             state.reported += n
             run.progressed(n)
 
-    async def watch() -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            resp.abort()
+    def stop_threads() -> None:
+        cancelled.set()
+        resp.abort()
 
     async def ticker() -> None:
         while True:
@@ -412,10 +489,9 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             report()
 
     async with _nursery() as nursery:
-        nursery.start_soon(watch)
         nursery.start_soon(ticker)
         try:
-            await _run_stages(writer, receiver, verify_stage)
+            await _run_stages(stop_threads, writer, receiver, verify_stage)
             if failed:
                 raise failed[0]
         except CargetError:
@@ -426,17 +502,20 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
         nursery.cancel_scope.cancel()
 
 
-async def _run_stages(*stages: Callable[[], None]) -> None:
+async def _run_stages(stop: Callable[[], None], *stages: Callable[[], None]) -> None:
     """Run a stream's stages on trio's cached worker threads and wait until all have
     ended; raise the first error one of them raised.
 
     Each stage always starts (``start_thread_soon`` has no cancellation point): a stage
     that never ran would leave the others waiting on their queues forever, as could
     happen with one ``to_thread.run_sync`` per stage cancelled before its thread began.
-    The wait is shielded because the threads end on their own once the body is done or
-    the socket is shut (the caller's ``watch`` task does that on cancellation). Cached
-    threads, not a new thread per request: a split ``cat`` makes one request per
-    segment, and each new thread brought its own malloc arena (~20 MiB of RSS a run)."""
+    When the wait is cancelled, ``stop()`` tells the threads to stop (every blocking
+    loop in them looks at a stop flag at least every
+    :data:`~carget.fetcher.http.STOP_POLL` seconds), and the wait goes on, shielded, for
+    up to :data:`STOP_GRACE` seconds, so the output is not cleaned up under a thread
+    still writing it. Cached threads, not a new thread per request: a split ``cat``
+    makes one request per segment, and each new thread brought its own malloc arena
+    (~20 MiB of RSS a run)."""
     token = trio.lowlevel.current_trio_token()
     ended = trio.Event()
     results: list[outcome.Outcome[None]] = []
@@ -447,14 +526,40 @@ async def _run_stages(*stages: Callable[[], None]) -> None:
             if len(results) == len(stages):
                 ended.set()
 
-        token.run_sync_soon(note)
+        try:
+            token.run_sync_soon(note)
+        except trio.RunFinishedError:  # left behind past STOP_GRACE, and trio is gone
+            pass
 
     for stage in stages:
         trio.lowlevel.start_thread_soon(stage, deliver, name=f"carget {stage.__name__}")
-    with trio.CancelScope(shield=True):
+    try:
         await ended.wait()
+    except trio.Cancelled:
+        stop()
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(STOP_GRACE):
+                await ended.wait()
+        raise
     for result in results:
         result.unwrap()
+
+
+async def _watch_progress(verifier: DagVerifier, idle: float, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` once ``idle`` seconds pass in which the answer placed no new
+    verified block: the idle timer counts progress, not bytes, so neither a drip of
+    bytes nor a stream of repeated blocks keeps an answer alive."""
+    last = verifier.placed_bytes
+    since = trio.current_time()
+    while True:
+        await trio.sleep(min(PROGRESS_POLL, idle / 2))
+        placed = verifier.placed_bytes
+        now = trio.current_time()
+        if placed != last:
+            last, since = placed, now
+        elif now - since >= idle:
+            scope.cancel()
+            return
 
 
 async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
@@ -462,10 +567,27 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
                   state: _StreamState | None = None) -> None:
     """One CAR request, as a three-stage pipeline joined by bounded channels:
 
-    network (trio task, 1 MiB reads) → verifier (worker thread: CAR parsing, hashing) →
-    output (another worker thread: pwrite / stdout), so hashing and writing use both
-    cores. Raises what the request, the verifier or the output raised.
+    network (1 MiB reads) → verifier (worker thread: CAR parsing, hashing) → output
+    (another worker thread: pwrite / stdout), so hashing and writing use both cores.
+    Raises what the request, the verifier or the output raised; :class:`FetchTimeout`
+    when no new verified block arrives for the idle timeout (from the request on, so a
+    head that drips in counts too); :class:`LimitExceeded` for an answer that keeps
+    sending blocks it has sent before (:class:`_Discards`).
     """
+    idle = run.opts.idle_timeout
+    with trio.CancelScope() as stalled:
+        async with _nursery() as nursery:
+            nursery.start_soon(_watch_progress, verifier, idle, stalled)
+            await _answer(run, gw, verifier, out, url, collect, state)
+            nursery.cancel_scope.cancel()
+    if stalled.cancelled_caught:
+        raise FetchTimeout(f"{url}: no new verified block for {idle:g} s")
+
+
+async def _answer(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
+                  url: str, collect: list[VerifierEvent] | None,
+                  state: _StreamState | None) -> None:
+    """:func:`_stream` without its progress watchdog."""
     async with open_http(url, headers={"Accept": CAR_ACCEPT},
                          idle_timeout=run.opts.idle_timeout) as resp:
         status = resp.status
@@ -483,8 +605,10 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
         params = {p.split("=", 1)[0].strip().lower(): p.split("=", 1)[-1].strip().lower()
                   for p in ctype.split(";")[1:]}
         verifier.ordered = params.get("order") == "dfs"
+        discards = _Discards(verifier, run.total or 0)
         if resp.detachable:
-            await _body_on_thread(run, resp, verifier, out, collect, state or _StreamState())
+            await _body_on_thread(run, resp, verifier, out, collect, state or _StreamState(),
+                                  discards)
             return
         # TLS: the same stages with trio receiving and worker threads verifying, writing
         # items: body pieces, None at the end of the body, or the error that broke it
@@ -497,8 +621,10 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
                 state.apply(verifier)
             for piece in pieces:
                 if isinstance(piece, NetworkError):
-                    raise _torn(verifier, piece)
-                events += verifier.feed_eof() if piece is None else verifier.feed(piece)
+                    raise _torn(verifier, resp, piece)
+                placed = verifier.feed_eof() if piece is None else verifier.feed(piece)
+                discards.check(placed)
+                events += placed
                 if verifier.done:
                     break
             return events
