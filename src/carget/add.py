@@ -5,6 +5,12 @@ worker threads (hashlib releases the GIL, so two cores hash two batches at once)
 feeds the finished leaf links to :class:`~carget.unixfs.file.FileImporter` strictly in file
 order. Memory stays at ``jobs × 2 + 1`` batch buffers whatever the file size.
 
+Who reads: from a regular file with two or more hashing threads, each worker reads its own
+batch with ``pread`` and hashes it (the page-cache copy then runs on every core, as two
+threads each reading and hashing half the file do); with one hashing thread, or from a
+pipe, or when a whole-file digest must see the bytes in order, this thread reads ahead
+while the workers hash (reading overlaps hashing).
+
 Directory trees are :mod:`carget.tree`'s job; this module does single files and streams.
 """
 
@@ -76,13 +82,85 @@ def _read_full(f: Readable, buf: memoryview) -> int:
     return got
 
 
+def _pread_full(fd: int, buf: bytearray, offset: int) -> int:
+    """Fill ``buf`` from ``offset`` of ``fd`` unless the file ends there; the byte count."""
+    view = memoryview(buf)
+    got = 0
+    size = len(buf)
+    while got < size:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _encode_batch(
     enc: LeafEncoder, view: memoryview, chunk: int, want: bool
 ) -> list[tuple[FileLink, Block | None]]:
     return [enc.encode(view[i : i + chunk], want) for i in range(0, len(view), chunk)]
 
 
+def _read_encode_batch(
+    fd: int, offset: int, buf: bytearray, enc: LeafEncoder, chunk: int, want: bool
+) -> tuple[int, list[tuple[FileLink, Block | None]]]:
+    n = _pread_full(fd, buf, offset)
+    return n, _encode_batch(enc, memoryview(buf)[:n], chunk, want)
+
+
 Take = Callable[[list[tuple[FileLink, "Block | None"]], bytearray, int], None]
+
+
+def _preading(
+    fd: int,
+    enc: LeafEncoder,
+    chunk: int,
+    batch: int,
+    jobs: int,
+    want: bool,
+    free: list[bytearray],
+    take: Take,
+) -> int:
+    """Have ``jobs`` worker threads each ``pread`` a batch of the regular file ``fd`` and
+    hash its leaves, at most ``2 * jobs`` batches in flight; hand the results to ``take``
+    strictly in file order. Starts at the file's position and leaves it after the last
+    byte read; the file ends at the first short read (as a sequential read would see it).
+    Returns the bytes read."""
+    from concurrent.futures import ThreadPoolExecutor  # only multi-core runs pay for it
+
+    start = os.lseek(fd, 0, os.SEEK_CUR)
+    offset = start
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="carget-hash")
+    pending: deque[
+        tuple[Future[tuple[int, list[tuple[FileLink, Block | None]]]], bytearray]
+    ] = deque()
+    ended = False
+    try:
+        while not ended:
+            buf = free.pop() if free else bytearray(batch)
+            pending.append(
+                (pool.submit(_read_encode_batch, fd, offset, buf, enc, chunk, want), buf)
+            )
+            offset += batch
+            while pending and (ended or len(pending) > 2 * jobs):
+                fut, buf = pending.popleft()
+                n, links = fut.result()
+                if ended or not n:  # at or past the end: nothing there for this file
+                    free.append(buf)
+                    if not ended:
+                        ended = True
+                        offset -= (len(pending) + 1) * batch
+                    continue
+                take(links, buf, n)
+                if n < batch:
+                    ended = True
+                    offset = offset - (len(pending) + 1) * batch + n
+    finally:
+        for fut, _ in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return offset - start
 
 
 def _threaded(
@@ -136,6 +214,18 @@ def _threaded(
             dpool.shutdown(wait=True, cancel_futures=True)
 
 
+def _regular_fd(f: Readable) -> int | None:
+    """The descriptor of ``f`` when it is an unbuffered regular file (positioned reads
+    are then safe), else None (pipes, sockets, buffered or in-memory streams)."""
+    if not isinstance(f, io.FileIO):
+        return None
+    fd = f.fileno()
+    try:
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+
+
 def import_stream(
     f: Readable,
     opts: ImportOptions = DEFAULT,
@@ -183,6 +273,9 @@ def import_stream(
             take(links, buf, n)
             if n < batch:
                 break
+    elif jobs > 1 and whole is None and (fd := _regular_fd(f)) is not None:
+        # every worker reads its own batches: the page-cache copy runs on every core
+        _preading(fd, enc, chunk, batch, jobs, want, free, take)
     else:
         # ``jobs`` hashing threads; this thread reads ahead meanwhile (the kernel's copy
         # out of the page cache overlaps the hashing, as a reader goroutine does in kubo)

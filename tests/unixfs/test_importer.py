@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -118,3 +120,47 @@ def test_single_cpu_serial_path_gives_the_same_cid(
     got = import_stream(Dribble(data, 100), opts, jobs=1, digest="sha512")
     assert got.cid == via_chunker(data, [], opts)
     assert got.digest == "sha512:" + __import__("hashlib").sha512(data).hexdigest()
+
+
+@pytest.mark.parametrize("opts", SMALL)
+@pytest.mark.parametrize("jobs", [2, 3])
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 256 * 7, 256 * 7 + 100])
+def test_workers_reading_a_regular_file_give_the_same_cid(
+    opts: ImportOptions, jobs: int, size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers pread their own batches from a regular file (no reader thread): the CID,
+    size and emitted blocks are those of a sequential read, at every batch boundary."""
+    import carget.add
+
+    monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)
+    calls: list[int] = []
+    real = carget.add._read_encode_batch
+
+    def spy(*args: Any) -> Any:
+        calls.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(carget.add, "_read_encode_batch", spy)
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    seq: list[Block] = []
+    par: list[Block] = []
+    expected = add_bytes(data, opts, emit=lambda b: seq.append(Block(b.cid, bytes(b.data))))
+    got = carget.add.add_file(path, opts, jobs=jobs,
+                              emit=lambda b: par.append(Block(b.cid, bytes(b.data))))
+    assert (got.cid, got.size, got.tsize) == (expected.cid, expected.size, expected.tsize)
+    assert par == seq
+    assert calls and calls[0] == 0  # the pread path ran
+
+
+def test_workers_start_at_the_file_position_and_leave_it_at_the_end(tmp_path: Path) -> None:
+    opts = resolve_options(chunker="size-64", cid_version=1)
+    data = os.urandom(5000)
+    path = tmp_path / "f"
+    path.write_bytes(b"skip" + data)
+    with io.FileIO(path, "r") as f:
+        f.seek(4)
+        got = import_stream(f, opts, jobs=2)
+        assert f.tell() == 4 + len(data)
+    assert got.cid == add_bytes(data, opts).cid
