@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import CargetError
+from ._signals import signals_as_ctrl_c
 
 __all__ = ["main", "cli"]
 
@@ -54,9 +55,11 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: map carget's errors to their documented exit codes, one line each."""
+    """Entry point: map carget's errors to their documented exit codes, one line each.
+    SIGTERM and SIGHUP end a command as Ctrl-C does (exit 130, see :mod:`._signals`)."""
     try:
-        cli.main(args=argv, prog_name="carget", standalone_mode=False)
+        with signals_as_ctrl_c():
+            cli.main(args=argv, prog_name="carget", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("carget: interrupted", err=True)
         sys.exit(130)

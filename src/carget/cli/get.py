@@ -13,26 +13,23 @@ Output conventions (so scripts can rely on them):
   ``--progress`` is not false.
 
 Exit codes: 0 ok, 2 usage, 3 not found on any gateway, 4 verification failed or
-incomplete, 5 digest mismatch, 6 network or timeout, 130 interrupted (SIGINT/SIGTERM:
-temporaries removed; an interrupted ``get`` keeps ``OUT.carget-partial`` and its journal
-so the next run resumes).
+incomplete, 5 digest mismatch, 6 network or timeout, 130 interrupted (SIGINT, SIGTERM or
+SIGHUP, see :mod:`carget.cli._signals`: temporaries removed; an interrupted ``get`` keeps
+``OUT.carget-partial`` and its journal so the next run resumes).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from ..errors import CargetError
-
-T = TypeVar("T")
+from ._signals import run_trio
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,43 +108,6 @@ def _log(message: str) -> None:
     click.echo(f"carget: {message}", err=True)
 
 
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn`` under trio; SIGINT/SIGTERM cancel it (letting cleanup run) and end in
-    exit 130 via KeyboardInterrupt."""
-    import trio
-
-    from ..fetcher.stream import _leaf_error
-
-    async def main() -> T:
-        interrupted = False
-        box: list[T] = []
-        try:
-            async with trio.open_nursery() as nursery:
-                async def watch() -> None:
-                    nonlocal interrupted
-                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                        async for _ in sigs:
-                            interrupted = True
-                            nursery.cancel_scope.cancel()
-                            return
-
-                async def work() -> None:
-                    box.append(await fn())
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(watch)
-                nursery.start_soon(work)
-        except BaseExceptionGroup as eg:
-            raise _leaf_error(eg) from None
-        if interrupted or not box:
-            raise KeyboardInterrupt
-        return box[0]
-
-    # what start-up made lives to the end: keep the cyclic collector from walking it again
-    gc.freeze()
-    return trio.run(main)
-
-
 def _options(gateways: tuple[str, ...], routers: tuple[str, ...], digest: str | None,
              timeout: float | None, idle_timeout: float, car_out: str | None,
              progress: bool | None, json_events: bool, streams: int,
@@ -185,7 +145,7 @@ def get(target: str, gateways: tuple[str, ...], routers: tuple[str, ...], digest
     opts, reporter = _options(gateways, routers, digest, timeout, idle_timeout, car_out,
                               progress, json_events, streams, fallback_url)
     try:
-        result = _run(lambda: run_get(target, out or "", opts))
+        result = run_trio(lambda: run_get(target, out or "", opts))
     finally:
         reporter.close()
     if result.digest:
@@ -205,7 +165,7 @@ def cat(target: str, gateways: tuple[str, ...], routers: tuple[str, ...], digest
     opts, reporter = _options(gateways, routers, digest, timeout, idle_timeout, car_out,
                               progress, json_events, streams)
     try:
-        result = _run(lambda: run_cat(target, opts, sys.stdout.buffer))
+        result = run_trio(lambda: run_cat(target, opts, sys.stdout.buffer))
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import InputError
+from ._signals import run_trio
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,9 +97,13 @@ def _table(outcomes: list[Outcome], console: Console) -> None:
               help="Seconds allowed for each entry.")
 def prefetch(template: str, arch: str | None, cache_dir: str | None, gateways: tuple[str, ...],
              fallback: bool, timeout: float | None) -> None:
-    """Fetch TEMPLATE's images and archives by CID into lima's download cache."""
-    import trio
+    """Fetch TEMPLATE's images and archives by CID into lima's download cache.
 
+    Exit 0 when every entry is cached, fetched or skipped; else the exit code of the first
+    failed entry's error (5 wrong digest, 4 bad blocks, 3 not found, 6 network, 2 a cid
+    that is a directory, not a file); 1 for a template that cannot be right (a location
+    with two digests, a location that is not http(s)); 130 when interrupted (SIGINT,
+    SIGTERM, SIGHUP: partial downloads kept in the cache's staging dir to resume from)."""
     from ..lima.cache import LimaCache, default_cache_dir
     from ..lima.prefetch import exit_error, plan_prefetch
     from ..lima.prefetch import prefetch as run_prefetch
@@ -115,11 +120,11 @@ def prefetch(template: str, arch: str | None, cache_dir: str | None, gateways: t
     hooks, progress = _progress_hooks(console)
     if progress is not None:
         with progress:
-            outcomes = trio.run(lambda: run_prefetch(
+            outcomes = run_trio(lambda: run_prefetch(
                 tpl, cache, arch=chosen, gateways=gw, fallback=fallback, timeout=timeout,
                 hooks=hooks))
     else:
-        outcomes = trio.run(lambda: run_prefetch(
+        outcomes = run_trio(lambda: run_prefetch(
             tpl, cache, arch=chosen, gateways=gw, fallback=fallback, timeout=timeout))
     _table(outcomes, console)
     err = exit_error(outcomes)
