@@ -196,6 +196,30 @@ class CarDecoder:
         """Bytes fed but not yet consumed."""
         return len(self._cur) - self._pos + self._queued
 
+    @property
+    def payload_end(self) -> int | None:
+        """Where the sections must end: a CARv2's data offset plus data size (None for a
+        CARv1, whose sections run to the end of the stream)."""
+        return self._payload_end
+
+    def resume_at(self, offset: int) -> None:
+        """Drop every byte fed and go on parsing sections at absolute ``offset``, the
+        caller having consumed the sections before it by other means (a reader that
+        parallelises the reads of a seekable file); feed bytes from ``offset`` on next.
+
+        Raises :class:`UsageError` before the header is through, after :meth:`feed_eof`,
+        after an error, or for an offset behind the bytes already consumed.
+        """
+        if (self._state != _SECTIONS or offset < self.offset or self._error is not None
+                or self._eof):
+            raise UsageError("CarDecoder.resume_at() outside the sections, or backwards")
+        self._cur = memoryview(b"")
+        self._pos = 0
+        self._base = offset
+        self._queue.clear()
+        self._queued = 0
+        self._small = None
+
     # --- buffer management ------------------------------------------------------------
 
     def _pop(self) -> memoryview:

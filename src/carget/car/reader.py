@@ -2,6 +2,12 @@
 
 :class:`CarReader` streams: the header, then every block, verified (on a pool of worker
 threads when ``jobs > 1``: hashlib releases the GIL, so two cores hash two blocks at once).
+From a regular file the workers also read: this thread only walks the section heads (a
+small ``pread`` each) and hands out runs of whole sections, which each worker reads with
+``pread`` and verifies, so the page-cache copy runs on every core (two threads each reading and
+hashing half the file is the limit). Whatever the walk does not accept as an ordinary
+section (a bad length, a CID that does not parse, a section past the end) and the end of
+the CAR go back to the decoder at that offset, so every error is the decoder's.
 :class:`CarBlockStore` gives random access by CID over a seekable file: through a CARv2
 index when the file has one, else through an index of section offsets built by one scan;
 stdin is spooled to a temporary file first. Blocks read by CID are verified again (the file
@@ -10,7 +16,9 @@ may have changed, an index may lie).
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import sys
 import tempfile
 from collections import deque
@@ -20,7 +28,14 @@ from contextlib import contextmanager
 from typing import BinaryIO, Final
 
 from ..cid import CID, IDENTITY, Block, decode_varint, read_cid
-from ..errors import CARError, CIDDecodeError, IncompleteDAG, InputError, UsageError
+from ..errors import (
+    CARError,
+    CIDDecodeError,
+    IncompleteDAG,
+    InputError,
+    UsageError,
+    VerificationError,
+)
 from .decoder import CAR_END, DEFAULT_LIMITS, NEED_DATA, CarDecoder, CarLimits, verify_block
 from .header import CarHeader
 from .index import MultihashIndex, decode_index
@@ -32,6 +47,15 @@ __all__ = ["READ_CHUNK", "CarBlockStore", "CarReader", "open_car_input", "open_c
 READ_CHUNK: Final = 4 << 20
 #: an index bigger than this is refused instead of read into memory
 MAX_INDEX_BYTES: Final = 1 << 30
+#: bytes of whole sections a worker reads and verifies in one go (a bigger section goes
+#: alone): large enough that per-run hand-offs vanish, small for RSS (2 x jobs in flight)
+RUN_BYTES: Final = 4 << 20
+#: bytes read to parse a section's length and CID (more only for a longer CID)
+_HEAD_PEEK: Final = 80
+
+#: a run of sections: (file offset, bytes, [(section offset, data start in the run,
+#: data length, CID)...])
+_Run = tuple[int, int, list[tuple[int, int, int, CID]]]
 
 
 def identity_data(cid: CID) -> bytes | None:
@@ -42,6 +66,62 @@ def identity_data(cid: CID) -> bytes | None:
         return None
     length, pos = decode_varint(mh, 1)
     return mh[pos : pos + length]
+
+
+def _regular_fd(f: BinaryIO) -> int | None:
+    """``f``'s descriptor when it is an unbuffered regular file (positioned reads are then
+    safe), else None: stdin, pipes, in-memory streams go through the decoder alone."""
+    if not isinstance(f, io.FileIO):
+        return None
+    fd = f.fileno()
+    try:
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+
+
+def _section_head(fd: int, off: int, end: int, limits: CarLimits) -> tuple[int, int, CID] | None:
+    """(section bytes with its length prefix, where the block data starts in them, CID) of
+    the section at ``off`` when it is an ordinary one that ends by ``end``; None for
+    anything else (the decoder then says what is wrong with it)."""
+    head = os.pread(fd, _HEAD_PEEK, off)
+    try:
+        length, p = decode_varint(head, 0)
+        if not 0 < length <= limits.section or off + p + length > end:
+            return None
+        try:
+            cid, q = read_cid(memoryview(head)[p : p + length], 0)
+        except IndexError:
+            if len(head) >= p + length:
+                return None
+            head = os.pread(fd, p + length, off)  # a long CID (an identity one)
+            cid, q = read_cid(memoryview(head)[p : p + length], 0)
+    except (IndexError, CIDDecodeError, UsageError):
+        return None
+    if limits.block is not None and length - q > limits.block:
+        return None
+    return p + length, p + q, cid
+
+
+def _read_verify_run(fd: int, run: _Run) -> tuple[bytes, int, Exception | None]:
+    """Read a run of sections and verify its blocks in order: (the bytes, how many blocks
+    are good, the first one's error or None)."""
+    start, size, sections = run
+    data = os.pread(fd, size, start)
+    while len(data) < size:  # a regular file reads short only at its end
+        more = os.pread(fd, size - len(data), start + len(data))
+        if not more:
+            break
+        data += more
+    view = memoryview(data)
+    for i, (sec_off, at, n, cid) in enumerate(sections):
+        if at + n > len(data):
+            return data, i, CARError("stream ends inside the section", sec_off)
+        try:
+            verify_block(cid, view[at : at + n], sec_off)
+        except VerificationError as exc:
+            return data, i, exc
+    return data, len(sections), None
 
 
 @contextmanager
@@ -72,6 +152,8 @@ class CarReader:
         # with a pool the decoder leaves hashing to the workers
         self._dec = CarDecoder(verify=verify and self.jobs == 1, limits=limits)
         self._header: CarHeader | None = None
+        self._ended = False  # the file is read to its end
+        self._walked = 0  # how far the workers' path has read (see _preading)
         self.bytes_read = 0
         self.section_offset = 0  # absolute offset of the last block's section
 
@@ -81,6 +163,7 @@ class CarReader:
         except OSError as exc:
             raise InputError(f"cannot read CAR: {exc.strerror or exc}") from None
         if not chunk:
+            self._ended = True
             self._dec.feed_eof()
             return False
         self.bytes_read += len(chunk)
@@ -120,7 +203,69 @@ class CarReader:
                 assert isinstance(ev, Block)
                 yield ev
             return
+        fd = _regular_fd(self._f)
+        if fd is not None and not self._ended:
+            yield from self._preading(fd)
         yield from self._pooled()
+
+    def _runs(self, fd: int, off: int, end: int) -> Iterator[_Run]:
+        """Runs of ordinary sections from ``off``; stops before the first section that is
+        not one, or at ``end``. ``self._walked`` is then the offset after the last run."""
+        limits = self._dec.limits
+        start, size = off, 0
+        sections: list[tuple[int, int, int, CID]] = []
+        while off < end:
+            head = _section_head(fd, off, end, limits)
+            if head is None:
+                break
+            total, at, cid = head
+            if sections and size + total > RUN_BYTES:
+                yield start, size, sections
+                start, size, sections = off, 0, []
+            sections.append((off, size + at, total - at, cid))
+            size += total
+            off += total
+            self._walked = off
+        if sections:
+            yield start, size, sections
+
+    def _preading(self, fd: int) -> Iterator[Block]:
+        """Blocks of the ordinary sections from the decoder's offset on, read and verified
+        by the workers; then hands the decoder the rest of the file from where the walk
+        stopped (the end, the CARv2 index, or a section it did not accept)."""
+        dec = self._dec
+        self._walked = start = dec.offset
+        size = os.fstat(fd).st_size
+        end = min(size, dec.payload_end if dec.payload_end is not None else size)
+        pending: deque[tuple[Future[tuple[bytes, int, Exception | None]], _Run]] = deque()
+        depth = 2 * self.jobs
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="carget-verify") as pool:
+            try:
+                runs = self._runs(fd, start, end)
+                while True:
+                    run = next(runs, None)
+                    if run is not None:
+                        pending.append((pool.submit(_read_verify_run, fd, run), run))
+                        if len(pending) <= depth:
+                            continue
+                    if not pending:
+                        break
+                    fut, (_, _, sections) = pending.popleft()
+                    data, good, error = fut.result()
+                    view = memoryview(data)
+                    for sec_off, at, n, cid in sections[:good]:
+                        self.section_offset = sec_off
+                        yield Block(cid, view[at : at + n])
+                    if error is not None:
+                        raise error
+            finally:
+                for fut, _ in pending:
+                    fut.cancel()
+        # the decoder takes over where the walk stopped: it reports what is wrong there,
+        # or checks the end (and skips a CARv2 index) as it would have anyway
+        dec.resume_at(self._walked)
+        self._f.seek(self._walked)
+        self.bytes_read = self._walked
 
     def _pooled(self) -> Iterator[Block]:
         pending: deque[tuple[Future[None], Block]] = deque()
