@@ -9,7 +9,13 @@ Nothing is copied into a second store:
 * CARs (v1 or v2) are scanned once: every block is hash-checked and indexed as
   (file, offset, length), then read back with ``os.pread`` when served.
 
-Served bytes must be the bytes hashed at start. Each read re-checks the file's identity
+Served bytes must be the bytes hashed at start. A file's identity is taken *before* the
+import reads it (every file under the sources is stat'ed first) and compared once its
+blocks are known: a file that changed meanwhile is imported again on its own, and if that
+no longer gives the CID already reported, it is refused (:class:`InputError`) instead of
+being served with blocks hashed from other bytes (issue 12: a file rewritten 1 s into its
+import served a leaf with bytes of another hash). A CAR is checked the same way around
+its scan. Each read re-checks the file's identity
 (device, inode, size, mtime, ctime: ctime cannot be set by a user, so a rewrite that
 restores the mtime is still seen); once a file has changed, every block read from it is
 re-hashed before it is handed out, and a block that no longer matches raises
@@ -25,6 +31,7 @@ Blocks are keyed by multihash, so a CIDv0 and a CIDv1 of the same bytes find the
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -56,8 +63,46 @@ class _Source:
         self.changed = False
 
 
-def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+_Signature = tuple[int, int, int, int, int]
+
+
+def _signature(st: os.stat_result) -> _Signature:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _identities(sources: Sequence[str]) -> dict[tuple[int, int], _Signature]:
+    """The identity of every regular file under ``sources`` (a source itself is followed
+    if it is a symlink, as the import does; symlinks inside directories are not: they are
+    imported as links), keyed by (device, inode). Iterative: any depth. Unreadable
+    entries are left out (the import reports them)."""
+    out: dict[tuple[int, int], _Signature] = {}
+    dirs: list[str] = []
+    for src in sources:
+        if src == "-":
+            continue
+        try:
+            st = os.stat(src)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out[st.st_dev, st.st_ino] = _signature(st)
+        elif stat.S_ISDIR(st.st_mode):
+            dirs.append(src)
+    while dirs:
+        try:
+            with os.scandir(dirs.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            dirs.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            est = entry.stat(follow_symlinks=False)
+                            out[est.st_dev, est.st_ino] = _signature(est)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return out
 
 
 class _Loc:
@@ -200,7 +245,9 @@ class BlockStore:
         """Import files and directories as ``carget add`` does and index their blocks.
 
         ``report(cid, name, digest)`` gets the same lines ``carget add`` prints. Raises
-        :class:`InputError` for unreadable paths (from :func:`carget.tree.add_paths`).
+        :class:`InputError` for unreadable paths (from :func:`carget.tree.add_paths`) and
+        for a file that changed while it was imported (identity taken before it was read,
+        compared after) and no longer gives the CID reported for it.
         """
         from .add import add_file
         from .tree import add_paths
@@ -208,21 +255,25 @@ class BlockStore:
         enc = LeafEncoder(opts)
         rec = _Recorder(self, enc)
         out: list[CID] = []
+        before = _identities(sources)  # before the import reads anything
 
         def on_report(cid_text: str, name: str, digest: str | None) -> None:
             leaves = rec.take()
             cid = CID.parse(cid_text)
             path = self._entry_path(sources, name)
             if leaves:
-                if path is None or not self._attach(path, leaves, enc):
-                    # the name does not map back to the file that produced these leaves:
-                    # import that file again on its own, which is slower but exact
+                if path is None or not self._attach(path, leaves, enc, before):
+                    # the file changed since it was stat'ed, or the name does not map back
+                    # to the file that produced these leaves: import that file again on its
+                    # own (identity first), which is slower but exact
                     if path is None:
                         raise InputError(f"cannot locate the file for {name!r} to serve it")
                     again = _Recorder(self, enc)
+                    first = _identities([path])
                     got = add_file(path, opts, jobs=jobs, emit=again.emit)
-                    if got.cid != cid or not self._attach(path, again.take(), enc):
-                        raise InputError(f"{path} changed while it was being imported")
+                    if got.cid != cid or not self._attach(path, again.take(), enc, first):
+                        raise InputError(f"{path} changed while it was being imported; "
+                                         "not serving it")
             if report is not None:
                 report(cid_text, name, digest)
 
@@ -252,13 +303,17 @@ class BlockStore:
                     return path
         return None
 
-    def _attach(self, path: str, leaves: list[_PendingLeaf], enc: LeafEncoder) -> bool:
-        """Record ``leaves`` as living in ``path``; check the file size and re-hash the first
+    def _attach(self, path: str, leaves: list[_PendingLeaf], enc: LeafEncoder,
+                before: dict[tuple[int, int], _Signature]) -> bool:
+        """Record ``leaves`` as living in ``path``, whose identity must still be the one in
+        ``before`` (taken before it was read); check the file size and re-hash the first
         and last leaf so a wrong mapping cannot survive. Returns False if they disagree."""
         try:
             st = os.stat(path)
         except OSError:
             return False
+        if before.get((st.st_dev, st.st_ino)) != _signature(st):
+            return False  # changed (or replaced) since it was stat'ed: its leaves may lie
         end = leaves[-1].offset + leaves[-1].length
         if st.st_size != end:
             return False
@@ -279,7 +334,8 @@ class BlockStore:
     def add_car(self, path: str) -> list[CID]:
         """Index a CARv1 or CARv2 file: hash-check every block and remember where it is.
 
-        Returns the header's roots. Raises :class:`InputError` if the file cannot be read,
+        Returns the header's roots. Raises :class:`InputError` if the file cannot be read
+        or changed while it was scanned,
         :class:`CARError` (or :class:`LimitExceeded`) if it is malformed,
         :class:`HashMismatch` if a block does not match its CID, :class:`UsageError` for a
         hash function carget does not implement.
@@ -291,7 +347,12 @@ class BlockStore:
         with f:
             st = os.fstat(f.fileno())
             src = _Source(path, st)
-            roots = _scan_car(f, src, self._locs)
+            locs: dict[bytes, _Loc] = {}
+            roots = _scan_car(f, src, locs)
+            if _signature(os.fstat(f.fileno())) != src.signature:
+                raise InputError(f"{path} changed while it was being indexed; not serving it")
+        for mh, loc in locs.items():
+            self._locs.setdefault(mh, loc)
         name = os.path.basename(path)
         for root in roots:
             self.roots.append((root, name))
