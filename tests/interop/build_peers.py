@@ -20,8 +20,9 @@ named by its version, and is reused from there when present:
 - ``gateway-conformance-v0.13.2/``: the binary and ``fixtures/`` from ``extract-fixtures``.
 
 A peer the proxy refuses outright (HTTP 403/404, "not available": a final answer) is
-recorded as ``UNAVAILABLE`` in its folder with the proxy's words, and its tests skip with
-that reason; at the time of writing that is gateway-conformance v0.13.2. Any other failure
+recorded as ``UNAVAILABLE`` in its folder with the proxy's words and not asked for again on
+that machine, and its tests skip with that reason; at the time of writing that is
+gateway-conformance v0.13.2. Any other failure
 (a compile error, no Go, a proxy that does not answer) exits non-zero, so CI fails, unless
 ``CARGET_SKIP_PEERS=1`` is set (then nothing is built and the peers' tests skip).
 
@@ -259,6 +260,12 @@ def main() -> int:
         for name, target, build in steps:
             if target.exists():
                 print(f"build_peers: {name}: cached at {target}")
+                continue
+            refused = paths.unavailable(target)
+            if refused:  # a refusal is final: not asked again on this machine
+                print(f"build_peers: {name}: not served by the Go module proxy ({refused}); "
+                      f"its tests skip (delete {target.parent / 'UNAVAILABLE'} to ask again)",
+                      file=sys.stderr)
                 continue
             start = time.monotonic()
             try:
