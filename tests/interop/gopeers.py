@@ -104,3 +104,9 @@ def run(binary: Path, *args: str, check: bool = True,
         raise AssertionError(f"{binary.name} {' '.join(args)} failed ({p.returncode}):\n"
                              f"{p.stdout[-2000:]}\n{p.stderr[-4000:]}")
     return p
+
+
+def known_difference(reason: str) -> pytest.MarkDecorator:
+    """A strict xfail for a case where carget is known to differ from the peer. Only an
+    AssertionError counts, so a peer that is missing or crashes still fails the test."""
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
