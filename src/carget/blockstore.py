@@ -46,8 +46,10 @@ __all__ = ["SPAN_FILES", "SPAN_MIN", "BlockStore", "FileSpan", "Report"]
 
 #: blocks smaller than this are copied into the body rather than sent with sendfile
 SPAN_MIN = 64 * 1024
-#: open files kept per answer for sendfile (a 1 MiB chunk needs at most 17 at once)
-SPAN_FILES = 64
+#: open files kept per answer for sendfile: a chunk holds at most SPAN_FILES parts, half
+#: of them spans, so 16 spans of SPAN_MIN make a whole 1 MiB write; the server counts
+#: these descriptors (plus one for a block read) against its process-wide budget
+SPAN_FILES = 32
 
 Report = Callable[[str, str, "str | None"], None]
 

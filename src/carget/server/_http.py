@@ -28,6 +28,15 @@ Limits (all in :class:`ServerLimits`, with the reason beside each):
 * ``header_timeout``: once a request has begun, its head must complete (slow-loris);
 * ``send_timeout``: a client that reads nothing of one write for this long is dropped.
 
+Descriptors are budgeted for the whole process from ``RLIMIT_NOFILE`` (:class:`FdBudget`):
+a reserve for the process itself, a share for files, the rest for connections (so
+``max_connections`` may be lowered to fit). A CAR answer holds as many file tokens as it
+has files open, and before preparing each chunk it takes enough for the most that chunk
+can open (:data:`STEP_FILES`); when the budget is short, it closes its own files and
+waits. So an open never fails for want of descriptors, which tore answers mid-body
+(issue 12: ``ulimit -n 1024``, a tree of 100 files, 64 clients: 5 torn); an answer that
+cannot get them within ``fd_wait`` before its status line is a 503 with ``Retry-After``.
+
 A CAR stream that meets a missing or changed block stops where it is: the connection is
 closed without the terminating chunk, so the client sees an incomplete response, never a
 padded or wrong one.
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import resource
 import sys
 import threading
 import traceback
@@ -55,7 +65,7 @@ from ..errors import CargetError, IncompleteDAG
 from ._car import car_blocks
 from ._routes import CarPlan, Plan, _error, plan_request
 
-__all__ = ["BufferBudget", "HTTPServer", "ServedStore", "ServerLimits"]
+__all__ = ["BufferBudget", "FdBudget", "HTTPServer", "ServedStore", "ServerLimits", "fd_plan"]
 
 #: largest request head (request line, headers and the blank line) accepted, exactly: a
 #: CID, a deep path and the usual headers take well under 4 KiB; 16 KiB is h11's default
@@ -66,6 +76,15 @@ MAX_HEAD_BYTES = 16 * 1024
 #: request bodies are not expected on GET/HEAD; a little is drained, more closes the socket
 MAX_DRAIN_BYTES = 64 * 1024
 RECV_BYTES = 16 * 1024
+#: file descriptors one chunk may need: the answer's span cache full, and one more for a
+#: block read with ``os.preadv`` (opened and closed within the read)
+STEP_FILES = SPAN_FILES + 1
+#: descriptors kept out of every budget: stdio, trio's epoll and wake-up socket pair,
+#: listeners, module imports, and the one a raw block or a path lookup opens and closes
+FD_RESERVE = 64
+#: connections refused with a 503 at once: each is a socket until its answer is sent (at
+#: most 1 s); past this many, newcomers are closed without one
+MAX_REFUSING = 16
 #: an answer's first body buffer: the CAR header, section prefixes and the odd small block
 #: fit; a client that never reads holds no more than this (and its socket's kernel buffer)
 FIRST_BUFFER = 16 * 1024
@@ -107,6 +126,9 @@ class ServerLimits:
     #: at full speed get whole 1 MiB writes; past that, answers keep 68 KiB buffers (slower
     #: only for trees of small blocks: large blocks never pass through a buffer)
     buffer_budget: int = 64 * 1024 * 1024
+    #: how long a CAR answer may wait for file descriptors before its status line (then
+    #: 503 with Retry-After) and before a later chunk (then it is cut)
+    fd_wait: float = 10.0
     #: prepare CAR chunks on worker threads while at most this many CAR streams run; 0
     #: never. Blocks of files go out by sendfile, so a chunk costs little to prepare and
     #: the hand-off costs more than it saves (bench_serve.py, 512 MiB to curl: one client
@@ -139,6 +161,50 @@ class BufferBudget:
     def give(self, n: int) -> None:
         with self._lock:
             self.used -= n
+
+
+class FdBudget:
+    """File descriptors that CAR answers may hold open, for the whole process (trio side:
+    taken and given back on the event loop only)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._given = trio.Event()
+
+    def try_take(self, n: int) -> bool:
+        if self.free < n:
+            return False
+        self.free -= n
+        return True
+
+    async def take(self, n: int) -> None:
+        """Wait until ``n`` are free and take them (cancel with a timeout around it)."""
+        while self.free < n:
+            await self._given.wait()
+        self.free -= n
+
+    def give(self, n: int) -> None:
+        if n:
+            self.free += n
+            self._given.set()
+            self._given = trio.Event()
+
+
+def fd_plan(max_connections: int, nofile: int) -> tuple[int, int]:
+    """(connections, file descriptors for answers) that fit in ``nofile`` descriptors:
+    :data:`FD_RESERVE` for the process, a quarter of the rest (at least one chunk's
+    :data:`STEP_FILES`) for files, the remainder (less :data:`MAX_REFUSING`) for
+    connections, at most ``max_connections``."""
+    usable = max(0, nofile - FD_RESERVE)
+    files = max(STEP_FILES, usable // 4)
+    conns = max(1, min(max_connections, usable - files - MAX_REFUSING))
+    return conns, files
+
+
+def _nofile() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
 
 class Chunk:
@@ -286,15 +352,18 @@ class HTTPServer:
         self.store = store
         self.limits = limits or ServerLimits()
         self.active = 0
+        self.refusing = 0  # sockets being sent the canned 503
         self.streams = 0  # CAR bodies being sent right now
         self.buffers = BufferBudget(self.limits.buffer_budget)
+        self.max_connections, files = fd_plan(self.limits.max_connections, _nofile())
+        self.files = FdBudget(files)
         # connections waiting for a whole request head (idle or mid-head), longest waiting
         # first: at the cap the first is closed to make room, so neither idle sockets nor
         # slow heads can lock real clients out; only connections being answered are kept
         self.waiting: dict[_Connection, trio.CancelScope] = {}
 
     def _make_room(self) -> bool:
-        if self.active < self.limits.max_connections:
+        if self.active < self.max_connections:
             return True
         if not self.waiting:
             return False
@@ -304,11 +373,15 @@ class HTTPServer:
 
     async def handle(self, stream: trio.SocketStream) -> None:
         if not self._make_room():
-            with trio.move_on_after(1):
+            if self.refusing < MAX_REFUSING:  # else no descriptors to spare: close at once
+                self.refusing += 1
                 try:
-                    await stream.send_all(_BUSY)
+                    with trio.move_on_after(1):
+                        await stream.send_all(_BUSY)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
+                finally:
+                    self.refusing -= 1
             await trio.aclose_forcefully(stream)
             return
         self.active += 1
@@ -334,6 +407,7 @@ class _Connection:
         self.stream = stream
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.declared = 0  # Content-Length of the current request's body
+        self.files = 0  # descriptors of server.files this connection's answer holds
 
     async def run(self) -> None:
         conn = self.conn
@@ -536,6 +610,16 @@ class _Connection:
             await self._send_head(304, [(k, v) for k, v in plan.headers if k in keep])
             await self._send(h11.EndOfMessage())
             return
+        if plan.car is not None and method != "HEAD" and not await self._take_files({}):
+            plan = _error(503, "busy: no file descriptors to spare; try again")
+            plan.headers.append(("Retry-After", "1"))
+        try:
+            await self._send_response(method, plan)
+        finally:
+            self.server.files.give(self.files)  # what the answer did not hand back itself
+            self.files = 0
+
+    async def _send_response(self, method: str, plan: Plan) -> None:
         try:
             await self._send_head(plan.status, plan.headers)
         except h11.LocalProtocolError:
@@ -554,6 +638,31 @@ class _Connection:
                 await self._send(h11.Data(data=plan.body))
         await self._send(h11.EndOfMessage())
 
+    async def _take_files(self, fds: dict[str, int]) -> bool:
+        """Hold :data:`STEP_FILES` descriptors of the budget before a chunk is prepared.
+        When the budget is short, close this answer's cached files first (the chunk that
+        used them is sent) and wait up to ``fd_wait``; False if they never came."""
+        budget = self.server.files
+        want = STEP_FILES - self.files
+        if want <= 0 or budget.try_take(want):
+            self.files = max(self.files, STEP_FILES)
+            return True
+        for fd in fds.values():
+            os.close(fd)
+        fds.clear()
+        budget.give(self.files)
+        self.files = 0
+        with trio.move_on_after(self.limits.fd_wait):
+            await budget.take(STEP_FILES)
+            self.files = STEP_FILES
+            return True
+        return False
+
+    def _settle_files(self, fds: dict[str, int]) -> None:
+        """After a chunk: keep tokens only for the files still open in the cache."""
+        self.server.files.give(self.files - len(fds))
+        self.files = len(fds)
+
     async def _stream_car(self, plan: Plan) -> None:
         assert plan.car is not None
         fds: dict[str, int] = {}
@@ -561,15 +670,17 @@ class _Connection:
                          self.server.buffers)
         self.server.streams += 1
         try:
-            await self._pump(gen)
+            await self._pump(gen, fds)
         finally:
             self.server.streams -= 1
             gen.close()
             for fd in fds.values():
                 os.close(fd)
 
-    async def _pump(self, gen: Generator[Chunk, None, None]) -> None:
+    async def _pump(self, gen: Generator[Chunk, None, None], fds: dict[str, int]) -> None:
         while True:
+            if not await self._take_files(fds):
+                raise _Close()  # descriptors never came: cut rather than fail an open
             try:
                 if self.server.streams <= self.limits.thread_reads:
                     chunk = await trio.to_thread.run_sync(next, gen, None)
@@ -579,6 +690,8 @@ class _Connection:
                 # missing, changed or malformed block: end the stream without its
                 # terminating chunk, so the client cannot take it for a complete CAR
                 raise _Close() from None
+            finally:
+                self._settle_files(fds)
             if chunk is None:
                 return
             await self._send_body(chunk)
