@@ -35,12 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream, open_regular_file
+from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream
 from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
 from .unixfs.directory import DirectoryBuilder, DirResult, symlink_block, with_metadata
-from .unixfs.file import FileImporter
+from .unixfs.file import FileImporter, LeafEncoder
 from .unixfs.options import ImportOptions
 
 __all__ = ["Report", "add_paths"]
@@ -69,6 +69,37 @@ def _lstat(path: str) -> os.stat_result:
         raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
 
 
+#: how a small file is opened: never through a symlink swapped in after the lstat, never
+#: blocking on a FIFO swapped in (the fstat after the open then refuses it)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _read_whole(path: str, size: int) -> bytes:
+    """The bytes of the regular file at ``path`` (``size`` as lstat saw it; the file may
+    have changed since, and is read to its end). One open, fstat, read and close: no file
+    object. Raises :class:`InputError` as :func:`carget.add.open_regular_file` does."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise InputError(f"{_shown(path)}: no such file or directory (vanished?)") from None
+    except OSError as exc:
+        raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{_shown(path)} is not a regular file (FIFO, device or socket)")
+        data = os.read(fd, size + 1)
+        if len(data) > size:  # it grew since the lstat: read on to the end
+            parts = [data]
+            while part := os.read(fd, 1 << 20):
+                parts.append(part)
+            data = b"".join(parts)
+    except OSError as exc:
+        raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return data
+
+
 @dataclass
 class _Frame:
     """A directory being walked."""
@@ -91,6 +122,8 @@ class _TreeAdder:
         self.digest = digest
         self.report = report
         self.meta = opts.preserve_mode or opts.preserve_mtime
+        self._leaves = LeafEncoder(opts)
+        self._one_leaf = opts.layout == "balanced"
 
     # --- metadata (UnixFS 1.5) ---------------------------------------------------------
 
@@ -110,28 +143,34 @@ class _TreeAdder:
 
     # --- leaves: files and symlinks ----------------------------------------------------
 
-    def _small_file(self, path: str, emit: Emit | None) -> tuple[CID, int, str | None]:
+    def _small_file(self, path: str, size: int,
+                    emit: Emit | None) -> tuple[CID, int, str | None]:
         """Import a small file read whole (the same DAG add_file makes, less overhead)."""
-        with open_regular_file(path) as f:
-            try:
-                data = f.read()
-            except OSError as exc:
-                raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
-        importer = FileImporter(self.opts, emit)
-        view = memoryview(data)
+        data = _read_whole(path, size)
         chunk = self.opts.chunk_size
-        for i in range(0, len(data), chunk):
-            importer.add_chunk(view[i : i + chunk])
-        root = importer.finish()
+        if self._one_leaf and len(data) <= chunk:
+            # balanced layout: a file of at most one chunk is its leaf (the empty file too,
+            # as FileImporter.finish makes it), so no importer or layout is needed
+            link, block = self._leaves.encode(data, emit is not None)
+            if block is not None and emit is not None:
+                emit(block)
+            cid, tsize = link.cid, link.tsize
+        else:
+            importer = FileImporter(self.opts, emit)
+            view = memoryview(data)
+            for i in range(0, len(data), chunk):
+                importer.add_chunk(view[i : i + chunk])
+            root = importer.finish()
+            cid, tsize = root.cid, root.tsize
         digest = None
         if self.digest is not None:
             digest = f"{self.digest}:{hashlib.new(self.digest, data).hexdigest()}"
-        return root.cid, root.tsize, digest
+        return cid, tsize, digest
 
     def _import(self, path: str, st: os.stat_result,
                 emit: Emit | None) -> tuple[CID, int, str | None]:
         if st.st_size <= SMALL_FILE and self.digest in (None, "sha256", "sha512"):
-            return self._small_file(path, emit)
+            return self._small_file(path, st.st_size, emit)
         # one batch: a thread pool would only add start-up cost
         jobs = 1 if st.st_size <= BATCH_BYTES else self.jobs
         res = add_file(path, self.opts, jobs=jobs, emit=emit, digest=self.digest)

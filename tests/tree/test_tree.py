@@ -379,3 +379,50 @@ def test_directory_loop_through_a_bind_mount(tmp_path: Path,
 def test_missing_argument_exit_code(tmp_path: Path) -> None:
     out = _carget("-r", "nope", cwd=tmp_path)
     assert out.returncode == 1 and "nope" in out.stderr
+
+
+TREE_OPTS = [
+    {},
+    {"cid_version": 1},
+    {"chunker": "size-1000"},
+    {"chunker": "size-1000", "cid_version": 1},
+    {"chunker": "size-1000", "trickle": True},
+    {"chunker": "size-1000", "raw_leaves": True, "trickle": True},
+    {"chunker": "size-1000", "inline": True, "inline_limit": 40},
+]
+
+
+@pytest.mark.parametrize("flags", TREE_OPTS)
+@pytest.mark.parametrize("seed", range(3))
+def test_small_files_in_a_tree_are_the_files_add_file_makes(
+        tmp_path: Path, flags: dict[str, object], seed: int) -> None:
+    """Random trees of small files (around the chunk size, the empty file too): each file's
+    CID, Tsize and blocks inside a tree are those of the general file importer."""
+    import random
+
+    from carget.add import add_file
+
+    rng = random.Random(seed)
+    root = tmp_path / "t"
+    files = []
+    for i in range(40):
+        p = root / f"d{rng.randrange(4)}" / f"f{i}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rng.randbytes(rng.choice([0, 1, 39, 40, 41, 999, 1000, 1001, 2500])))
+        files.append(p)
+    opts = resolve_options(**flags)  # type: ignore[arg-type]
+    got: dict[str, str] = {}
+    blocks: dict[CID, bytes] = {}
+
+    def report(cid: str, name: str, _digest: str | None) -> None:
+        got[name] = cid
+
+    def keep(block: Block) -> None:
+        blocks[block.cid] = bytes(block.data)
+
+    add_paths([str(root)], opts, jobs=2, report=report, emit=keep)
+    for p in files:
+        want: list[Block] = []
+        res = add_file(p, opts, jobs=1, emit=want.append)
+        assert got[f"t/{p.parent.name}/{p.name}"] == str(res.cid)
+        assert all(blocks[b.cid] == bytes(b.data) for b in want)

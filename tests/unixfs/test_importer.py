@@ -164,3 +164,32 @@ def test_workers_start_at_the_file_position_and_leave_it_at_the_end(tmp_path: Pa
         got = import_stream(f, opts, jobs=2)
         assert f.tell() == 4 + len(data)
     assert got.cid == add_bytes(data, opts).cid
+
+
+LEAF_OPTS = [
+    resolve_options(),  # CIDv0, dag-pb leaves
+    resolve_options(cid_version=1, raw_leaves=False),
+    resolve_options(trickle=True),
+    resolve_options(cid_version=1, raw_leaves=False, trickle=True),
+    resolve_options(inline=True, inline_limit=64),
+    resolve_options(hash="sha2-512", raw_leaves=False),
+]
+
+
+@pytest.mark.parametrize("opts", LEAF_OPTS)
+@pytest.mark.parametrize("size", [1, 2, 100, 127, 128, 16383, 16384, 262144])
+def test_dag_pb_leaf_fast_path_is_the_general_encoding(opts: ImportOptions, size: int) -> None:
+    """The written-out dag-pb leaf (sha2-256, no inlining) is byte for byte the block
+    frame() + make_cid() build, and so is its link."""
+    from carget.unixfs.file import LeafEncoder, make_cid
+
+    enc = LeafEncoder(opts)
+    chunk = os.urandom(size)
+    link, block = enc.encode(chunk)
+    head, tail = enc.frame(size)
+    body = head + chunk + tail
+    cid = make_cid(0x70, (body,), len(body), opts, enc.hasher)
+    assert block is not None
+    assert (block.cid, bytes(block.data)) == (cid, body)
+    assert (link.cid, link.tsize, link.filesize) == (cid, len(body), size)
+    assert link.cid.bytes == CID.from_bytes(link.cid.bytes).bytes

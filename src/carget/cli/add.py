@@ -79,7 +79,10 @@ def add(
 
     from ..tree import add_paths
 
-    kwargs: dict[str, Any] = {"jobs": jobs, "digest": digest, "report": report}
+    # -Q prints the last root alone: without --digest no line is needed before it, and
+    # not reporting spares a CID-to-text conversion per file (~8 µs for a CIDv0)
+    wanted = report if not quieter or digest else None
+    kwargs: dict[str, Any] = {"jobs": jobs, "digest": digest, "report": wanted}
     if car_out is not None:
         from ..car.writer import open_car_writer
 
@@ -87,8 +90,10 @@ def add(
             roots = add_paths(sources, opts, emit=writer.write_block, **kwargs)
             writer.set_roots(roots)
     else:
-        add_paths(sources, opts, **kwargs)
-    if quieter and lines:
+        roots = add_paths(sources, opts, **kwargs)
+    if quieter and wanted is None and roots:
+        out.write(f"{roots[-1]}\n")  # the last line add_paths reports is its last root
+    elif quieter and lines:
         cid, _, file_digest = lines[-1]
         out.write(f"{cid}\n")
         if file_digest:

@@ -77,6 +77,9 @@ class LeafEncoder:
         # hashlib call and one CID; inlining still goes the general way for small chunks
         self._fast_raw = self.raw and self.hasher.code == SHA2_256
         self._inline_below = opts.inline_limit + 1 if opts.inline else 0
+        # and dag-pb leaves (CIDv0's default) likewise, when nothing is inlined
+        self._fast_pb = not self.raw and self.hasher.code == SHA2_256 and not opts.inline
+        self._pb_prefix = b"" if opts.cid_version == 0 else b"\x01\x70"
 
     def frame(self, size: int) -> tuple[bytes, bytes]:
         """For dag-pb leaves: the bytes before and after a chunk of ``size`` bytes."""
@@ -96,6 +99,21 @@ class LeafEncoder:
         if self.raw:
             cid = make_cid(RAW, (chunk,), size, self.opts, self.hasher)
             return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
+        if self._fast_pb and size:
+            # frame() written out: PBNode{Data: UnixFS{Type, Data: chunk, filesize}}
+            n = encode_varint(size)
+            typ = self._type
+            head = b"\x0a" + encode_varint(len(typ) + 2 + 2 * len(n) + size) + typ + b"\x12" + n
+            tail = b"\x18" + n
+            h = sha256(head)
+            h.update(chunk)
+            h.update(tail)
+            mh = b"\x12\x20" + h.digest()
+            pb = self._pb_prefix
+            cid = CID._unchecked(1 if pb else 0, DAG_PB, mh, pb + mh if pb else mh)
+            length = len(head) + size + len(tail)
+            block = Block(cid, b"".join((head, chunk, tail))) if want_data else None
+            return FileLink(cid, length, size), block
         if size == 0:
             body = encode_node((), encode_data(UnixFSData(DataType.FILE, filesize=0)))
             cid = make_cid(DAG_PB, (body,), len(body), self.opts, self.hasher)
