@@ -133,8 +133,9 @@ def test_serve_refuses_a_file_rewritten_during_its_import(tmp_path: Path) -> Non
         for i in range(E2E_BYTES // len(block)):
             out.write(i.to_bytes(8, "big") + block[8:])
     patch = os.urandom(4 << 20)  # made beforehand: the write itself must be quick
-    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen",
-                             "127.0.0.1:0", "--cid-version=1", str(f)],
+    # niced: on a busy machine the watcher below must still see the import mid-file
+    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "carget", "serve",
+                             "--listen", "127.0.0.1:0", "--cid-version=1", str(f)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # once the import has read past it, rewrite [1 MiB, 5 MiB) in place: bytes already
