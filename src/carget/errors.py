@@ -18,6 +18,8 @@ The tree::
     │   ├── DagPBError                         malformed dag-pb node
     │   ├── UnixFSError                        malformed or inconsistent UnixFS Data
     │   ├── CIDDecodeError                     a binary CID that does not parse
+    │   ├── DagCBORError                       a dag-cbor block (its hash right) that does
+    │   │                                      not decode
     │   └── CARError                           malformed CAR stream or file
     │       ├── LimitExceeded                  a length prefix above a named limit
     │       └── WrongAnswer                    a gateway's 200 that is not a CAR
@@ -44,6 +46,7 @@ __all__ = [
     "CIDDecodeError",
     "CIDParseError",
     "CargetError",
+    "DagCBORError",
     "DagPBError",
     "DecodeError",
     "DigestMismatch",
@@ -131,6 +134,11 @@ class DagPBError(DecodeError):
 
 class UnixFSError(DecodeError):
     """UnixFS Data is malformed or disagrees with the blocks it describes."""
+
+
+class DagCBORError(DecodeError):
+    """A dag-cbor block is not strict DAG-CBOR. Its hash was checked, so it is the
+    content's fault: every gateway serves the same bytes."""
 
 
 class CIDDecodeError(DecodeError):

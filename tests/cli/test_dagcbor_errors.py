@@ -123,12 +123,6 @@ def bad_cbor_gateway() -> Iterator[tuple[str, CID]]:
         thread.join(5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs the fetcher's owners: fetcher/verifier.py _cbor_path to decode with "
-    "carget.unixfs.node.decode_dag_cbor (it calls dag_cbor.decode bare, so the "
-    "CBORDecodingError escapes as a traceback), and stream.py _CONTENT_ERRORS / "
-    "final_error to treat that DecodeError as the content's (every gateway would agree) "
-    "rather than retry and end in exit 6"))
 def test_get_through_a_bad_dag_cbor_block_exits_4(
     bad_cbor_gateway: tuple[str, CID], tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from ..cid import CID
 from ..errors import (
     CARError,
     CargetError,
+    DagCBORError,
     DagPBError,
     FetchTimeout,
     HashMismatch,
@@ -257,8 +258,8 @@ class _Run:
 
 #: errors that verified blocks prove (bad UnixFS, unsafe names, a path that does not
 #: exist, a usage problem): asking another gateway cannot help, so they end the run
-_CONTENT_ERRORS: Final = (PathNotFound, UsageError, UnixFSError, DagPBError, UnsafePathError,
-                          InputError, OutputError, OSError)
+_CONTENT_ERRORS: Final = (PathNotFound, UsageError, UnixFSError, DagPBError, DagCBORError,
+                          UnsafePathError, InputError, OutputError, OSError)
 
 
 def _leaf_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:

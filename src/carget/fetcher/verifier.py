@@ -45,7 +45,14 @@ from ..errors import (
     UnixFSError,
 )
 from ..names import NameSet, join
-from ..unixfs.node import Node, block_links, cbor_walk, decode_unixfs, identity_data
+from ..unixfs.node import (
+    Node,
+    block_links,
+    cbor_walk,
+    decode_dag_cbor,
+    decode_unixfs,
+    identity_data,
+)
 
 __all__ = [
     "DUP_CACHE_LIMIT",
@@ -419,9 +426,8 @@ class DagVerifier:
 
     def _cbor_path(self, w: _Want, data: memoryview | bytes) -> None:
         """Walk path segments inside a dag-cbor block until they reach a link."""
-        import dag_cbor
-
-        link, seg = cbor_walk(dag_cbor.decode(bytes(data)), self.segments, w.seg, PathNotFound)
+        link, seg = cbor_walk(decode_dag_cbor(w.cid, data), self.segments, w.seg,
+                              PathNotFound)
         if link is None:
             raise PathNotFound(f"path ends inside dag-cbor block {w.cid}, not at a link")
         self._push(self._path_want(link, seg))

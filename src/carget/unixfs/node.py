@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cid import CID, DAG_CBOR, DAG_PB, IDENTITY, RAW, decode_varint
-from ..errors import DecodeError, NotFoundError, UnixFSError, UsageError
+from ..errors import DagCBORError, NotFoundError, UnixFSError, UsageError
 from .dagpb import PBLink, decode_node
 from .data import DataType, UnixFSData, decode_data
 from .murmur3 import murmur3_x64_64
@@ -126,7 +126,7 @@ def decode_dag_cbor(cid: CID, block: bytes | memoryview) -> Any:
     """Decode one dag-cbor block (the ``dag_cbor`` package's value: dicts, lists, str,
     bytes, int, float, bool, None and ``multiformats.CID`` links).
 
-    Raises :class:`DecodeError` naming ``cid`` for bytes that are not strict DAG-CBOR,
+    Raises :class:`DagCBORError` naming ``cid`` for bytes that are not strict DAG-CBOR,
     and for nothing else: the block comes from outside, and on garbage the ``dag_cbor``
     package raises not only its own ``CBORDecodingError`` family but also what its
     dependencies raise (``KeyError`` for an unknown multihash in a link, ``OverflowError``
@@ -138,9 +138,10 @@ def decode_dag_cbor(cid: CID, block: bytes | memoryview) -> Any:
     try:
         return dag_cbor.decode(bytes(block))
     except RecursionError:
-        raise DecodeError(f"dag-cbor block {cid} does not decode: nested too deeply") from None
+        raise DagCBORError(f"dag-cbor block {cid} does not decode: nested too deeply"
+                           ) from None
     except Exception as exc:  # see the docstring: any failure on these bytes is theirs
-        raise DecodeError(f"dag-cbor block {cid} does not decode: "
+        raise DagCBORError(f"dag-cbor block {cid} does not decode: "
                           f"{type(exc).__name__}: {exc}") from None
 
 
