@@ -8,6 +8,7 @@ Ctrl-C never leaves a partial file at the final path.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from typing import IO, Any
 from .errors import InputError
 
 __all__ = ["atomic_file", "new_file_mode"]
+
+_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def new_file_mode() -> int:
@@ -42,12 +45,17 @@ def atomic_file(
     Raises :class:`InputError` when the directory cannot take a new file.
     """
     target = os.path.abspath(path)
+    # an interrupt between mkstemp and the try below would leak the temporary: hold the
+    # signals that stop carget (SIGINT, SIGTERM, SIGHUP) until inside it
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)[:64]}.",
                                    suffix=".carget-tmp", dir=os.path.dirname(target))
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise InputError(f"{path}: cannot write there: {exc.strerror or exc}") from None
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f, tmp
         os.chmod(tmp, new_file_mode() if file_mode is None else file_mode)

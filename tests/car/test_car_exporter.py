@@ -9,9 +9,9 @@ from carfixtures import load
 
 from carget.cid import CID, RAW
 from carget.errors import IncompleteDAG, NotFoundError, UnixFSError, UnsafePathError, UsageError
+from carget.names import check_entry_name
 from carget.unixfs.dagpb import PBLink, encode_node
 from carget.unixfs.data import DataType, UnixFSData, encode_data
-from carget.names import check_entry_name
 from carget.unixfs.exporter import Exporter
 
 MULTIBLOCK_SHA = "998785f13287a9aabc2d7048e4c2905d502ff13ef40f2d135f163b5a762701c5"
