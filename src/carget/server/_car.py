@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import DecodeError, IncompleteDAG, NotFoundError, UnsupportedCodec, UsageError
-from ..unixfs.node import Node, cbor_walk, decode_unixfs, hamt_find
+from ..unixfs.node import Node, cbor_walk, decode_dag_cbor, decode_unixfs, hamt_find
 
 __all__ = [
     "BlockSource",
@@ -71,22 +71,13 @@ def _need(src: BlockSource, cid: CID) -> bytes:
     return data
 
 
-def _decode_cbor(cid: CID, data: bytes) -> Any:
-    import dag_cbor
-
-    try:
-        return dag_cbor.decode(data)
-    except Exception as exc:  # dag_cbor raises a family of its own errors
-        raise DecodeError(f"dag-cbor block {cid} does not decode: {exc}") from None
-
-
 def dag_cbor_links(cid: CID, data: bytes) -> list[CID]:
     """Links of a dag-cbor block in document order (map keys in their encoded order, which
     for canonical DAG-CBOR is length-then-bytes), the order a DFS walk follows."""
     from multiformats import CID as MFCID
 
     found: list[CID] = []
-    stack: list[Any] = [_decode_cbor(cid, data)]
+    stack: list[Any] = [decode_dag_cbor(cid, data)]
     while stack:
         v = stack.pop()
         if isinstance(v, MFCID):
@@ -151,7 +142,7 @@ def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
                 continue
             raise NotFoundError(f"{cur} is a UnixFS {node.kind}: it has no entry {name!r}")
         if cur.codec == DAG_CBOR:
-            value: Any = _decode_cbor(cur, data)
+            value: Any = decode_dag_cbor(cur, data)
             try:
                 nxt, i = cbor_walk(value, segments, i)
             except NotFoundError:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, quote, unquote
 from ..car.encoder import encode_header
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import CargetError, DecodeError, NotFoundError, UsageError
+from ..names import is_valid_name
 from ..unixfs.node import decode_unixfs
 from ._car import (
     TRAVERSABLE,
@@ -191,7 +192,7 @@ def split_target(target: str) -> tuple[list[str], dict[str, str]]:
             seg = unquote(raw, errors="strict")
         except UnicodeDecodeError:
             raise UsageError("path segment is not valid UTF-8") from None
-        if seg in (".", "..") or "\x00" in seg or "/" in seg:
+        if not is_valid_name(seg):
             raise UsageError(f"unsafe path segment {seg!r}")
         segs.append(seg)
     params: dict[str, str] = {}
