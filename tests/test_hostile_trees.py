@@ -372,3 +372,31 @@ def test_fuzz_nothing_is_ever_created_outside_the_output(spec: list[tuple[str, o
         _check_output(base, before, out, ok)
         assert sorted(p.name for p in base.iterdir()) == sorted(
             ["victim", "sibling", *(["got"] if ok else [])])
+
+
+def test_a_file_dag_3000_nodes_deep_resumes_without_recursion(tmp_path: Path) -> None:
+    """A file whose root is a chain of 3,000 one-child file nodes over two leaves: the
+    next run re-checks the kept leaf through the journal's nodes in a loop."""
+    from carget.fetcher.output import FileOutput
+    from carget.fetcher.verifier import DagVerifier
+    from carget.unixfs.dagpb import PBLink, encode_node
+    from carget.unixfs.data import DataType, UnixFSData, encode_data
+
+    dag = Dag()
+    a, b = dag.file(b"first"), dag.file(b"second")
+    node = dag.put(encode_node([PBLink(a, "", 5), PBLink(b, "", 6)],
+                               encode_data(UnixFSData(DataType.FILE, filesize=11,
+                                                      blocksizes=(5, 6)))))
+    for _ in range(3000):
+        node = dag.put(encode_node([PBLink(node, "", 100)],
+                                   encode_data(UnixFSData(DataType.FILE, filesize=11,
+                                                          blocksizes=(11,)))))
+    out = str(tmp_path / "f.bin")
+    first = FileOutput(out, node, 11)
+    verifier = DagVerifier(node)
+    first.handle(verifier.feed(dag.car(node, omit=frozenset([b]))))
+    first.write_journal()
+    first.abandon(keep=True)
+    again = FileOutput(out, node, 11)
+    assert again.resume() == [(0, 5)]
+    again.abandon(keep=False)
