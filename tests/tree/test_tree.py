@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -302,14 +303,14 @@ def test_name_not_utf8_is_an_input_error_naming_the_path(tmp_path: Path) -> None
 def test_unreadable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "t"
     (root / "locked").mkdir(parents=True)
-    real = os.listdir
+    real = os.scandir
 
-    def listdir(path: str) -> list[str]:
+    def scandir(path: str) -> Any:  # the walk lists directories with os.scandir
         if str(path).endswith("locked"):
             raise PermissionError(13, "Permission denied")
         return real(path)
 
-    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(InputError, match=r"locked: Permission denied"):
         _add([root])
 
@@ -336,18 +337,33 @@ def test_unreadable_directory_for_real(tmp_path: Path, unprivileged: list[str]) 
     assert out.returncode == 1 and "locked" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_path_vanishing_during_the_walk(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_path_vanishing_during_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        jobs: int) -> None:
     root = tmp_path / "t"
     root.mkdir()
     for n in "abc":
         (root / n).write_bytes(n.encode())
+    real = os.scandir
 
-    def report(cid: str, name: str, digest: str | None) -> None:
-        if name == "t/a":
+    class Listed(list):  # type: ignore[type-arg]
+        def __enter__(self) -> Listed:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def scandir(path: str) -> Listed:
+        entries = Listed(real(path))
+        if str(path) == str(root):
             (root / "b").unlink()  # listed already, gone before it is read
+        return entries
 
+    monkeypatch.setattr(os, "scandir", scandir)
+    seen: list[str] = []
     with pytest.raises(InputError, match=r"t/b: no such file or directory"):
-        add_paths([str(root)], DEFAULT, report=report)
+        add_paths([str(root)], DEFAULT, jobs=jobs, report=lambda c, n, d: seen.append(n))
+    assert seen == ["t/a"]  # reported in walk order up to the missing file
 
 
 def test_fifo_inside_a_tree(tmp_path: Path) -> None:
@@ -394,13 +410,20 @@ TREE_OPTS = [
 
 @pytest.mark.parametrize("flags", TREE_OPTS)
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_small_files_in_a_tree_are_the_files_add_file_makes(
-        tmp_path: Path, flags: dict[str, object], seed: int) -> None:
-    """Random trees of small files (around the chunk size, the empty file too): each file's
-    CID, Tsize and blocks inside a tree are those of the general file importer."""
+        tmp_path: Path, flags: dict[str, object], seed: int, jobs: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random trees of small files (around the chunk size, the empty file too, and some
+    past the first read or SMALL_FILE): each file's CID, Tsize and blocks inside a tree are
+    those of the general file importer."""
     import random
 
+    import carget.tree
     from carget.add import add_file
+
+    monkeypatch.setattr(carget.tree, "_FIRST_READ", 700)
+    monkeypatch.setattr(carget.tree, "SMALL_FILE", 2000)
 
     rng = random.Random(seed)
     root = tmp_path / "t"
@@ -420,7 +443,7 @@ def test_small_files_in_a_tree_are_the_files_add_file_makes(
     def keep(block: Block) -> None:
         blocks[block.cid] = bytes(block.data)
 
-    add_paths([str(root)], opts, jobs=2, report=report, emit=keep)
+    add_paths([str(root)], opts, jobs=jobs, report=report, emit=keep)
     for p in files:
         want: list[Block] = []
         res = add_file(p, opts, jobs=1, emit=want.append)
