@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import sys
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 
 from ..errors import InputError, UsageError
 from ._importflags import KuboFlagsCommand, import_flags, pop_import_options
+from ._signals import INTERRUPT_SIGNALS
 from .add import _esc
 
 #: kubo's gateway listens on 8080 by default; so does this one
@@ -91,14 +91,16 @@ def _run(store: object, host: str, port: int) -> None:
     from ..server import serve as serve_store
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(serve_store, store, host, port)
-            shown = f"[{host}]" if ":" in host else host
-            click.echo(f"serving on http://{shown}:{bound}")
-            sys.stdout.flush()
-            # Ctrl-C and SIGTERM (service managers, kill) both stop it cleanly: caught here
-            # rather than as KeyboardInterrupt, which trio would wrap in an exception group
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Ctrl-C, SIGTERM (service managers, kill) and SIGHUP all stop it cleanly: caught
+        # here rather than as KeyboardInterrupt, which trio would wrap in an exception
+        # group; the receiver is open before "serving on" is printed, so a caller that
+        # signals as soon as it reads that line is answered too
+        with trio.open_signal_receiver(*INTERRUPT_SIGNALS) as signals:
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(serve_store, store, host, port)
+                shown = f"[{host}]" if ":" in host else host
+                click.echo(f"serving on http://{shown}:{bound}")
+                sys.stdout.flush()
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
