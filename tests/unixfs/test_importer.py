@@ -123,24 +123,41 @@ def test_single_cpu_serial_path_gives_the_same_cid(
 
 
 @pytest.mark.parametrize("opts", SMALL)
-@pytest.mark.parametrize("jobs", [2, 3])
+@pytest.mark.parametrize("jobs", [1, 2, 3])
 @pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 256 * 7, 256 * 7 + 100])
-def test_workers_reading_a_regular_file_give_the_same_cid(
-    opts: ImportOptions, jobs: int, size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_regular_file_mapped_or_pread_gives_the_same_cid(
+    opts: ImportOptions, jobs: int, size: int, mapped: bool, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Workers pread their own batches from a regular file (no reader thread): the CID,
-    size and emitted blocks are those of a sequential read, at every batch boundary."""
+    """A regular file is hashed through mmap windows (in this thread, or by workers each
+    mapping their own batches), or where it cannot be mapped, read by workers with pread:
+    the CID, size and emitted blocks are those of a sequential read, at every batch
+    boundary."""
     import carget.add
 
     monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)
     calls: list[int] = []
-    real = carget.add._read_encode_batch
+    if mapped:
+        real_map = carget.add._map_encode_batch
 
-    def spy(*args: Any) -> Any:
-        calls.append(args[1])
-        return real(*args)
+        def spy(*args: Any) -> Any:
+            calls.append(args[1])
+            return real_map(*args)
 
-    monkeypatch.setattr(carget.add, "_read_encode_batch", spy)
+        monkeypatch.setattr(carget.add, "_map_encode_batch", spy)
+    else:
+        def unmappable(*args: Any) -> Any:
+            raise OSError(19, "No such device")  # what mmap says on a file system without it
+
+        real_read = carget.add._read_encode_batch
+
+        def spy_read(*args: Any) -> Any:
+            calls.append(args[1])
+            return real_read(*args)
+
+        monkeypatch.setattr(carget.add, "_map_batch", unmappable)
+        monkeypatch.setattr(carget.add, "_read_encode_batch", spy_read)
     data = os.urandom(size)
     path = tmp_path / "f"
     path.write_bytes(data)
@@ -151,18 +168,44 @@ def test_workers_reading_a_regular_file_give_the_same_cid(
                               emit=lambda b: par.append(Block(b.cid, bytes(b.data))))
     assert (got.cid, got.size, got.tsize) == (expected.cid, expected.size, expected.tsize)
     assert par == seq
-    assert calls and calls[0] == 0  # the pread path ran
+    if mapped or jobs > 1:
+        assert calls and calls[0] == 0  # the mapped (or the workers' pread) path ran
 
 
-def test_workers_start_at_the_file_position_and_leave_it_at_the_end(tmp_path: Path) -> None:
+def test_emitted_blocks_kept_past_the_call_stay_valid(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that keeps mapped blocks (against the docstring's advice) keeps their
+    mappings alive instead of crashing the import."""
+    import carget.add
+
+    monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)
     opts = resolve_options(chunker="size-64", cid_version=1)
-    data = os.urandom(5000)
+    data = os.urandom(3000)
     path = tmp_path / "f"
-    path.write_bytes(b"skip" + data)
+    path.write_bytes(data)
+    for jobs in (1, 2):
+        kept: list[Block] = []
+        res = carget.add.add_file(path, opts, jobs=jobs, emit=kept.append)
+        assert res.cid == add_bytes(data, opts).cid
+        assert b"".join(bytes(b.data) for b in kept if b.cid.codec == 0x55) == data
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_regular_file_is_read_from_its_position_and_left_at_the_end(
+        tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mapping starts at a page boundary; a file positioned elsewhere still gives the
+    bytes from its position on."""
+    import carget.add
+
+    monkeypatch.setattr(carget.add, "BATCH_BYTES", 1024)
+    opts = resolve_options(chunker="size-64", cid_version=1)
+    data = os.urandom(9000)
+    path = tmp_path / "f"
+    path.write_bytes(b"skip" * 1100 + data)
     with io.FileIO(path, "r") as f:
-        f.seek(4)
-        got = import_stream(f, opts, jobs=2)
-        assert f.tell() == 4 + len(data)
+        f.seek(4400)
+        got = import_stream(f, opts, jobs=jobs)
+        assert f.tell() == 4400 + len(data)
     assert got.cid == add_bytes(data, opts).cid
 
 
