@@ -60,16 +60,19 @@ def _read(path: Path, jobs: int) -> tuple[list[tuple[CID, bytes, int]], int, str
     return got, reader.bytes_read, None
 
 
-@pytest.fixture(autouse=True)
-def _small_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader_mod, "RUN_BYTES", 5000)  # many runs, some of one section
+@pytest.fixture(autouse=True, params=["mapped", "pread"])
+def _small_runs(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Many runs, some of one section; each run mapped, or read where mapping fails."""
+    monkeypatch.setattr(reader_mod, "RUN_BYTES", 5000)
+    if request.param == "pread":
+        monkeypatch.setattr(reader_mod, "_map_run", lambda fd, start, size: None)
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     runs: list[int] = []
     real = reader_mod._read_verify_run
 
-    def spy(fd: int, run: reader_mod._Run) -> tuple[bytes, int, Exception | None]:
+    def spy(fd: int, run: reader_mod._Run) -> tuple[bytes | memoryview, int, Exception | None]:
         runs.append(run[0])
         return real(fd, run)
 

@@ -3,11 +3,11 @@
 :class:`CarReader` streams: the header, then every block, verified (on a pool of worker
 threads when ``jobs > 1``: hashlib releases the GIL, so two cores hash two blocks at once).
 From a regular file the workers also read: this thread only walks the section heads (a
-small ``pread`` each) and hands out runs of whole sections, which each worker reads with
-``pread`` and verifies, so the page-cache copy runs on every core (two threads each reading and
-hashing half the file is the limit). Whatever the walk does not accept as an ordinary
-section (a bad length, a CID that does not parse, a section past the end) and the end of
-the CAR go back to the decoder at that offset, so every error is the decoder's.
+small ``pread`` each) and hands out runs of whole sections, which each worker maps
+(``mmap``: no copy out of the page cache; ``pread`` where that fails) and verifies, so the
+work runs on every core. Whatever the walk does not accept as an ordinary section (a bad
+length, a CID that does not parse, a section past the end) and the end of the CAR go back
+to the decoder at that offset, so every error is the decoder's.
 :class:`CarBlockStore` gives random access by CID over a seekable file: through a CARv2
 index when the file has one, else through an index of section offsets built by one scan;
 stdin is spooled to a temporary file first. Blocks read by CID are verified again (the file
@@ -17,6 +17,7 @@ may have changed, an index may lie).
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import stat
 import sys
@@ -50,6 +51,8 @@ MAX_INDEX_BYTES: Final = 1 << 30
 #: bytes of whole sections a worker reads and verifies in one go (a bigger section goes
 #: alone): large enough that per-run hand-offs vanish, small for RSS (2 x jobs in flight)
 RUN_BYTES: Final = 4 << 20
+#: madvise hint for a mapped run (Linux, BSD; None elsewhere)
+_WILLNEED: int | None = getattr(mmap, "MADV_WILLNEED", None)
 #: bytes read to parse a section's length and CID (more only for a longer CID)
 _HEAD_PEEK: Final = 80
 
@@ -103,16 +106,34 @@ def _section_head(fd: int, off: int, end: int, limits: CarLimits) -> tuple[int, 
     return p + length, p + q, cid
 
 
-def _read_verify_run(fd: int, run: _Run) -> tuple[bytes, int, Exception | None]:
-    """Read a run of sections and verify its blocks in order: (the bytes, how many blocks
-    are good, the first one's error or None)."""
+def _map_run(fd: int, start: int, size: int) -> memoryview | None:
+    """The run's bytes mapped from the page cache (no copy), or None when the file is now
+    shorter than the run (touching a page past its end would be SIGBUS) or cannot be
+    mapped. The view keeps the mapping alive; it is unmapped when the last view goes."""
+    if os.fstat(fd).st_size < start + size:
+        return None
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    try:
+        m = mmap.mmap(fd, size + start - base, offset=base, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # a file system without mmap
+        return None
+    if _WILLNEED is not None:
+        m.madvise(_WILLNEED)
+    return memoryview(m)[start - base :]
+
+
+def _read_verify_run(fd: int, run: _Run) -> tuple[bytes | memoryview, int, Exception | None]:
+    """Map (else read) a run of sections and verify its blocks in order: (the bytes, how
+    many blocks are good, the first one's error or None)."""
     start, size, sections = run
-    data = os.pread(fd, size, start)
-    while len(data) < size:  # a regular file reads short only at its end
-        more = os.pread(fd, size - len(data), start + len(data))
-        if not more:
-            break
-        data += more
+    data: bytes | memoryview | None = _map_run(fd, start, size)
+    if data is None:
+        data = os.pread(fd, size, start)
+        while len(data) < size:  # a regular file reads short only at its end
+            more = os.pread(fd, size - len(data), start + len(data))
+            if not more:
+                break
+            data += more
     view = memoryview(data)
     for i, (sec_off, at, n, cid) in enumerate(sections):
         if at + n > len(data):
@@ -237,7 +258,8 @@ class CarReader:
         self._walked = start = dec.offset
         size = os.fstat(fd).st_size
         end = min(size, dec.payload_end if dec.payload_end is not None else size)
-        pending: deque[tuple[Future[tuple[bytes, int, Exception | None]], _Run]] = deque()
+        pending: deque[tuple[Future[tuple[bytes | memoryview, int, Exception | None]],
+                             _Run]] = deque()
         depth = 2 * self.jobs
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="carget-verify") as pool:
             try:
