@@ -1,5 +1,6 @@
 """`carget add -r -Q` on directory trees against hashlib's SHA-256 of the same files, both
-as whole processes in the same run (start-up included). Two trees (issue 5):
+as whole processes in the same run (start-up included), alternating, medians of the
+rounds. Two trees (issue 5; target for the small files, issue 16: >= 0.7x):
 
 * many small files: 10,000 files of 1-8 KiB in 100 directories (per-file overhead);
 * a few large files: 3 files of 64 MiB (hashing throughput through the tree path).
@@ -7,7 +8,7 @@ as whole processes in the same run (start-up included). Two trees (issue 5):
 The baseline walks the same tree in sorted order and hashes every file with hashlib
 (open, 1 MiB unbuffered reads, sha256), so both sides pay for opening each file.
 
-    python benchmarks/bench_add_tree.py [--files 10000] [--large-mib 64] [--repeat 3]
+    python benchmarks/bench_add_tree.py [--files 10000] [--large-mib 64] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import Run, best_of, ensure_bytecode, make_file
+from _common import Run, ensure_bytecode, make_file
+from _limits import alternate, load_average, median_seconds
 
 #: hashlib over every file of a tree, as one process (the same-run baseline)
 HASHLIB_TREE = """
@@ -63,14 +65,15 @@ def large_tree(root: str, count: int, mib: int) -> int:
     return count * mib * 1024 * 1024
 
 
-def row(name: str, run: Run, files: int, size: int, base: Run) -> dict[str, object]:
+def row(name: str, runs: list[Run], files: int, size: int, base: float) -> dict[str, object]:
+    secs = median_seconds(runs)
     return {
         "name": name,
-        "seconds": round(run.seconds, 3),
-        "files_per_s": round(files / run.seconds),
-        "mb_per_s": round(size / run.seconds / 1e6, 1),
-        "ratio_to_hashlib": round(base.seconds / run.seconds, 3),
-        "max_rss_mib": round(run.max_rss_mib, 1),
+        "seconds": round(secs, 3),
+        "files_per_s": round(files / secs),
+        "mb_per_s": round(size / secs / 1e6, 1),
+        "ratio_to_hashlib": round(base / secs, 3),
+        "max_rss_mib": round(max(r.max_rss_mib for r in runs), 1),
     }
 
 
@@ -81,7 +84,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--large-count", type=int, default=3)
     ap.add_argument("--large-mib", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dir", default=None, help="where to build the trees (default: temp)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -95,21 +98,26 @@ def main() -> None:
             ("large", os.path.join(tmp, "large"), args.large_count,
              lambda p: large_tree(p, args.large_count, args.large_mib)),
         ]
+        cores = len(os.sched_getaffinity(0))
         for label, path, files, build in trees:
             size = build(path)
-            best_of(1, [sys.executable, "-c", HASHLIB_TREE, path])  # warm the page cache
-            base = best_of(args.repeat, [sys.executable, "-c", HASHLIB_TREE, path])
-            results.append(row(f"{label}: hashlib sha256 (1 core)", base, files, size, base))
-            cores = os.cpu_count() or 1
+            alternate({"warm": [sys.executable, "-c", HASHLIB_TREE, path]}, 1)
+            base_name = f"{label}: hashlib sha256 (1 core)"
+            commands = {base_name: [sys.executable, "-c", HASHLIB_TREE, path]}
             for jobs in [1] + ([cores] if cores > 1 else []):
-                run = best_of(args.repeat, [*carget, "add", "-r", "-Q", "--jobs", str(jobs), path])
-                results.append(row(f"{label}: carget add -r -Q --jobs {jobs}", run, files,
-                                   size, base))
+                commands[f"{label}: carget add -r -Q --jobs {jobs}"] = [
+                    *carget, "add", "-r", "-Q", "--jobs", str(jobs), path]
+            runs = alternate(commands, args.rounds)
+            base = median_seconds(runs[base_name])
+            for name, rs in runs.items():
+                results.append(row(name, rs, files, size, base))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=1))
         return
+    print(f"medians of {args.rounds} alternating rounds, whole processes (load "
+          f"{load_average()})")
     print(f"{'benchmark':44} {'s':>8} {'files/s':>9} {'MB/s':>8} {'x hashlib':>9} {'RSS MiB':>8}")
     for r in results:
         print(f"{r['name']:44} {r['seconds']:>8} {r['files_per_s']:>9} {r['mb_per_s']:>8} "

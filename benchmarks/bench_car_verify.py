@@ -1,18 +1,19 @@
-"""`carget car verify` against hashlib SHA-256 over the same CAR bytes, whole processes,
-same run.
+"""`carget car verify` against hashlib SHA-256 over the same CAR bytes and against the
+read-plus-hash limits (benchmarks/_limits.py), whole processes, same run.
 
 Builds a CAR of 256 KiB raw leaves (1 GiB by default) in a temporary directory, then runs
-as separate processes, alternating, ``--rounds`` times each:
+as separate processes, alternating, ``--rounds`` times each, and reports medians:
 
 * baseline: ``python -c`` reading the CAR with readinto into one reused 1 MiB buffer and
-  feeding hashlib.sha256 (the hashing limit; one core);
-* ``carget car verify -j 1`` (one hashing thread) and ``carget car verify`` (a thread per
-  CPU, hashing off the parsing thread).
+  feeding hashlib.sha256 (1.0x; one core);
+* the limits: read-ahead + one hashing thread, and two threads each reading and hashing
+  half of the CAR;
+* ``carget car verify -j 1`` (one thread) and ``carget car verify`` (a thread per CPU).
 
-Prints MB/s (best of the rounds), the ratio to the baseline, and each process's peak RSS
-(``os.wait4`` rusage), which must not grow with the CAR's size.
+Target (issue 16): >= 1.65x with both cores; peak RSS under 100 MiB, not growing with the
+CAR's size (``os.wait4`` rusage).
 
-    python benchmarks/bench_car_verify.py [--mib 1024] [--rounds 2]
+    python benchmarks/bench_car_verify.py [--mib 1024] [--rounds 5] [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -20,23 +21,26 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ensure_bytecode
+from _limits import (
+    HASHLIB,
+    READ_AHEAD,
+    TWO_THREADS,
+    alternate,
+    limit_commands,
+    load_average,
+    median_seconds,
+    warm,
+)
 
 from carget.car.encoder import encode_header, section_prefix
 from carget.cid import CID, RAW
 
 LEAF = 256 * 1024
-
-HASHLIB = (
-    "import hashlib,sys\n"
-    "h=hashlib.sha256(); buf=bytearray(1<<20); mv=memoryview(buf)\n"
-    "with open(sys.argv[1],'rb',buffering=0) as f:\n"
-    "    while n:=f.readinto(buf): h.update(mv[:n])\n"
-    "print(h.hexdigest())\n"
-)
 
 
 def make_car(path: str, mib: int) -> int:
@@ -56,51 +60,38 @@ def make_car(path: str, mib: int) -> int:
     return os.path.getsize(path)
 
 
-def timed(argv: list[str]) -> tuple[float, int, int]:
-    """(seconds, exit code, peak RSS in KiB) of one whole process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    dt = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return dt, proc.returncode, usage.ru_maxrss
-
-
 def main() -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import ensure_bytecode
-
     ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=1024, help="CAR payload size in MiB")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--dir", default=None, help="where to put the CAR (default: a temp dir)")
     args = ap.parse_args()
     carget = [sys.executable, "-m", "carget", "car", "verify"]
-    runs = {
-        "hashlib sha256 (1 core)": [sys.executable, "-c", HASHLIB],
-        "carget car verify -j 1": [*carget, "-j", "1"],
-        f"carget car verify -j {os.cpu_count()}": carget,
-    }
-    with tempfile.TemporaryDirectory(prefix="carget-bench-") as tmp:
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="carget-bench-", dir=args.dir) as tmp:
         car = os.path.join(tmp, "leaves.car")
         size = make_car(car, args.mib)
-        # warm the page cache so every contender reads from memory
-        subprocess.run([sys.executable, "-c", HASHLIB, car], stdout=subprocess.DEVNULL,
-                       check=True)
-        best: dict[str, tuple[float, int]] = {}
-        for _ in range(args.rounds):
-            for name, argv in runs.items():
-                dt, rc, rss = timed([*argv, car])
-                if rc != 0:
-                    raise SystemExit(f"{name} failed with exit code {rc}")
-                if name not in best or dt < best[name][0]:
-                    best[name] = (dt, max(rss, best.get(name, (0, 0))[1]))
-    base = best["hashlib sha256 (1 core)"][0]
-    print(f"CAR: {size / 1e6:.0f} MB of {LEAF // 1024} KiB raw leaves, best of {args.rounds}, "
-          f"whole processes, {os.cpu_count()} CPUs")
-    for name, (dt, rss) in best.items():
-        print(f"{name:28s} {size / dt / 1e6:8.0f} MB/s  {base / dt:5.2f}x hashlib  "
-              f"peak RSS {rss / 1024:6.1f} MiB")
+        warm(car)  # every contender reads from the page cache
+        commands = limit_commands(car)
+        limit_of = {HASHLIB: HASHLIB, READ_AHEAD: READ_AHEAD, TWO_THREADS: TWO_THREADS}
+        for jobs in [1] + ([cores] if cores > 1 else []):
+            name = f"carget car verify -j {jobs}"
+            commands[name] = [*carget, "-j", str(jobs), car]
+            limit_of[name] = HASHLIB if jobs == 1 else TWO_THREADS
+        load_before = load_average()
+        runs = alternate(commands, args.rounds)
+    base = median_seconds(runs[HASHLIB])
+    print(f"CAR: {size / 1e6:.0f} MB of {LEAF // 1024} KiB raw leaves, medians of "
+          f"{args.rounds} alternating rounds, whole processes, {cores} CPUs "
+          f"(load {load_before} -> {load_average()})")
+    print(f"{'':40} {'s':>7} {'MB/s':>6} {'x hashlib':>9} {'x limit':>8} {'RSS MiB':>8}")
+    for name, rs in runs.items():
+        secs = median_seconds(rs)
+        limit = median_seconds(runs[limit_of[name]])
+        rss = max(r.max_rss_mib for r in rs)
+        print(f"{name:40} {secs:7.3f} {size / secs / 1e6:6.0f} {base / secs:8.2f}x "
+              f"{limit / secs:7.2f}x {rss:8.1f}")
 
 
 if __name__ == "__main__":
