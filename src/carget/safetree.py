@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .errors import InputError, UnsafePathError
-from .names import DiskEntry, resolve_inside
+from .names import DiskEntry, check_link_text, resolve_inside
 
 __all__ = ["SafeTree", "remove_tree"]
 
@@ -170,7 +170,9 @@ class SafeTree:
 
     def add_link(self, rel: str, target: str) -> None:
         """Note a symlink to make at :meth:`finish_links` (nothing is created now); noting
-        the same path again replaces its target."""
+        the same path again replaces its target. Raises :class:`UnsafePathError` at once
+        for a target that breaks the textual rules (empty, absolute, NUL, too long)."""
+        check_link_text(rel, target)
         self._links[rel] = target
 
     def finish_links(self, lookup: Callable[[str], DiskEntry] | None = None) -> int:

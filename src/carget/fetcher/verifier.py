@@ -36,7 +36,6 @@ from ..car.decoder import CAR_END, NEED_DATA, TRUSTLESS_LIMITS, CarDecoder
 from ..car.header import CarHeader
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW, Block
 from ..errors import (
-    DuplicateName,
     IncompleteDAG,
     LimitExceeded,
     NotFoundError,
@@ -48,11 +47,10 @@ from ..names import NameSet, join
 from ..unixfs.node import (
     Node,
     block_links,
-    cbor_walk,
-    decode_dag_cbor,
     decode_unixfs,
     identity_data,
 )
+from ..unixfs.walk import file_children_in, path_step
 
 __all__ = [
     "DUP_CACHE_LIMIT",
@@ -186,6 +184,9 @@ class DagVerifier:
         self.segments = tuple(path)
         self.scope = scope
         self.lo, self.hi = byte_range if byte_range is not None else (0, 1 << 62)
+        #: an answer for a byte range carries the children the walker's rule gives
+        #: (carget.unixfs.walk); a whole file carries every child, empty ones included
+        self._ranged = byte_range is not None
         self.ordered = ordered
         self._buffer_limit = ORDERED_BUFFER_LIMIT if ordered else UNORDERED_BUFFER_LIMIT
         self._dec = CarDecoder(verify=True, limits=TRUSTLESS_LIMITS)
@@ -255,6 +256,7 @@ class DagVerifier:
         if hi >= self.hi or hi < self.lo:
             return
         self.hi = hi
+        self._ranged = True
         keep: list[_Want] = []
         for w in self._stack:
             if w.role == _FILE and w.path == "" and w.offset >= hi:
@@ -397,40 +399,13 @@ class DagVerifier:
             self._nodes_bytes += len(data)
 
     def _path_step(self, w: _Want, data: memoryview | bytes) -> None:
-        cid = w.cid
-        name = self.segments[w.seg]
-        if cid.codec == DAG_CBOR:
-            self._cbor_path(w, data)
-            return
-        node = decode_unixfs(cid, data)
-        if node.kind == "directory":
-            matches = [link for link in node.links if link.name == name]
-            if len(matches) > 1:
-                raise DuplicateName(f"directory {cid} lists {name!r} {len(matches)} times")
-            if matches:
-                self._push(self._path_want(matches[0].cid, w.seg + 1))
-                return
-        elif node.kind == "hamt":
-            found = node.hamt_lookup(name, w.depth)
-            if found is not None:
-                what, link = found
-                if what == "shard":
-                    self._push(_Want(link.cid, _PATH, seg=w.seg, depth=w.depth + 1))
-                else:
-                    self._push(self._path_want(link.cid, w.seg + 1))
-                return
-        raise PathNotFound(f"no {name!r} under {cid} ({node.kind})")
-
-    def _path_want(self, cid: CID, seg: int) -> _Want:
-        return _Want(cid, _PATH, seg=seg) if seg < len(self.segments) else _Want(cid, _ENTITY)
-
-    def _cbor_path(self, w: _Want, data: memoryview | bytes) -> None:
-        """Walk path segments inside a dag-cbor block until they reach a link."""
-        link, seg = cbor_walk(decode_dag_cbor(w.cid, data), self.segments, w.seg,
-                              PathNotFound)
-        if link is None:
+        step = path_step(w.cid, data, self.segments, w.seg, w.depth)
+        if step.cid is None:
             raise PathNotFound(f"path ends inside dag-cbor block {w.cid}, not at a link")
-        self._push(self._path_want(link, seg))
+        if step.seg < len(self.segments):
+            self._push(_Want(step.cid, _PATH, seg=step.seg, depth=step.hamt_depth))
+        else:
+            self._push(_Want(step.cid, _ENTITY))
 
     def _entity(self, w: _Want, data: memoryview | bytes) -> None:
         cid = w.cid
@@ -535,15 +510,13 @@ class DagVerifier:
         base = w.offset
         if node.data:
             self._emit(w, base, node.data, cid, None)
-        lo, hi = self.lo, self.hi
-        wants: list[_Want] = []
-        for link, start, end in node.file_children():
-            a, b = base + start, base + end
-            if (b > lo and a < hi) or (a == b == lo):
-                wants.append(_Want(link.cid, _FILE, w.path, offset=a, size=end - start))
-            else:
-                self._skipped.add(link.cid)
-        self._push_children(wants)
+        span = (self.lo, self.hi - 1) if self._ranged and w.path == "" else None
+        kept = file_children_in(node, base, span)
+        if len(kept) < len(node.links):
+            wanted = {link.cid for link, _, _ in kept}
+            self._skipped.update(link.cid for link in node.links if link.cid not in wanted)
+        self._push_children([_Want(link.cid, _FILE, w.path, offset=a, size=b - a)
+                             for link, a, b in kept])
 
     def _leaf(self, w: _Want, block: memoryview | bytes, data: memoryview | bytes,
               frame: tuple[bytes, bytes] | None) -> None:

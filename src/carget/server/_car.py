@@ -20,7 +20,8 @@ from typing import Any, Protocol
 
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import DecodeError, IncompleteDAG, NotFoundError, UnsupportedCodec, UsageError
-from ..unixfs.node import Node, cbor_walk, decode_dag_cbor, decode_unixfs, hamt_find
+from ..unixfs.node import Node, block_links, decode_unixfs
+from ..unixfs.walk import file_children_in, path_step
 
 __all__ = [
     "BlockSource",
@@ -28,7 +29,6 @@ __all__ = [
     "Resolved",
     "UnsupportedCodec",
     "car_blocks",
-    "dag_cbor_links",
     "resolve_path",
     "resolve_range",
 ]
@@ -71,98 +71,47 @@ def _need(src: BlockSource, cid: CID) -> bytes:
     return data
 
 
-def dag_cbor_links(cid: CID, data: bytes) -> list[CID]:
-    """Links of a dag-cbor block in document order (map keys in their encoded order, which
-    for canonical DAG-CBOR is length-then-bytes), the order a DFS walk follows."""
-    from multiformats import CID as MFCID
-
-    found: list[CID] = []
-    stack: list[Any] = [decode_dag_cbor(cid, data)]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, MFCID):
-            found.append(CID.from_bytes(bytes(v)))
-        elif isinstance(v, dict):
-            stack.extend(reversed(list(v.values())))
-        elif isinstance(v, list):
-            stack.extend(reversed(v))
-    return found
-
-
 def _links(src: BlockSource, cid: CID) -> list[CID]:
     if cid.codec == RAW or src.is_leaf(cid):
         return []
-    data = _need(src, cid)
-    if cid.codec == DAG_PB:
-        from ..unixfs.dagpb import decode_node
-
-        return [link.cid for link in decode_node(data).links]
-    if cid.codec == DAG_CBOR:
-        return dag_cbor_links(cid, data)
+    if cid.codec in (DAG_PB, DAG_CBOR):
+        return block_links(cid, _need(src, cid))
     raise IncompleteDAG(f"cannot follow links of {cid.codec_name} block {cid}")
 
 
 def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
     """Walk ``segments`` from ``root`` through UnixFS directories, HAMT shards and dag-cbor
-    maps and lists.
+    maps and lists, one :func:`~carget.unixfs.walk.path_step` at a time.
 
     Raises :class:`NotFoundError` if a name is absent, a block on the way is missing, or the
     path goes into something that has no names (a file, raw block, symlink);
     :class:`UsageError` for a codec carget cannot walk or a segment that cannot name
     anything in a dag-cbor block (all digits, longer than :data:`MAX_INDEX_DIGITS`);
-    :class:`DecodeError` for a malformed block.
+    :class:`DecodeError` for a malformed block, DuplicateName for a name listed twice.
     """
     proof: list[CID] = []
     cur = root
-    i = 0
-    while i < len(segments):
+    seg = depth = 0
+    while seg < len(segments):
         data = src.get(cur)
         if data is None:
             raise NotFoundError(f"block {cur} on the path is not available")
         proof.append(cur)
-        if cur.codec == DAG_PB:
-            node = decode_unixfs(cur, data)
-            name = segments[i]
-            if node.kind == "directory":
-                link = next((lk for lk in node.links if lk.name == name), None)
-                if link is None:
-                    raise NotFoundError(f"no entry {name!r} in directory {cur}")
-                cur = link.cid
-                i += 1
-                continue
-            if node.kind == "hamt":
-                def load(cid: CID) -> Node:
-                    data = src.get(cid)
-                    if data is None:
-                        raise NotFoundError(f"HAMT shard {cid} is not available")
-                    return decode_unixfs(cid, data)
-
-                cur = hamt_find(node, name, load, proof).cid
-                i += 1
-                continue
-            raise NotFoundError(f"{cur} is a UnixFS {node.kind}: it has no entry {name!r}")
-        if cur.codec == DAG_CBOR:
-            value: Any = decode_dag_cbor(cur, data)
-            try:
-                nxt, i = cbor_walk(value, segments, i)
-            except NotFoundError:
-                # not there; but a segment that could not be an index at all is the
-                # request's fault (400), not a missing entry
-                if any(seg.isascii() and seg.isdigit() and len(seg) > MAX_INDEX_DIGITS
-                       for seg in segments[i:]):
-                    raise UsageError("a path segment of more than "
-                                     f"{MAX_INDEX_DIGITS} digits is not a list index") from None
-                raise
-            except (ValueError, OverflowError):  # int() of a huge index, in older walkers
-                raise UsageError(f"cannot follow the path into dag-cbor block {cur}") from None
-            if nxt is None:  # the path ends inside this block
-                proof.pop()
-                return Resolved(tuple(proof), cur)
-            cur = nxt
-            continue
-        if cur.codec == RAW:
-            raise NotFoundError(f"{cur} is a raw block: it has no entry {segments[i]!r}")
-        raise UnsupportedCodec(f"cannot walk a path through {cur.codec_name} block {cur}")
+        try:
+            step = path_step(cur, data, segments, seg, depth)
+        except NotFoundError:
+            # not there; but a segment that could not be an index at all is the
+            # request's fault (400), not a missing entry
+            if cur.codec == DAG_CBOR and any(
+                    s.isascii() and s.isdigit() and len(s) > MAX_INDEX_DIGITS
+                    for s in segments[seg:]):
+                raise UsageError("a path segment of more than "
+                                 f"{MAX_INDEX_DIGITS} digits is not a list index") from None
+            raise
+        if step.cid is None:  # the path ends inside this dag-cbor block
+            proof.pop()
+            return Resolved(tuple(proof), cur)
+        cur, seg, depth = step.cid, step.seg, step.hamt_depth
     return Resolved(tuple(proof), cur)
 
 
@@ -250,10 +199,11 @@ def _file_dfs(src: BlockSource, root: CID, node: Node, rng: ByteRange | None,
               fresh: Any) -> Iterator[CID]:
     """A UnixFS file's blocks, or those holding bytes ``rng`` (offsets via blocksizes)."""
     # stack entries: iterator over (child cid, absolute start, absolute end)
+    span = None if rng is None else (rng.first, rng.last)
+
     def children(n: Node, base: int) -> Iterator[tuple[CID, int, int]]:
-        for link, s, e in n.file_children():
-            if rng is None or (base + s <= rng.last and base + e > rng.first):
-                yield link.cid, base + s, base + e
+        for link, s, e in file_children_in(n, base, span):
+            yield link.cid, s, e
 
     if fresh(root):
         yield root

@@ -25,14 +25,13 @@ from ..car.encoder import encode_header
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import CargetError, DecodeError, NotFoundError, UsageError
 from ..names import is_valid_name
-from ..unixfs.node import decode_unixfs
+from ..unixfs.node import decode_dag_cbor, decode_unixfs
 from ._car import (
     TRAVERSABLE,
     BlockSource,
     ByteRange,
     Resolved,
     UnsupportedCodec,
-    dag_cbor_links,
     resolve_path,
     resolve_range,
 )
@@ -326,7 +325,7 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
             raise NotFoundError(f"block {t} is not in this gateway's store")
         if t.codec == DAG_CBOR:
             # a malformed terminal block is a 502 now, not a stream cut after its 200
-            dag_cbor_links(t, tdata)
+            decode_dag_cbor(t, tdata)
         if spec is not None and t.codec in (DAG_PB, RAW):
             node = decode_unixfs(t, tdata)
             if node.kind in ("file", "raw"):

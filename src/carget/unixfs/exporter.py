@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..cid import CID, RAW
-from ..errors import DuplicateName, NotFoundError, UnixFSError, UsageError
+from ..errors import UnixFSError, UsageError
 from ..names import NameSet, check_entry_name
-from .node import Node, decode_unixfs, hamt_find, identity_data
+from .node import Node, decode_unixfs, identity_data
+from .walk import file_children_in, path_step
 
 __all__ = [
     "DirEntry",
@@ -87,28 +88,24 @@ class Exporter:
     def resolve(self, root: CID, path: str | Sequence[str] = ()) -> Resolved:
         """Follow ``path`` from ``root`` through directories and HAMT shards.
 
-        Raises :class:`NotFoundError` when a segment is absent or a non-directory is in
-        the way, and what :meth:`node` raises.
+        Raises :class:`~carget.errors.PathNotFound` when a segment is absent or a
+        non-directory is in the way, :class:`~carget.errors.DuplicateName` when a
+        directory lists it twice, and what :meth:`node` raises.
         """
         node = self.node(root)
         res = Resolved(root, node, [root])
-        for seg in split_path(path):
-            if node.kind == "directory":
-                matches = [lk for lk in node.links if lk.name == seg]
-                if not matches:
-                    raise NotFoundError(f"no link named {seg!r} under {res.cid}")
-                if len(matches) > 1:
-                    raise DuplicateName(f"directory {res.cid} lists {seg!r} "
-                                        f"{len(matches)} times")
-                res.link_name = seg
-                cid = matches[0].cid
-            elif node.kind == "hamt":
-                link = hamt_find(node, seg, self.node, res.visited)
-                cid, res.link_name = link.cid, link.name or ""
-            else:
-                raise NotFoundError(f"{res.cid} is a {node.kind}, not a directory "
-                                    f"(looking for {seg!r})")
+        segments = split_path(path)
+        seg = depth = 0
+        cid = root
+        while seg < len(segments):
+            step = path_step(cid, self.block(cid), segments, seg, depth, node)
+            assert step.cid is not None  # only dag-cbor paths end inside a block
+            cid, seg, depth = step.cid, step.seg, step.hamt_depth
             node = self.node(cid)
+            if depth:  # a HAMT sub-shard: one more block of the proof, same segment
+                res.visited.append(cid)
+                continue
+            res.link_name = step.link_name
             res.cid, res.node = cid, node
             res.visited.append(cid)
         return res
@@ -211,10 +208,9 @@ class Exporter:
                 lo, hi = max(start - off, 0), min(end - off, len(n.data))
                 if lo < hi:
                     yield n.data[lo:hi]
-            children = [(lk.cid, None, off + a, b - a) for lk, a, b in n.file_children()
-                        if off + a < end and off + b > start]
             # zero-length children are skipped (they cannot hold range bytes)
-            stack.extend(reversed([ch for ch in children if ch[3] > 0]))
+            stack.extend(reversed([(lk.cid, None, a, b - a) for lk, a, b
+                                   in file_children_in(n, off, (start, end - 1)) if b > a]))
 
     def read_all(self, cid: CID) -> bytes:
         """The whole file as one bytes object (small files, tests)."""

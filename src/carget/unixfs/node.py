@@ -7,7 +7,7 @@ the fetcher's verifier. Decoding is strict and checks the facts the DAG itself c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,6 @@ __all__ = [
     "cbor_walk",
     "decode_dag_cbor",
     "decode_unixfs",
-    "hamt_find",
     "hamt_index",
     "identity_data",
 ]
@@ -95,31 +94,6 @@ class Node:
         for link in self.links:
             lname = link.name or ""
             yield (lname[width:] if len(lname) > width else None), link
-
-
-def hamt_find(
-    shard: Node, name: str, load: Callable[[CID], Node], visited: list[CID]
-) -> PBLink:
-    """Descend from the HAMT root ``shard`` through its sub-shards to the entry ``name``
-    and return the entry's link; each sub-shard's CID is appended to ``visited`` (the
-    blocks a trustless answer must carry). ``load`` fetches and decodes a block.
-
-    Raises :class:`NotFoundError` when the name is absent, :class:`UnixFSError` when a
-    sub-shard link leads to something that is not a shard, and whatever ``load`` raises.
-    """
-    depth = 0
-    while True:
-        found = shard.hamt_lookup(name, depth)
-        if found is None:
-            raise NotFoundError(f"no entry named {name!r} in HAMT {shard.cid}")
-        what, link = found
-        if what == "entry":
-            return link
-        shard = load(link.cid)
-        if shard.kind != "hamt":
-            raise UnixFSError(f"HAMT sub-shard link {link.cid} is a {shard.kind}")
-        visited.append(link.cid)
-        depth += 1
 
 
 def decode_dag_cbor(cid: CID, block: bytes | memoryview) -> Any:
@@ -238,7 +212,9 @@ def decode_unixfs(cid: CID, block: bytes | memoryview) -> Node:
 
 
 def block_links(cid: CID, block: bytes | memoryview) -> list[CID]:
-    """The CIDs a block links to: dag-pb links, dag-cbor tag-42 links, none for raw.
+    """The CIDs a block links to, in the order a DFS walk follows them (kubo's): dag-pb
+    links as listed, dag-cbor tag-42 links in document order (map entries in their
+    encoded order, which for canonical DAG-CBOR is length-then-bytes), none for raw.
 
     Raises :class:`DecodeError` for a malformed block, :class:`UsageError` for a codec
     carget cannot read.
@@ -256,9 +232,9 @@ def block_links(cid: CID, block: bytes | memoryview) -> list[CID]:
             v = stack.pop()
             if isinstance(v, MFCID):
                 found.append(CID.from_bytes(bytes(v)))
-            elif isinstance(v, dict):
-                stack.extend(v.values())
+            elif isinstance(v, dict):  # document order: the stack takes them reversed
+                stack.extend(reversed(list(v.values())))
             elif isinstance(v, list):
-                stack.extend(v)
+                stack.extend(reversed(v))
         return found
     raise UsageError(f"cannot follow links in {cid.codec_name} block {cid}")
