@@ -2,12 +2,12 @@
 
 :class:`CarReader` streams: the header, then every block, verified (on a pool of worker
 threads when ``jobs > 1``: hashlib releases the GIL, so two cores hash two blocks at once).
-From a regular file the workers also read: this thread only walks the section heads (a
-small ``pread`` each) and hands out runs of whole sections, which each worker maps
-(``mmap``: no copy out of the page cache; ``pread`` where that fails) and verifies, so the
-work runs on every core. Whatever the walk does not accept as an ordinary section (a bad
-length, a CID that does not parse, a section past the end) and the end of the CAR go back
-to the decoder at that offset, so every error is the decoder's.
+From a regular file (verifying, with one job too) the workers also read: this thread only
+walks the section heads (a small ``pread`` each) and hands out runs of whole sections,
+which each worker maps (``mmap``: no copy out of the page cache; ``pread`` where that
+fails) and verifies, so the work runs on every core. Whatever the walk does not accept as
+an ordinary section (a bad length, a CID that does not parse, a section past the end) and
+the end of the CAR go back to the decoder at that offset, so every error is the decoder's.
 :class:`CarBlockStore` gives random access by CID over a seekable file: through a CARv2
 index when the file has one, else through an index of section offsets built by one scan;
 stdin is spooled to a temporary file first. Blocks read by CID are verified again (the file
@@ -219,14 +219,15 @@ class CarReader:
         """Every block in file order, verified. A block's ``data`` is a read-only
         memoryview that pins its read buffer: copy it if you keep many."""
         _ = self.header
+        fd = _regular_fd(self._f) if self.verify else None
+        if fd is not None and not self._ended:
+            # one job too: its worker maps and hashes while this thread walks the heads
+            yield from self._preading(fd)
         if self.jobs == 1 or not self.verify:
             for ev in self._events():
                 assert isinstance(ev, Block)
                 yield ev
             return
-        fd = _regular_fd(self._f)
-        if fd is not None and not self._ended:
-            yield from self._preading(fd)
         yield from self._pooled()
 
     def _runs(self, fd: int, off: int, end: int) -> Iterator[_Run]:
