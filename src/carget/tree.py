@@ -151,6 +151,7 @@ class _TreeAdder:
         self.meta = opts.preserve_mode or opts.preserve_mtime
         self._leaves = LeafEncoder(opts)
         self._one_leaf = opts.layout == "balanced"
+        self._chunk = opts.chunk_size
         #: small files go the short way (add_file checks other digests' names)
         self.small_ok = digest in (None, "sha256", "sha512")
         #: files named by the listing are read without a stat unless metadata is kept
@@ -204,6 +205,15 @@ class _TreeAdder:
         data = _read_small(path)
         if data is None:  # large: add_file's batches and threads
             return self._leaf(path, display, _lstat(path))
+        if self._one_leaf and self.digest is None and len(data) <= self._chunk:
+            # _encode_small's first case written out: this is most files of a tree
+            emit = self.emit
+            link, block = self._leaves.encode(data, emit is not None)
+            if block is not None and emit is not None:
+                emit(block)
+            if self.report is not None:
+                self.report(str(link.cid), display, None)
+            return link.cid, link.tsize
         cid, tsize, digest = self._encode_small(data, self.emit)
         self._tell(cid, display, digest)
         return cid, tsize

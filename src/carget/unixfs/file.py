@@ -33,6 +33,16 @@ from .options import ImportOptions
 __all__ = ["FileImporter", "FileLink", "LeafEncoder", "make_cid"]
 
 
+def _varint(n: int) -> bytes:
+    """encode_varint for a leaf's sizes: one or two bytes inline (files of a tree), else
+    the general loop."""
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    return encode_varint(n)
+
+
 class FileLink:
     """What a parent needs of a child: CID, DAG size (Tsize) and file bytes below it."""
 
@@ -101,9 +111,9 @@ class LeafEncoder:
             return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
         if self._fast_pb and size:
             # frame() written out: PBNode{Data: UnixFS{Type, Data: chunk, filesize}}
-            n = encode_varint(size)
+            n = _varint(size)
             typ = self._type
-            head = b"\x0a" + encode_varint(len(typ) + 2 + 2 * len(n) + size) + typ + b"\x12" + n
+            head = b"\x0a" + _varint(len(typ) + 2 + 2 * len(n) + size) + typ + b"\x12" + n
             tail = b"\x18" + n
             h = sha256(head)
             h.update(chunk)
