@@ -9,6 +9,8 @@ stage reads (a CAR is a little larger than the file it holds).
 Stages:
 
 * ``sha256``: hashlib over the file, read in :data:`READ_CHUNK` pieces (the reference);
+* ``sha256 limit (N threads)``: N threads each reading and hashing a share of the file
+  (what N cores can reach; the limit for the multi-core stages);
 * ``add (1 job)`` / ``add (N jobs)``: :func:`carget.add.add_file`, CIDv1 as lima uses;
 * ``car verify``: :class:`carget.car.reader.CarReader` over a CAR of the file, every
   block's hash checked;
@@ -111,6 +113,38 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, float]:
     return f"sha256:{h.hexdigest()}", time.perf_counter() - start
 
 
+def sha256_halves(path: str | os.PathLike[str], threads: int) -> float:
+    """Seconds for ``threads`` threads each reading (``pread``) and hashing its share of the
+    file: the read-plus-hash limit of that many cores, which ``add`` and ``car verify``
+    with as many jobs are measured against."""
+    import threading
+
+    size = os.path.getsize(path)
+    share = -(-size // threads // READ_CHUNK) * READ_CHUNK
+
+    def work(fd: int, start: int, end: int) -> None:
+        h = hashlib.sha256()
+        buf = bytearray(READ_CHUNK)
+        view = memoryview(buf)
+        while start < end and (n := os.preadv(fd, [view[: min(len(buf), end - start)]],
+                                              start)):
+            h.update(view[:n])
+            start += n
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        workers = [threading.Thread(target=work, args=(fd, i * share, min(size, (i + 1) * share)))
+                   for i in range(threads)]
+        start = time.perf_counter()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        return time.perf_counter() - start
+    finally:
+        os.close(fd)
+
+
 def lima_options() -> ImportOptions:
     """``--cid-version=1``: what lima's templates carry and what carget serves here."""
     return resolve_options(cid_version=1)
@@ -209,6 +243,9 @@ def run_bench(
                 on_stage(stage)
 
         record(_stage("sha256 (hashlib)", size, min(t_ref, t_ref2), ref))
+        if cores > 1:  # the limit for the multi-core stages below
+            record(_stage(f"sha256 limit ({cores} threads, a share each)", size,
+                          min(sha256_halves(sample, cores) for _ in range(2)), ref))
         cid = str(add_file(sample, lima_options(), jobs=1).cid)
         report.cid = cid
         if "add" in stages:
