@@ -64,6 +64,8 @@ def test_bench_json_has_every_stage_with_ratios(capsys: pytest.CaptureFixture[st
     assert "add (1 job)" in names and "car verify" in names and "fetch (loopback)" in names
     if doc["cpu_count"] > 1:
         assert f"add ({doc['cpu_count']} jobs)" in names
+        # the read-plus-hash limit of that many cores, measured in the same run
+        assert f"sha256 limit ({doc['cpu_count']} threads, a share each)" in names
     for s in doc["stages"]:
         assert set(s) == {"name", "seconds", "mbps", "ratio"}
         assert s["mbps"] > 0 and s["ratio"] > 0

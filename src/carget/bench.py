@@ -243,7 +243,7 @@ def run_bench(
                 on_stage(stage)
 
         record(_stage("sha256 (hashlib)", size, min(t_ref, t_ref2), ref))
-        if cores > 1:  # the limit for the multi-core stages below
+        if cores > 1 and "add" in stages:  # the limit for "add (N jobs)"
             record(_stage(f"sha256 limit ({cores} threads, a share each)", size,
                           min(sha256_halves(sample, cores) for _ in range(2)), ref))
         cid = str(add_file(sample, lima_options(), jobs=1).cid)
