@@ -39,7 +39,11 @@ __all__ = [
     "Template",
     "host_arch",
     "load_template",
+    "decode_template",
+    "is_image",
     "parse_template",
+    "pick",
+    "read_template_file",
     "select",
 ]
 
@@ -83,6 +87,10 @@ class Entry:
     digest: str | None
     cid: CID | None
     node: CommentedMap = field(repr=False, compare=False)
+    #: lima 2's ``variant:`` of an image (its kernel and initrd carry their image's)
+    variant: str | None = None
+    #: the file holding the entry, as messages name it ("" for text parsed alone)
+    source: str = ""
 
     @property
     def name(self) -> str:
@@ -91,9 +99,21 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """How messages and the summary table name this entry."""
+        """How messages and the summary table name this entry: its file (when it came
+        from a composed template), YAML path, arch, variant and file name."""
         arch = f" {self.arch}" if self.arch else ""
-        return f"{self.where}{arch} {self.name}"
+        variant = f" ({self.variant})" if self.variant else ""
+        return f"{self.at}{arch}{variant} {self.name}"
+
+    @property
+    def at(self) -> str:
+        """``FILE: images[0]``, or only the YAML path for a template parsed alone."""
+        return f"{self.source}: {self.where}" if self.source else self.where
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Unique within a composed template (YAML paths repeat across its files)."""
+        return (self.source, self.where)
 
     @property
     def is_remote(self) -> bool:
@@ -108,6 +128,12 @@ class Template:
     text: str
     data: CommentedMap
     entries: tuple[Entry, ...]
+
+    @property
+    def parts(self) -> tuple[Template, ...]:
+        """The files the entries come from: this one (see :class:`carget.lima.compose.Composed`
+        for a template made of several)."""
+        return (self,)
 
 
 def host_arch() -> str:
@@ -166,7 +192,7 @@ def _scalar(node: CommentedMap, key: str, where: str) -> str | None:
 
 def _entry(
     node: Any, where: str, path: tuple[str | int, ...], parent_arch: str | None,
-    with_arch: bool, file: str,
+    with_arch: bool, file: str, parent_variant: str | None = None, source: str = "",
 ) -> Entry:
     if not isinstance(node, CommentedMap):
         raise InputError(f"{file}: {where}: expected a mapping with location/arch/digest")
@@ -188,7 +214,9 @@ def _entry(
             cid = CID.parse(cid_text)
         except CargetError as exc:
             raise InputError(f"{ctx}: bad cid {cid_text!r}: {exc}") from None
-    return Entry(where, path, line, location, arch or parent_arch, digest, cid, node)
+    variant = _scalar(node, "variant", ctx) if with_arch else None
+    return Entry(where, path, line, location, arch or parent_arch, digest, cid, node,
+                 variant or parent_variant, source)
 
 
 def _seq(data: CommentedMap, key: str, where: str) -> CommentedSeq | None:
@@ -200,12 +228,16 @@ def _seq(data: CommentedMap, key: str, where: str) -> CommentedSeq | None:
     return value
 
 
-def parse_template(text: str, path: str = "<template>") -> Template:
+def parse_template(
+    text: str, path: str = "<template>", *, part: bool = False, source: str = ""
+) -> Template:
     """Parse template text into its entries.
 
+    ``part`` is for one file of a composed template (a ``base:`` or a template naming
+    bases), which may have no images of its own; ``source`` is how entries name the file.
     Raises :class:`InputError` naming ``path`` (and the entry) when the text is not YAML,
-    is not a mapping, has no non-empty ``images`` list, or an entry is malformed
-    (no location, unknown arch, bad digest or cid).
+    is not a mapping, has no non-empty ``images`` list (unless ``part``), or an entry is
+    malformed (no location, unknown arch, bad digest or cid).
     """
     yaml = YAML(typ="rt")
     try:
@@ -217,17 +249,17 @@ def parse_template(text: str, path: str = "<template>") -> Template:
     if not isinstance(data, CommentedMap):
         raise InputError(f"{path}: not a lima template (the top level is not a mapping)")
     images = _seq(data, "images", f"{path}: images")
-    if not images:
+    if not images and not part:
         raise InputError(f"{path}: not a lima template (no images list)")
     entries: list[Entry] = []
-    for i, node in enumerate(images):
-        image = _entry(node, f"images[{i}]", ("images", i), None, True, path)
+    for i, node in enumerate(images or ()):
+        image = _entry(node, f"images[{i}]", ("images", i), None, True, path, None, source)
         entries.append(image)
         for sub in ("kernel", "initrd"):
             if node.get(sub) is not None:
                 entries.append(
                     _entry(node[sub], f"images[{i}].{sub}", ("images", i, sub), image.arch, False,
-                           path)
+                           path, image.variant, source)
                 )
     for section, key in (("containerd", "archives"), ("firmware", "images")):
         parent = data.get(section)
@@ -238,16 +270,17 @@ def parse_template(text: str, path: str = "<template>") -> Template:
         items = _seq(parent, key, f"{path}: {section}.{key}")
         for i, node in enumerate(items or ()):
             entries.append(
-                _entry(node, f"{section}.{key}[{i}]", (section, key, i), None, True, path)
+                _entry(node, f"{section}.{key}[{i}]", (section, key, i), None, True, path,
+                       None, source)
             )
     return Template(path, text, data, tuple(entries))
 
 
-def load_template(path: str | os.PathLike[str]) -> Template:
-    """Read and parse a template file.
+def read_template_file(path: str | os.PathLike[str]) -> str:
+    """The text of a template file, read once and bounded.
 
-    Raises :class:`InputError` when it is missing, unreadable, too large, not UTF-8, or
-    not a lima template (see :func:`parse_template`).
+    Raises :class:`InputError` when it is missing, unreadable, larger than
+    :data:`MAX_TEMPLATE_BYTES` or not UTF-8.
     """
     name = os.fspath(path)
     try:
@@ -257,14 +290,29 @@ def load_template(path: str | os.PathLike[str]) -> Template:
         raise InputError(f"{name}: no such file") from None
     except OSError as exc:
         raise InputError(f"{name}: {exc.strerror or exc}") from None
+    return decode_template(raw, name)
+
+
+def decode_template(raw: bytes, name: str) -> str:
+    """Template bytes as text. Raises :class:`InputError` when they are larger than
+    :data:`MAX_TEMPLATE_BYTES` or not UTF-8."""
     if len(raw) > MAX_TEMPLATE_BYTES:
         raise InputError(f"{name}: larger than {MAX_TEMPLATE_BYTES} bytes: not a lima template")
     try:
         # newline="" semantics: keep \r\n as it is, so edits can preserve the file's bytes
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return parse_template(text, name)
+
+
+def load_template(path: str | os.PathLike[str]) -> Template:
+    """Read and parse a template file.
+
+    Raises :class:`InputError` when it is missing, unreadable, too large, not UTF-8, or
+    not a lima template (see :func:`parse_template`).
+    """
+    name = os.fspath(path)
+    return parse_template(read_template_file(name), name)
 
 
 def select(entries: tuple[Entry, ...] | list[Entry], arch: str | None) -> list[Entry]:
@@ -273,3 +321,35 @@ def select(entries: tuple[Entry, ...] | list[Entry], arch: str | None) -> list[E
     if arch is None:
         return list(entries)
     return [e for e in entries if e.arch is None or e.arch == arch]
+
+
+def is_image(entry: Entry) -> bool:
+    """True for an ``images[i]`` entry (not its kernel or initrd, not an archive)."""
+    return entry.path[0] == "images" and len(entry.path) == 2
+
+
+def pick(
+    entries: tuple[Entry, ...] | list[Entry], arch: str, variant: str | None = None
+) -> list[Entry]:
+    """The entries lima would try for an instance of ``arch``, in lima's order.
+
+    As lima 2 starts an instance (pkg/instance Prepare): an image without ``arch`` is for
+    the instance's arch; the first image of the arch sets the variant, and only images of
+    that arch and that variant are tried, each with its ``kernel`` and ``initrd``.
+    ``variant`` filters the images first, as ``limactl start --image-variant`` does.
+    Archives and firmware are picked by arch alone (:func:`select`).
+    """
+    images = [e for e in entries if is_image(e) and (variant is None or e.variant == variant)]
+    target = next((e for e in images if e.arch in (None, arch)), None)
+    chosen = {
+        e.key for e in images
+        if target is not None and e.arch in (None, arch) and e.variant == target.variant
+    }
+    out: list[Entry] = []
+    for e in entries:
+        if e.path[0] == "images":
+            if (e.source, f"images[{e.path[1]}]") in chosen:
+                out.append(e)
+        elif e.arch is None or e.arch == arch:
+            out.append(e)
+    return out
