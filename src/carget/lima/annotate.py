@@ -25,12 +25,14 @@ from ..add import add_file, import_stream
 from ..cid import CID
 from ..errors import DigestMismatch, FetchTimeout, InputError, NetworkError, NotFoundError
 from ..unixfs.options import ImportOptions, resolve_options
+from .compose import Composed
 from .edit import Annotation, annotate_text
 from .template import Entry, Template, select
 
 __all__ = [
     "AnnotateResult",
     "Computed",
+    "FileEdit",
     "annotate",
     "compute_file",
     "compute_url",
@@ -61,11 +63,30 @@ class Computed:
 
 
 @dataclass(frozen=True, slots=True)
-class AnnotateResult:
-    """The new template text and what was found for each selected entry."""
+class FileEdit:
+    """One file of the template and its new text."""
 
-    text: str
+    template: Template  # the file as read (its ``path`` is how messages name it)
+    target: str  # the file to replace: a symlinked alias is written through
+    text: str  # the new text (the old one when nothing changes)
+    read_only: str | None  # why carget may not write it (lima's installed templates, a URL)
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.template.text
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotateResult:
+    """The new text of each file and what was found for each selected entry."""
+
+    files: list[FileEdit]
     rows: list[tuple[Entry, Computed, str]]  # (entry, computed, "added"/"updated"/"same")
+
+    @property
+    def text(self) -> str:
+        """The new text of the template itself (its first file)."""
+        return self.files[0].text
 
 
 def _algo(entry: Entry) -> str:
@@ -149,11 +170,11 @@ def _plan(entries: list[Entry], from_dir: str | None) -> dict[str, str]:
         if from_dir is not None:
             local = Path(from_dir) / e.name
             if not e.name or not local.is_file():
-                raise InputError(f"{e.where} (line {e.line}): {e.name!r} not found in {from_dir}")
+                raise InputError(f"{e.at} (line {e.line}): {e.name!r} not found in {from_dir}")
             plan[e.location] = str(local)
         elif not e.is_remote:
             raise InputError(
-                f"{e.where} (line {e.line}): location {e.location!r} is not http(s); "
+                f"{e.at} (line {e.line}): location {e.location!r} is not http(s); "
                 "use --from-dir to annotate local files"
             )
         else:
@@ -161,15 +182,33 @@ def _plan(entries: list[Entry], from_dir: str | None) -> dict[str, str]:
     return plan
 
 
+def _files(template: Template | Composed) -> list[tuple[Template, str, str | None]]:
+    """(file, path to write, why read-only) for each distinct file of ``template``: a file
+    reached twice (an alias and its target) is edited once, through its first part."""
+    if isinstance(template, Template):
+        return [(template, template.path, None)]
+    out: list[tuple[Template, str, str | None]] = []
+    targets: set[str] = set()
+    for part in template.parts:
+        target = part.real or part.locator
+        if target in targets:
+            continue
+        targets.add(target)
+        out.append((part.template, part.real or part.locator, part.read_only))
+    return out
+
+
 def annotate(
-    template: Template,
+    template: Template | Composed,
     *,
     arch: str | None = None,
     from_dir: str | None = None,
     report: Callable[[Entry, Computed], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> AnnotateResult:
-    """Compute CIDs for the entries of ``arch`` (all when None) and return the new text.
+    """Compute CIDs for the entries of ``arch`` (all when None) and return each file's new
+    text: every ``cid:`` goes into the file that holds its entry (an ``_images`` base of a
+    lima 2 template), the rest of every file byte for byte.
 
     Each location is read once even if several entries name it. Raises
     :class:`InputError` for an entry whose file cannot be found or read (or whose location
@@ -179,10 +218,12 @@ def annotate(
     """
     if from_dir is not None and not os.path.isdir(from_dir):
         raise InputError(f"--from-dir {from_dir}: not a directory")
-    entries = select(template.entries, arch)
+    files = _files(template)
+    owner = {id(e): id(f[0]) for f in files for e in f[0].entries}
+    entries = [e for e in select(template.entries, arch) if id(e) in owner]
     plan = _plan(entries, from_dir)
     done: dict[tuple[str, str], Computed] = {}
-    notes: list[Annotation] = []
+    notes: dict[int, list[Annotation]] = {}
     rows: list[tuple[Entry, Computed, str]] = []
     with httpx.Client(
         follow_redirects=True,
@@ -201,17 +242,20 @@ def annotate(
                     else:
                         got = compute_url(source, algo, client=client, progress=progress)
                 except (InputError, NetworkError, NotFoundError) as exc:
-                    raise type(exc)(f"{e.where} (line {e.line}): {exc}") from None
+                    raise type(exc)(f"{e.at} (line {e.line}): {exc}") from None
                 done[key] = got
             if report is not None:
                 report(e, got)
             if e.digest is not None and e.digest != got.digest:
                 raise DigestMismatch(
-                    f"{e.where} (line {e.line}): {got.source} has digest {got.digest}, "
+                    f"{e.at} (line {e.line}): {got.source} has digest {got.digest}, "
                     f"the template says {e.digest}; template left unchanged"
                 )
             cid = str(got.cid)
             status = "same" if e.cid == got.cid else ("updated" if e.cid else "added")
-            notes.append(Annotation(e, cid, None if e.digest else got.digest))
+            notes.setdefault(owner[id(e)], []).append(
+                Annotation(e, cid, None if e.digest else got.digest))
             rows.append((e, got, status))
-    return AnnotateResult(annotate_text(template, notes), rows)
+    edits = [FileEdit(tpl, target, annotate_text(tpl, notes.get(id(tpl), [])), read_only)
+             for tpl, target, read_only in files]
+    return AnnotateResult(edits, rows)

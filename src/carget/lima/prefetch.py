@@ -1,6 +1,8 @@
 """``carget lima prefetch``: fetch a template's entries by CID into lima's cache.
 
-For each entry of the chosen arch (see :func:`carget.lima.template.select`):
+For each entry lima would try for the chosen arch (see :func:`carget.lima.template.pick`:
+images of the arch and of one variant, with their kernel and initrd, archives, firmware),
+from the template and every ``base:`` it names (:mod:`carget.lima.compose`):
 
 * already in the cache with the template's digest (what lima itself trusts): skipped;
 * with a ``cid:``: fetched through :func:`carget.fetcher.fetch_file` (every block verified,
@@ -52,7 +54,8 @@ from ..errors import (
     VerificationError,
 )
 from .cache import LimaCache
-from .template import Entry, Template, select
+from .compose import Composed
+from .template import Entry, Template, pick
 
 __all__ = [
     "CONCURRENT_ENTRIES",
@@ -100,22 +103,27 @@ class ProgressHooks:
     finish: Callable[[Entry], None]
 
 
-def plan_prefetch(template: Template, arch: str) -> list[Entry]:
-    """The entries to prefetch for ``arch``. Raises :class:`InputError` naming the first
-    entry whose location is not http(s) (lima never caches local files), or the first
-    location the template gives two different digests (see :func:`location_digests`)."""
-    entries = select(template.entries, arch)
+def plan_prefetch(
+    template: Template | Composed, arch: str, variant: str | None = None
+) -> list[Entry]:
+    """The entries to prefetch for ``arch``: those lima would try, picked as lima picks
+    them (see :func:`carget.lima.template.pick`: the images of the arch and of the first
+    such image's variant, or of ``variant``, each with its kernel and initrd; archives and
+    firmware of the arch). Raises :class:`InputError` naming the first entry whose
+    location is not http(s) (lima never caches local files), or the first location the
+    template gives two different digests (see :func:`location_digests`)."""
+    entries = pick(template.entries, arch, variant)
     for e in entries:
         if not e.is_remote:
             raise InputError(
-                f"{e.where} (line {e.line}): location {e.location!r} is not http(s); "
+                f"{e.at} (line {e.line}): location {e.location!r} is not http(s); "
                 "lima does not cache local files"
             )
     location_digests(template)
     return entries
 
 
-def location_digests(template: Template) -> dict[str, str]:
+def location_digests(template: Template | Composed) -> dict[str, str]:
     """The digest of each location that has one, over every entry of every arch.
 
     One location is one file, and lima keeps one cache entry per location, so two entries
@@ -131,7 +139,7 @@ def location_digests(template: Template) -> dict[str, str]:
         if other.digest != e.digest:
             raise InputError(
                 f"location {e.location} has two digests: {other.digest} "
-                f"({other.where}, line {other.line}) and {e.digest} ({e.where}, line {e.line})"
+                f"({other.at}, line {other.line}) and {e.digest} ({e.at}, line {e.line})"
             )
     return {loc: e.digest for loc, e in seen.items() if e.digest is not None}
 
@@ -319,10 +327,11 @@ def _failed(entry: Entry, exc: CargetError, started: float) -> Outcome:
 
 
 async def prefetch(
-    template: Template,
+    template: Template | Composed,
     cache: LimaCache,
     *,
     arch: str,
+    variant: str | None = None,
     gateways: list[str],
     fallback: bool = False,
     timeout: float | None = None,
@@ -335,7 +344,7 @@ async def prefetch(
     written. Per-entry failures are reported in the outcomes, not raised; see
     :func:`exit_error`.
     """
-    entries = plan_prefetch(template, arch)
+    entries = plan_prefetch(template, arch, variant)
     digests = location_digests(template)
     await trio.to_thread.run_sync(cache.check_writable)
     outcomes: list[Outcome | None] = [None] * len(entries)
@@ -361,7 +370,9 @@ async def prefetch(
         if outcomes[i] is None:
             twin = outcomes[first[entry.location]]
             assert twin is not None
-            outcomes[i] = Outcome(entry, f"same location as {twin.entry.where}: {twin.result}",
+            # within one file its YAML path is enough; across files, name the file too
+            same = twin.entry.where if twin.entry.source == entry.source else twin.entry.at
+            outcomes[i] = Outcome(entry, f"same location as {same}: {twin.result}",
                                   twin.source, twin.size, 0.0, None)
     cache.tidy()
     return [o for o in outcomes if o is not None]
@@ -373,7 +384,7 @@ def exit_error(outcomes: list[Outcome]) -> CargetError | None:
     for o in outcomes:
         if o.error is not None:
             exc = o.error
-            message = f"{o.entry.where} ({o.entry.name}): {exc}"
+            message = f"{o.entry.at} ({o.entry.name}): {exc}"
             try:
                 return type(exc)(message)
             except TypeError:
