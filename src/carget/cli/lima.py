@@ -313,10 +313,10 @@ def _check_writable(tpl: Composed, arch: str | None) -> None:
         copy = "limactl template copy --embed-all TEMPLATE FILE"
         if part.locator.startswith("template:"):
             name = part.locator.split(":", 1)[1]
-            user = lima_home() / "_templates" / os.path.basename(part.template.path)
-            user = user.parent / os.path.dirname(name) / user.name if "/" in name else user
-            copy = (f"limactl template copy {part.locator} {user} (lima reads "
-                    f"$LIMA_HOME/_templates before its own), or {copy}")
+            user = lima_home() / "_templates" / name
+            copy = (f"mkdir -p {user.parent} && limactl template copy --verbatim "
+                    f"{part.locator} {user}.yaml (lima reads $LIMA_HOME/_templates before "
+                    f"its own), or {copy}")
         raise InputError(
             f"{part.template.path}: carget may not write this file ({why}); copy the "
             f"template first: {copy}, then annotate the copy"
