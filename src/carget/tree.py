@@ -33,15 +33,17 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream
 from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
-from .unixfs.directory import DirectoryBuilder, DirResult, symlink_block, with_metadata
 from .unixfs.file import FileImporter, LeafEncoder
 from .unixfs.options import ImportOptions
+
+if TYPE_CHECKING:  # imported where used: adding one file needs no directory code
+    from .unixfs.directory import DirectoryBuilder, DirResult
 
 __all__ = ["Report", "add_paths"]
 
@@ -244,6 +246,8 @@ class _TreeAdder:
             held[:] = [Block(block.cid, bytes(block.data))]
 
         _, plain_tsize, digest = self._import(path, st, hold)
+        from .unixfs.directory import with_metadata
+
         root, tsize = with_metadata(held[0], plain_tsize, self.opts, mode, mtime)
         if out is not None:
             out(root)
@@ -254,6 +258,8 @@ class _TreeAdder:
             target = os.readlink(os.fsencode(path))
         except OSError as exc:
             raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
+        from .unixfs.directory import symlink_block
+
         block, tsize = symlink_block(target, self.opts, self._mtime(st))
         if self.emit is not None:
             self.emit(block)
@@ -298,6 +304,8 @@ class _TreeAdder:
             keep.append((raw, n, kind))
         keep.sort(reverse=True)  # popped from the end: ascending name bytes
         # (the top directory gets its stat too, via kubo's new MFS root)
+        from .unixfs.directory import DirectoryBuilder
+
         builder = DirectoryBuilder(self.opts, mode=self._mode(st), mtime=self._mtime(st))
         active.add(ident)
         pending = [(n, kind) for _, n, kind in keep]
@@ -419,6 +427,8 @@ def add_paths(
             roots.append(cid)
         return roots
     # -w: kubo adds the arguments as the entries of one directory (no mode or mtime)
+    from .unixfs.directory import DirectoryBuilder
+
     wrapper = DirectoryBuilder(opts)
     sub: dict[str, list[_DirLine]] = {}
     for path, name in args:
