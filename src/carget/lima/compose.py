@@ -40,8 +40,8 @@ import posixpath
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..errors import DigestMismatch, FetchTimeout, InputError, NetworkError, NotFoundError
@@ -55,6 +55,9 @@ from .template import (
     parse_template,
     read_template_file,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "MAX_BASE_DEPTH",
@@ -207,6 +210,8 @@ class _Loader:
         self._client = client
 
     def client(self) -> httpx.Client:
+        import httpx  # only when a base is a URL: reading local templates needs no HTTP
+
         if self._client is None:
             # trust_env (httpx's default): HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE apply
             self._client = httpx.Client(follow_redirects=True,
@@ -271,6 +276,8 @@ class _Loader:
         )
 
     def _http(self, url: str, digest: str | None, where: str) -> str:
+        import httpx
+
         at = where or "template"
         try:
             with self.client().stream("GET", url) as resp:
