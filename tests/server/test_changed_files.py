@@ -103,25 +103,41 @@ def test_a_car_rewritten_during_its_scan_is_refused(tmp_path: Path,
 E2E_BYTES = 96 * 1024 * 1024
 
 
+def _read_so_far(pid: int, path: str) -> int | None:
+    """How far process ``pid`` has read into ``path`` as far as /proc shows it: the file
+    position of a descriptor on it (``read``), or the end of a mapped window of it (the
+    importer maps regular files and its workers may ``pread``, which moves no position).
+    None when the process does not have the file open or mapped."""
+    seen: int | None = None
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != path:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                pos = int(info.readline().split()[1])  # "pos:\t<offset>"
+        except (OSError, ValueError, IndexError):
+            continue
+        seen = max(seen or 0, pos)
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].strip() == path:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                seen = max(seen or 0, int(parts[2], 16) + hi - lo)
+    return seen
+
+
 def _wait_read_past(pid: int, path: str, offset: int, limit: float) -> bool:
-    """True once process ``pid`` has ``path`` open with its file position past ``offset``
-    (polled in /proc, bounded by ``limit``); False if that never happens."""
+    """True once process ``pid`` has read (or mapped) ``path`` past ``offset`` (polled in
+    /proc, bounded by ``limit``); False if that never happens."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
+            got = _read_so_far(pid, path)
         except OSError:
-            return False
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") != path:
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                    pos = int(info.readline().split()[1])  # "pos:\t<offset>"
-            except (OSError, ValueError, IndexError):
-                continue
-            if pos > offset:
-                return True
+            return False  # the process is gone
+        if got is not None and got > offset:
+            return True
         time.sleep(0.0005)
     return False
 

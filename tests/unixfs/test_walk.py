@@ -59,20 +59,23 @@ def test_dag_cbor_links_in_document_order_as_kubo() -> None:
     assert names_of(cids, block_links(c, dag.blocks[c])) == ["A", "B", "B", "A"]
 
 
-# (file, inclusive entity-bytes span or None, the children kubo 0.43.1 sent after the root)
+# (file, query, the walker's span for it, the children kubo 0.43.1 sent after the root):
+# dag-scope=all carries every child; an entity is its whole byte range, 0:size-1
 KUBO_RANGES = [
-    ("F", None, ["empty", "first", "second"]),
-    ("F", (0, 0), ["first"]),
-    ("F", (0, 3), ["first"]),
-    ("F", (5, 7), ["second"]),
-    ("M", (0, 4), ["first"]),
-    ("M", (4, 5), ["first", "empty", "second"]),
-    ("M", (5, 7), ["second"]),
+    ("F", "dag-scope=all", None, ["empty", "first", "second"]),
+    ("F", "dag-scope=entity", (0, 10), ["first", "second"]),
+    ("M", "dag-scope=entity", (0, 10), ["first", "empty", "second"]),
+    ("F", "dag-scope=entity&entity-bytes=0:0", (0, 0), ["first"]),
+    ("F", "dag-scope=entity&entity-bytes=0:3", (0, 3), ["first"]),
+    ("F", "dag-scope=entity&entity-bytes=5:7", (5, 7), ["second"]),
+    ("M", "dag-scope=entity&entity-bytes=0:4", (0, 4), ["first"]),
+    ("M", "dag-scope=entity&entity-bytes=4:5", (4, 5), ["first", "empty", "second"]),
+    ("M", "dag-scope=entity&entity-bytes=5:7", (5, 7), ["second"]),
 ]
 
 
-@pytest.mark.parametrize(("name", "span", "want"), KUBO_RANGES)
-def test_byte_range_children_as_kubo(name: str, span: tuple[int, int] | None,
+@pytest.mark.parametrize(("name", "query", "span", "want"), KUBO_RANGES)
+def test_byte_range_children_as_kubo(name: str, query: str, span: tuple[int, int] | None,
                                      want: list[str]) -> None:
     dag, cids = walk_dag()
     node = decode_unixfs(cids[name], dag.blocks[cids[name]])

@@ -184,9 +184,10 @@ class DagVerifier:
         self.segments = tuple(path)
         self.scope = scope
         self.lo, self.hi = byte_range if byte_range is not None else (0, 1 << 62)
-        #: an answer for a byte range carries the children the walker's rule gives
-        #: (carget.unixfs.walk); a whole file carries every child, empty ones included
-        self._ranged = byte_range is not None
+        #: the terminal file's size, once its root is placed: an entity answer carries
+        #: the children the walker's rule gives for its bytes (carget.unixfs.walk); only
+        #: dag-scope=all carries every child, empty ones included
+        self._file_size = 0
         self.ordered = ordered
         self._buffer_limit = ORDERED_BUFFER_LIMIT if ordered else UNORDERED_BUFFER_LIMIT
         self._dec = CarDecoder(verify=True, limits=TRUSTLESS_LIMITS)
@@ -256,7 +257,6 @@ class DagVerifier:
         if hi >= self.hi or hi < self.lo:
             return
         self.hi = hi
-        self._ranged = True
         keep: list[_Want] = []
         for w in self._stack:
             if w.role == _FILE and w.path == "" and w.offset >= hi:
@@ -432,6 +432,8 @@ class DagVerifier:
             if self.scope == Scope.BLOCK:
                 self._out.append(InnerNode(cid, data))
                 return
+            if w.path == "":
+                self._file_size = node.filesize
             self._file_node(_Want(cid, _FILE, w.path, size=node.filesize), data, node)
         elif kind == "symlink":
             self._out.append(EntityStart(w.path, "symlink", cid))
@@ -510,7 +512,9 @@ class DagVerifier:
         base = w.offset
         if node.data:
             self._emit(w, base, node.data, cid, None)
-        span = (self.lo, self.hi - 1) if self._ranged and w.path == "" else None
+        span = None
+        if w.path == "" and self.scope != Scope.ALL:
+            span = (self.lo, min(self.hi, self._file_size) - 1)
         kept = file_children_in(node, base, span)
         if len(kept) < len(node.links):
             wanted = {link.cid for link, _, _ in kept}

@@ -171,7 +171,9 @@ def car_blocks(src: BlockSource, resolved: Resolved, scope: str, byte_range: Byt
         return
     node = decode_unixfs(t, _need(src, t))
     if node.kind == "file":
-        yield from _file_dfs(src, t, node, byte_range, fresh)
+        # an entity is all its bytes: the walker's rule then leaves out empty edge leaves
+        whole = byte_range or ByteRange(0, node.filesize - 1)
+        yield from _file_dfs(src, t, node, whole, fresh)
     elif node.kind == "hamt":
         yield from _hamt_dfs(src, t, fresh)
     elif fresh(t):

@@ -14,7 +14,9 @@ and, live, in tests/interop):
   ``[start, end)`` meets the range: ``start <= to`` and ``end > from``. So a child of zero
   bytes at offset ``p`` is carried when ``from < p <= to`` (kubo leaves out an empty
   first leaf for ``0:0``, and sends an empty leaf at 5 for ``4:5`` but not for ``5:7``);
-  without a range, every child is carried.
+  An entity (``dag-scope=entity`` without ``entity-bytes``) is the range of all its
+  bytes, ``0:size-1``, so kubo leaves out an empty first or last leaf there too; only
+  ``dag-scope=all`` carries every child.
 * **Path steps** go through a plain directory (a name listed twice is refused), a HAMT
   shard (one step per shard level), or a dag-cbor block (fields and list indexes, up to
   the first link); a file, raw block or symlink has no entries.
@@ -95,7 +97,8 @@ def file_children_in(node: Node, base: int, span: Span | None
                      ) -> list[tuple[PBLink, int, int]]:
     """The children of the file node ``node`` (whose bytes start at file offset ``base``)
     that an answer for ``span`` carries, with their absolute ``[start, end)``, in order.
-    ``span`` None means the whole file. See the module doc for the rule."""
+    ``span`` None means every child (``dag-scope=all``); a whole entity is
+    ``(0, size - 1)``. See the module doc for the rule."""
     out: list[tuple[PBLink, int, int]] = []
     for link, start, end in node.file_children():
         a, b = base + start, base + end
