@@ -40,7 +40,7 @@ from .cid import CID, Block
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
 from .unixfs.file import FileImporter, LeafEncoder
-from .unixfs.options import ImportOptions
+from .unixfs.options import ImportOptions, top_directory_options
 
 if TYPE_CHECKING:  # imported where used: adding one file needs no directory code
     from .unixfs.directory import DirectoryBuilder, DirResult
@@ -306,7 +306,9 @@ class _TreeAdder:
         # (the top directory gets its stat too, via kubo's new MFS root)
         from .unixfs.directory import DirectoryBuilder
 
-        builder = DirectoryBuilder(self.opts, mode=self._mode(st), mtime=self._mtime(st))
+        # kubo 0.43.1 applies the directory limits below an argument only (see options.py)
+        opts = self.opts if active else top_directory_options(self.opts)
+        builder = DirectoryBuilder(opts, mode=self._mode(st), mtime=self._mtime(st))
         active.add(ident)
         pending = [(n, kind) for _, n, kind in keep]
         prefix = path if path.endswith("/") else path + "/"  # os.path.join, less work
@@ -369,7 +371,8 @@ class _TreeAdder:
 
 
 def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(path, name) per argument as kubo's CLI sees them; name None for stdin.
+    """(path, name) per argument as kubo's CLI sees them, in kubo's order; name None for
+    stdin.
 
     Raises :class:`InputError` when one base name comes from two directories.
     """
@@ -391,6 +394,9 @@ def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
             continue  # kubo skips a repeated argument
         seen[name] = where
         out.append((path, name))
+    # go-ipfs-cmds (cli/parse.go) sorts the file arguments by base name, bytewise, stdin's
+    # name being "": kubo 0.43 adds and prints them in that order, whatever the command line
+    out.sort(key=lambda arg: os.fsencode(arg[1] or ""))
     return out
 
 
@@ -429,7 +435,7 @@ def add_paths(
     # -w: kubo adds the arguments as the entries of one directory (no mode or mtime)
     from .unixfs.directory import DirectoryBuilder
 
-    wrapper = DirectoryBuilder(opts)
+    wrapper = DirectoryBuilder(top_directory_options(opts))
     sub: dict[str, list[_DirLine]] = {}
     for path, name in args:
         if name is None:

@@ -1,4 +1,4 @@
-"""Every directory vector of tests/vectors/dirs.json (kubo v0.22 and ipfs-unixfs-importer)
+"""Every directory vector of tests/vectors/dirs.json (kubo v0.43.1, each confirmed live)
 through carget's tree importer: root CID, and each listed entry's CID and relative order."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Every golden file vector in tests/vectors/files.json (produced by kubo v0.22 and the JS
-importer, never by carget) must come out of carget's importer byte-identical."""
+"""Every golden file vector in tests/vectors/files.json (each kubo-0.43.1-confirmed, also run
+through kubo v0.22 and the JS importer, never by carget) must come out of carget's importer
+byte-identical."""
 
 from __future__ import annotations
 

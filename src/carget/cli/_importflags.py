@@ -31,6 +31,9 @@ _NAMES = (
     "profile",
     "preserve_mode",
     "preserve_mtime",
+    "max_file_links",
+    "max_directory_links",
+    "max_hamt_fanout",
     "jobs",
 )
 
@@ -112,6 +115,27 @@ def import_flags(fn: F) -> F:
             "--preserve-mtime", is_flag=True, help="Store the files' mtimes (UnixFS 1.5)."
         ),
         click.option(
+            "--max-file-links",
+            type=int,
+            default=None,
+            help="Limit the links per UnixFS file node (default 174; 1024 under "
+            "unixfs-v1-2025; 0 or less means 174).",
+        ),
+        click.option(
+            "--max-directory-links",
+            type=int,
+            default=None,
+            help="Shard a directory (below the ones given) of more entries than this into a "
+            "HAMT (default 0: no limit).",
+        ),
+        click.option(
+            "--max-hamt-fanout",
+            type=int,
+            default=None,
+            help="Links per HAMT node (below the directories given): a power of 2 from 8 to "
+            "1024 (default 256).",
+        ),
+        click.option(
             "--jobs",
             "-j",
             type=click.IntRange(1),
@@ -143,5 +167,8 @@ def pop_import_options(flags: dict[str, Any]) -> tuple[ImportOptions, int | None
         hidden=v["hidden"],
         preserve_mode=v["preserve_mode"],
         preserve_mtime=v["preserve_mtime"],
+        max_file_links=v["max_file_links"],
+        max_directory_links=v["max_directory_links"],
+        max_hamt_fanout=v["max_hamt_fanout"],
     )
     return opts, v["jobs"]

@@ -12,11 +12,15 @@ When to shard (boxo ``ipld/unixfs/io/directory.go``, threshold ``HAMTShardingSiz
 256 KiB), by ``ImportOptions.hamt_estimation``:
 
 * ``"links"`` (kubo's default, profile legacy-cid-v0): the sum over entries of name bytes +
-  CID bytes (a CIDv0 counts 34, a CIDv1 sha2-256 36), shard when it is ``>=`` the threshold,
-  as kubo <= 0.39 (boxo < 0.37) does; boxo 0.37 changed this to ``>``.
+  CID bytes (a CIDv0 counts 34, a CIDv1 sha2-256 36), shard when it is ``>`` the threshold,
+  as kubo >= 0.40 (boxo >= 0.37, checked against kubo 0.43.1); kubo <= 0.39 sharded at
+  ``>=``, so a directory summing exactly 262144 has two CIDs (tests/vectors/README.md).
 * ``"block"`` (IPIP-499, profile unixfs-v1-2025): the exact length of the basic directory's
   dag-pb block (every link's protobuf bytes incl. Tsize, plus the Data field with mode and
   mtime), shard when it is ``>`` the threshold.
+
+And whatever the size, a directory of more than ``max_directory_links`` entries
+(``--max-directory-links``, when positive) is a HAMT (boxo ``checkMaxLinksExceeded``).
 
 While kubo adds a tree, entries only grow or are replaced by same-length CIDs, so the
 directory ends sharded exactly when its final estimate crosses the threshold: deciding once,
@@ -123,11 +127,18 @@ class DirectoryBuilder:
     def sharded(self) -> bool:
         """Whether :meth:`finish` will build a HAMT (threshold 0 disables sharding)."""
         threshold = self.opts.hamt_threshold
+        limit = self.opts.max_directory_links
+        over_limit = 0 < limit < len(self._entries)
         if threshold <= 0:
+            if over_limit:  # boxo: no HAMT to switch to, and a basic directory refuses it
+                raise UsageError(f"BasicDirectory: cannot add child: maxLinks ({limit}) "
+                                 "reached")
             return False
+        if over_limit:
+            return True
         if self.opts.hamt_estimation == "block":
             return self._block_estimate > threshold
-        return self._links_estimate >= threshold
+        return self._links_estimate > threshold
 
     def names_in_link_order(self) -> list[str]:
         """Entry names in the order the finished node lists them (what kubo's

@@ -21,11 +21,16 @@ __all__ = [
     "ImportOptions",
     "parse_chunker",
     "resolve_options",
+    "top_directory_options",
 ]
 
-#: bitswap's 2 MiB block limit (kubo refuses larger chunks: BlockSizeLimit = 1 MiB,
-#: but accepts size-N up to 2 MiB via the chunker's own cap); we allow what kubo allows
-MAX_CHUNK_SIZE = 2 * 1024 * 1024
+#: kubo 0.43's cap on size-N: bitswap's 2 MiB block limit less 256 bytes kept for the
+#: protobuf/UnixFS framing of a dag-pb leaf (boxo chunker.ChunkSizeLimit)
+MAX_CHUNK_SIZE = 2 * 1024 * 1024 - 256
+
+#: kubo's file DAG width when --max-file-links is not given or not positive
+#: (helpers.DefaultLinksPerBlock; kubo core/coreunix/add.go uses it for any value <= 0)
+DEFAULT_FILE_LINKS = 174
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +41,7 @@ class ImportOptions:
     raw_leaves: bool = False  # --raw-leaves
     chunk_size: int = 262144  # --chunker size-N
     layout: Literal["balanced", "trickle"] = "balanced"  # --trickle
-    max_links: int = 174  # file DAG width (helpers.DefaultLinksPerBlock)
+    max_links: int = DEFAULT_FILE_LINKS  # --max-file-links (Import.UnixFSFileMaxLinks)
     hash: str = "sha2-256"  # --hash
     inline: bool = False  # --inline
     inline_limit: int = 32  # --inline-limit
@@ -47,7 +52,10 @@ class ImportOptions:
     preserve_mtime: bool = False  # --preserve-mtime
     hamt_threshold: int = 262144  # HAMTShardingSize
     hamt_estimation: Literal["links", "block"] = "links"  # HAMTSizeEstimation
-    hamt_fanout: int = 256  # HAMTShardWidth
+    hamt_fanout: int = 256  # --max-hamt-fanout (Import.UnixFSHAMTDirectoryMaxFanout)
+    #: --max-directory-links (Import.UnixFSDirectoryMaxLinks): a basic directory of more
+    #: entries becomes a HAMT; 0 (or less) means no limit
+    max_directory_links: int = 0
 
     def replace(self, **changes: object) -> ImportOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -82,7 +90,8 @@ def parse_chunker(spec: str) -> int:
     if size <= 0:
         raise UsageError(f"chunker size must be positive in {spec!r}")
     if size > MAX_CHUNK_SIZE:
-        raise UsageError(f"chunker size {size} exceeds the {MAX_CHUNK_SIZE}-byte block limit")
+        raise UsageError(f"chunker parameters may not exceed the maximum chunk size of "
+                         f"{MAX_CHUNK_SIZE}")
     return size
 
 
@@ -100,13 +109,22 @@ def resolve_options(
     hidden: bool = False,
     preserve_mode: bool = False,
     preserve_mtime: bool = False,
+    max_file_links: int | None = None,
+    max_directory_links: int | None = None,
+    max_hamt_fanout: int | None = None,
 ) -> ImportOptions:
     """Turn ``ipfs add`` flags into :class:`ImportOptions`, with kubo's rules.
 
-    A profile gives the base; flags given explicitly win. As kubo: a hash other than
+    A profile gives the base, as kubo's config profile of that name does; flags given
+    explicitly win. As kubo: a hash other than
     sha2-256 implies CIDv1 (and an explicit ``--cid-version=0`` with it is an error);
     CIDv1 implies raw leaves unless ``--raw-leaves=false`` was given.
-    Raises :class:`UsageError` for anything kubo would refuse.
+    The DAG-shaping limits (kubo >= 0.35, core/commands/add.go): ``--max-file-links`` of 0
+    or less means kubo's 174 (even under a profile); ``--max-directory-links`` of 0 or less
+    means no limit; ``--max-hamt-fanout`` must be a power of 2 between 8 and 1024.
+    Raises :class:`UsageError` for anything kubo would refuse, and for
+    ``--max-file-links=1``, on which kubo 0.43.1 never finishes (a balanced DAG of one
+    link per node never gets narrower).
     """
     if profile is not None and profile not in PROFILES:
         raise UsageError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
@@ -118,12 +136,15 @@ def resolve_options(
     version = base.cid_version if cid_version is None else cid_version
     if version not in (0, 1):
         raise UsageError(f"unknown CID version {version}")
+    # a kubo config profile writes Import.CidVersion and Import.UnixFSRawLeaves, and kubo
+    # takes a written key as if its flag were given: under unixfs-v0-2015 --hash=sha3-256
+    # is refused and --cid-version=1 keeps dag-pb leaves (checked against kubo 0.43.1)
     if hash_name != "sha2-256" and version == 0:
-        if cid_version is not None:
+        if cid_version is not None or profile is not None:
             raise UsageError("CIDv0 only supports sha2-256")
         version = 1
     if raw_leaves is None:
-        raw = base.raw_leaves or version > 0
+        raw = base.raw_leaves if profile is not None else version > 0
     else:
         raw = raw_leaves
     if preserve_mode or preserve_mtime:
@@ -138,8 +159,20 @@ def resolve_options(
         raise UsageError("--inline-limit must not be negative")
     if inline and limit > 128:
         raise UsageError("--inline-limit is capped at 128 bytes (as kubo)")
+    file_links = base.max_links if max_file_links is None else max_file_links
+    if file_links <= 0:
+        file_links = DEFAULT_FILE_LINKS
+    if file_links == 1:
+        raise UsageError("--max-file-links must be at least 2 (kubo never finishes with 1)")
+    fanout = base.hamt_fanout if max_hamt_fanout is None else max_hamt_fanout
+    if fanout < 8 or fanout > 1024 or fanout & (fanout - 1):
+        raise UsageError(f"HAMT fanout must be a power of 2, between 8 and 1024 (got {fanout})")
+    dir_links = base.max_directory_links if max_directory_links is None else max_directory_links
     return dataclasses.replace(
         base,
+        max_links=file_links,
+        hamt_fanout=fanout,
+        max_directory_links=max(dir_links, 0),
         cid_version=version,
         raw_leaves=raw,
         chunk_size=parse_chunker(chunker) if chunker else base.chunk_size,
@@ -152,3 +185,14 @@ def resolve_options(
         preserve_mode=preserve_mode,
         preserve_mtime=preserve_mtime,
     )
+
+
+def top_directory_options(opts: ImportOptions) -> ImportOptions:
+    """The options kubo 0.43.1 builds an argument's own directory (and the ``-w`` wrapper)
+    with: ``--max-directory-links`` and ``--max-hamt-fanout`` reach only the directories
+    inside it (the adder's MFS root and top directory are made before they apply; checked
+    live in tests/interop/test_go_kubo_add.py), so the top one has no link limit and
+    shards, by size, with the default fanout."""
+    if opts.max_directory_links == 0 and opts.hamt_fanout == DEFAULT.hamt_fanout:
+        return opts
+    return dataclasses.replace(opts, max_directory_links=0, hamt_fanout=DEFAULT.hamt_fanout)

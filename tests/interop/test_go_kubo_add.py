@@ -1,0 +1,389 @@
+"""Differential CIDs against kubo v0.43.1 live: ``carget add`` and ``ipfs add --only-hash``
+print the same ``added <cid> <name>`` lines, for every flag carget's ``add`` has.
+
+Every case runs the same argument list through both (kubo's flag names are carget's), except
+that an IPIP-499 profile is ``--profile NAME`` for carget and a config profile
+(``ipfs config profile apply NAME``) for kubo, which has no such flag on ``ipfs add``. A case
+that kubo refuses must be refused by carget too (any error on both sides).
+
+All kubo calls of this module run in one ``unshare -n`` shell with one repository
+(tests/vectors/kubo_cli.py), carget runs in-process (click's CliRunner), so the module takes
+seconds. The random differential draws ``CARGET_KUBO_CASES`` (default 40) file sizes and
+flag sets from ``CARGET_KUBO_SEED`` (default fixed, so CI is reproducible; set it to explore).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from gopeers import known_difference, require, require_isolation
+
+from carget.cli import cli
+from carget.errors import CargetError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vectors"))
+from content import make_bytes
+from kubo_cli import Job, Result, run_jobs
+
+SEED = int(os.environ.get("CARGET_KUBO_SEED", "4301"))
+RANDOM_CASES = int(os.environ.get("CARGET_KUBO_CASES", "40"))
+
+#: files under f/ by name -> size. Sizes sit on the edges: inline limits (32, 64, 128),
+#: one chunk, 174 leaves of 16 bytes (2784) and 174*174 (484416), 1024 leaves of 1 KiB
+FILES = {
+    "e0": 0, "b1": 1, "b31": 31, "b32": 32, "b33": 33, "b64": 64, "b65": 65, "b100": 100,
+    "b128": 128, "b129": 129, "k1000": 1000, "k2784": 2784, "k2785": 2785, "k4000": 4000,
+    "c262143": 262143, "c262144": 262144, "c262145": 262145, "c600000": 600_000,
+    "w484416": 484_416, "w484417": 484_417, "m1048576": 1 << 20, "m1048577": (1 << 20) + 1,
+}
+SMALL = ["e0", "b1", "b31", "b32", "b33", "b64", "b65", "b100", "b128", "b129", "k1000",
+         "k2784", "k2785", "k4000"]
+CHUNK = ["c262143", "c262144", "c262145", "c600000"]
+WIDE = ["w484416", "w484417"]
+MIB = ["m1048576", "m1048577"]
+
+#: flag sets run over SMALL + CHUNK
+FLAGSETS: dict[str, list[str]] = {
+    "defaults": [],
+    "cid-v0": ["--cid-version=0"],
+    "cid-v1": ["--cid-version=1"],
+    "v0-raw": ["--raw-leaves"],
+    "v0-raw=true": ["--raw-leaves=true"],
+    "v1-raw=false": ["--cid-version=1", "--raw-leaves=false"],
+    "trickle": ["--trickle"],
+    "trickle-v1": ["--trickle", "--cid-version=1"],
+    "trickle-v0-raw": ["--trickle", "--raw-leaves"],
+    "sha2-512": ["--hash=sha2-512"],
+    "sha3-256": ["--hash=sha3-256"],
+    "blake2b-256": ["--hash=blake2b-256"],
+    "sha2-512-noraw": ["--hash=sha2-512", "--raw-leaves=false"],
+    "sha2-256-v1": ["--hash=sha2-256", "--cid-version=1"],
+    "inline": ["--inline"],
+    "inline-v1": ["--inline", "--cid-version=1"],
+    "inline-0": ["--inline", "--inline-limit=0"],
+    "inline-64": ["--inline", "--inline-limit=64"],
+    "inline-128-v1": ["--inline", "--inline-limit=128", "--cid-version=1"],
+    "inline-limit-alone": ["--inline-limit=64"],
+    "preserve-mode": ["--preserve-mode"],
+    "preserve-mtime": ["--preserve-mtime"],
+    "preserve-both-v1": ["--preserve-mode", "--preserve-mtime", "--cid-version=1"],
+    "size-1000": ["--chunker=size-1000"],
+    "size-max": ["--chunker=size-2096896"],
+    "size-max-v1": ["--chunker=size-2096896", "--cid-version=1"],
+    "max-file-links-0": ["--max-file-links=0", "--chunker=size-16"],
+    "profile-unixfs-v1-2025": ["--profile=unixfs-v1-2025"],
+    "profile-unixfs-v0-2015": ["--profile=unixfs-v0-2015"],
+    "profile-legacy-cid-v0": ["--profile=legacy-cid-v0"],
+}
+
+#: flag sets run over SMALL + WIDE: tiny chunks, so the 174-link boundary and the next
+#: level are reached with small files
+TINY: dict[str, list[str]] = {
+    "size-16": ["--chunker=size-16"],
+    "size-16-v1": ["--chunker=size-16", "--cid-version=1"],
+    "size-16-trickle": ["--chunker=size-16", "--trickle"],
+    "size-16-trickle-v1": ["--chunker=size-16", "--trickle", "--cid-version=1"],
+    "size-16-links-2": ["--chunker=size-16", "--max-file-links=2"],
+    "size-16-links-3-trickle": ["--chunker=size-16", "--max-file-links=3", "--trickle"],
+    "size-16-links-175": ["--chunker=size-16", "--max-file-links=175"],
+    "size-16-links-1024-v1": ["--chunker=size-16", "--max-file-links=1024", "--cid-version=1"],
+    "size-16-inline": ["--chunker=size-16", "--inline"],
+}
+
+#: flag sets over MIB: the profile's 1024 links per node, reached with 1 KiB chunks
+MIBSETS: dict[str, list[str]] = {
+    "v1-2025-size-1024": ["--profile=unixfs-v1-2025", "--chunker=size-1024"],
+    "v1-2025-size-1024-links-174": ["--profile=unixfs-v1-2025", "--chunker=size-1024",
+                                    "--max-file-links=174"],
+    "size-1": ["--chunker=size-1", "--cid-version=1"],
+}
+
+#: tree cases: flags for ``-r tree``
+TREESETS: dict[str, list[str]] = {
+    "r": ["-r"],
+    "r-H": ["-r", "-H"],
+    "r-H-v1": ["-r", "-H", "--cid-version=1"],
+    "r-H-w": ["-r", "-H", "-w"],
+    "r-H-trickle": ["-r", "-H", "--trickle"],
+    "r-H-inline": ["-r", "-H", "--inline", "--cid-version=1"],
+    "r-H-blake2b": ["-r", "-H", "--hash=blake2b-256"],
+    "r-H-mode": ["-r", "-H", "--preserve-mode"],
+    "r-H-mtime": ["-r", "-H", "--preserve-mtime"],
+    "r-H-mode-mtime-v1": ["-r", "-H", "--preserve-mode", "--preserve-mtime",
+                          "--cid-version=1"],
+    "r-H-v1-2025": ["-r", "-H", "--profile=unixfs-v1-2025"],
+    "r-H-v1-2025-mode": ["-r", "-H", "--profile=unixfs-v1-2025", "--preserve-mode",
+                         "--raw-leaves=false"],
+    "r-H-dirlinks-2": ["-r", "-H", "--max-directory-links=2"],
+    "r-H-dirlinks-2-fanout-8": ["-r", "-H", "--max-directory-links=2",
+                                "--max-hamt-fanout=8"],
+}
+
+#: (case id) -> why carget differs from kubo 0.43.1 (strict xfail)
+KNOWN: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One differential case: the same ``args`` (paths relative to the corpus) for both."""
+
+    id: str
+    args: tuple[str, ...]
+
+    def kubo_job(self, root: Path) -> Job:
+        args, profile = [], None
+        for a in self.args:
+            if a.startswith("--profile="):
+                profile = a.split("=", 1)[1]
+            else:
+                args.append(a)
+        # kubo 0.43.1 `add --only-hash -r --preserve-mode/-mtime DIR` fails ("ipld: could
+        # not find"): those jobs store into the throwaway repository instead
+        meta = {"--preserve-mode", "--preserve-mtime"} & set(args)
+        return Job(tuple(args), profile=profile, cwd=str(root),
+                   only_hash=not (meta and "-r" in args))
+
+
+def _hamt_names(count: int, per_link: int, target: int, width: int) -> list[str]:
+    """``count`` distinct names whose link costs (name bytes + ``per_link``) sum to
+    ``target``: all ``width`` long but the last, which takes the rest."""
+    last = target - (count - 1) * (width + per_link) - per_link
+    assert 0 < last < 250, last
+    names = [f"{i:0{width}d}" for i in range(count - 1)]
+    return [*names, "z" * last]
+
+
+#: HAMT boundary directories: name -> (entry count, bytes per link besides the name, target)
+#: links estimation (kubo's default): name + CID bytes, 34 per CIDv0 link, 36 per CIDv1 link
+#: of an empty raw leaf; block estimation (unixfs-v1-2025): a link to an empty raw leaf is
+#: 8 bytes of framing + 36 CID bytes + the name, and the block has 4 bytes of Data
+HAMT_DIRS = {
+    **{f"hamt-v0-{side}": (4096, 34, 262144 + d) for side, d in
+       (("under", -1), ("at", 0), ("over", 1))},
+    **{f"hamt-v1-{side}": (4096, 36, 262144 + d) for side, d in
+       (("under", -1), ("at", 0), ("over", 1))},
+    **{f"hamt-block-{side}": (4096, 44, 262144 - 4 + d) for side, d in
+       (("under", -1), ("at", 0), ("over", 1))},
+}
+
+
+def hamt_cases() -> list[Case]:
+    out = []
+    for side in ("under", "at", "over"):
+        out += [Case(f"hamt-v0-{side}", ("-r", f"hamt-v0-{side}")),
+                Case(f"hamt-v1-{side}", ("-r", "--cid-version=1", f"hamt-v1-{side}")),
+                Case(f"hamt-block-{side}",
+                     ("-r", "--profile=unixfs-v1-2025", f"hamt-block-{side}"))]
+    out += [
+        Case("hamt-over-fanout-8", ("-r", "--max-hamt-fanout=8", "hamt-v0-over")),
+        Case("hamt-over-fanout-16-v1", ("-r", "--max-hamt-fanout=16", "--cid-version=1",
+                                        "hamt-v1-over")),
+        Case("hamt-over-fanout-1024", ("-r", "--max-hamt-fanout=1024", "hamt-v0-over")),
+        Case("hamt-under-fanout-8", ("-r", "--max-hamt-fanout=8", "hamt-v0-under")),
+        Case("hamt-under-dirlinks-4095", ("-r", "--max-directory-links=4095",
+                                          "hamt-v0-under")),
+        Case("hamt-under-dirlinks-4096", ("-r", "--max-directory-links=4096",
+                                          "hamt-v0-under")),
+        Case("hamt-under-dirlinks-4095-fanout-32",
+             ("-r", "--max-directory-links=4095", "--max-hamt-fanout=32", "hamt-v0-under")),
+        Case("hamt-over-dirlinks-0", ("-r", "--max-directory-links=0", "hamt-v0-over")),
+        Case("hamt-block-over-mtime", ("-r", "--profile=unixfs-v1-2025", "--preserve-mtime",
+                                       "--raw-leaves=false", "hamt-block-under")),
+    ]
+    return out
+
+
+def fixed_cases() -> list[Case]:
+    cases = []
+    for name, flags in FLAGSETS.items():
+        cases.append(Case(name, (*flags, *(f"f/{n}" for n in SMALL + CHUNK))))
+    for name, flags in TINY.items():
+        cases.append(Case(name, (*flags, *(f"f/{n}" for n in SMALL + WIDE))))
+    for name, flags in MIBSETS.items():
+        cases.append(Case(name, (*flags, *(f"f/{n}" for n in MIB))))
+    for name, flags in TREESETS.items():
+        cases.append(Case(f"tree-{name}", (*flags, "tree")))
+    cases += [
+        Case("wrap-one", ("-w", "f/b100")),
+        Case("wrap-two-v1", ("-w", "--cid-version=1", "f/b100", "f/k1000")),
+        Case("wrap-empty-mode", ("-w", "--preserve-mode", "f/e0")),
+        Case("wrap-dir-and-file", ("-w", "-r", "tree/sub", "f/b1")),
+        Case("symlink-arg", ("tree/link-file",)),
+        Case("symlink-arg-mtime", ("--preserve-mtime", "tree/link-file")),
+        Case("dir-arg-dotted", ("-r", "tree/.hdir")),
+        Case("tree-empty-dir", ("-r", "tree/empty")),
+        # kubo's refusals
+        Case("err-fanout-12", ("--max-hamt-fanout=12", "f/b1")),
+        Case("err-fanout-4", ("--max-hamt-fanout=4", "f/b1")),
+        Case("err-fanout-2048", ("--max-hamt-fanout=2048", "f/b1")),
+        Case("err-size-over-max", ("--chunker=size-2096897", "f/b1")),
+        Case("err-inline-129", ("--inline", "--inline-limit=129", "f/b1")),
+        Case("err-v0-sha512", ("--cid-version=0", "--hash=sha2-512", "f/b1")),
+        Case("err-mode-raw", ("--preserve-mode", "--raw-leaves", "f/b1")),
+        Case("err-mtime-raw-v1", ("--preserve-mtime", "--raw-leaves=true", "--cid-version=1",
+                                  "f/b1")),
+        Case("err-size-0", ("--chunker=size-0", "f/b1")),
+        Case("err-hash-unknown", ("--hash=nope", "f/b1")),
+    ]
+    return [*cases, *hamt_cases()]
+
+
+def random_cases(rng: random.Random, count: int) -> tuple[list[Case], dict[str, int]]:
+    """Random sizes (mostly small, some over a few chunks) and random flag sets."""
+    cases, sizes = [], {}
+    for i in range(count):
+        size = rng.choice([rng.randrange(0, 300), rng.randrange(0, 5000),
+                           rng.randrange(0, 1_200_000), rng.randrange(0, 3_000_000)])
+        name = f"r{i:03d}"
+        sizes[name] = size
+        flags: list[str] = []
+        if rng.random() < 0.15:
+            flags.append(f"--profile={rng.choice(['unixfs-v1-2025', 'unixfs-v0-2015'])}")
+        if rng.random() < 0.4:
+            flags.append(f"--cid-version={rng.choice([0, 1])}")
+        if rng.random() < 0.3:
+            flags.append(rng.choice(["--raw-leaves", "--raw-leaves=false", "--raw-leaves=true"]))
+        if rng.random() < 0.6:
+            low = rng.choice([1, 16, 100, 1000, 10_000])
+            flags.append(f"--chunker=size-{rng.randrange(low, low * 30)}")
+        if rng.random() < 0.3:
+            flags.append("--trickle")
+        if rng.random() < 0.25:
+            flags.append(f"--hash={rng.choice(['sha2-512', 'sha3-256', 'blake2b-256'])}")
+        if rng.random() < 0.2:
+            flags += ["--inline", f"--inline-limit={rng.randrange(0, 129)}"]
+        if rng.random() < 0.3:
+            flags.append(f"--max-file-links={rng.randrange(2, 300)}")
+        if rng.random() < 0.1:
+            flags.append(rng.choice(["--preserve-mode", "--preserve-mtime"]))
+        if size // 16 > 20_000 and any(f.startswith("--chunker=size-") for f in flags):
+            size = min(size, 20_000 * 16)
+            sizes[name] = size
+        rng.shuffle(flags)
+        cases.append(Case(f"random-{i:03d}", (*flags, f"r/{name}")))
+    return cases, sizes
+
+
+def _write_tree(root: Path, rng: random.Random) -> None:
+    """Nested dirs, dot-files and a dot-dir, symlinks (to a file, a dir, dangling,
+    absolute), an empty dir and file, unicode names; modes and nanosecond mtimes set."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / ".hdir").mkdir()
+    (root / "empty").mkdir()
+    files = {"a.txt": 10, "é日本.bin": 5000, "sub/b": 300_000, "sub/deeper/c": 0,
+             "sub/.hidden": 7, ".hdir/x": 40, "space name": 1, "f": 33}
+    for i, (rel, size) in enumerate(files.items()):
+        p = root / rel
+        p.write_bytes(make_bytes(size, 900 + i))
+        os.chmod(p, [0o644, 0o755, 0o600, 0o4755, 0o640][i % 5])
+    (root / "link-file").symlink_to("a.txt")
+    (root / "link-dir").symlink_to("sub")
+    (root / "sub" / "dangling").symlink_to("../nowhere")
+    (root / "abs").symlink_to("/etc/hostname")
+    os.chmod(root / "sub", 0o750)
+    os.chmod(root / ".hdir", 0o700)
+    walk = sorted(root.rglob("*"), key=lambda p: -len(p.parts))  # deepest first
+    for p in [*walk, root]:
+        ns = 1_600_000_000 * 10**9 + rng.randrange(10**9) * (rng.random() < 0.7)
+        os.utime(p, ns=(ns, ns), follow_symlinks=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Case]]:
+    root = tmp_path_factory.mktemp("kubo-add")
+    rng = random.Random(SEED)
+    (root / "f").mkdir()
+    for i, (name, size) in enumerate(FILES.items()):
+        (root / "f" / name).write_bytes(make_bytes(size, 4300 + i))
+        os.utime(root / "f" / name, ns=(1_700_000_000_123_456_789,) * 2)
+    os.chmod(root / "f" / "b1", 0o755)
+    _write_tree(root / "tree", rng)
+    for name, (count, per_link, target) in HAMT_DIRS.items():
+        d = root / name
+        d.mkdir()
+        for n in _hamt_names(count, per_link, target, 64 - per_link):
+            (d / n).write_bytes(b"")
+    rand, sizes = random_cases(rng, RANDOM_CASES)
+    (root / "r").mkdir()
+    for name, size in sizes.items():
+        (root / "r" / name).write_bytes(rng.randbytes(size))
+    return root, [*fixed_cases(), *rand]
+
+
+def _carget(root: Path, case: Case) -> Result:
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        res = CliRunner().invoke(cli, ["add", *case.args])
+    finally:
+        os.chdir(old)
+    out = Result(res.exit_code)
+    for line in res.output.splitlines():
+        if line.startswith("added "):
+            parts = line.split(" ", 2)
+            out.lines.append((parts[1], parts[2] if len(parts) > 2 else ""))
+        elif line.strip():
+            out.error += line + "\n"
+    if isinstance(res.exception, CargetError):
+        out.rc, out.error = 1, str(res.exception)  # what carget.cli.main prints, exit != 0
+    elif res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return out
+
+
+@pytest.fixture(scope="module")
+def answers(corpus: tuple[Path, list[Case]]) -> dict[str, tuple[Result, Result]]:
+    """{case id: (kubo's result, carget's result)}; kubo once for the whole module."""
+    require("kubo")
+    require_isolation()
+    root, cases = corpus
+    kubo = run_jobs([c.kubo_job(root) for c in cases])
+    return {c.id: (k, _carget(root, c)) for c, k in zip(cases, kubo, strict=True)}
+
+
+def _ids() -> list[str]:
+    rand, _ = random_cases(random.Random(SEED), RANDOM_CASES)
+    # the corpus fixture consumes the same generator after the tree's mtimes; the ids only
+    # depend on the count
+    return [c.id for c in fixed_cases()] + [c.id for c in rand]
+
+
+@pytest.mark.parametrize("case_id", [
+    pytest.param(i, marks=[known_difference(KNOWN[i])] if i in KNOWN else []) for i in _ids()
+])
+def test_add_matches_kubo(case_id: str, answers: dict[str, tuple[Result, Result]],
+                          corpus: tuple[Path, list[Case]]) -> None:
+    kubo, mine = answers[case_id]
+    args = next(c.args for c in corpus[1] if c.id == case_id)
+    where = f"ipfs add -n {' '.join(args)}"
+    if kubo.rc != 0:
+        assert mine.rc != 0, f"{where}: kubo refuses ({kubo.error.strip()}), carget prints " \
+                             f"{mine.lines[-1:]}"
+        return
+    assert mine.rc == 0, f"{where}: kubo gives {kubo.root}, carget fails: {mine.error}"
+    assert mine.by_name() == kubo.by_name(), where
+    assert mine.lines == kubo.lines, f"{where}: same CIDs, another order"  # -Q prints the last
+
+
+def test_hamt_dirs_sit_on_the_boundary(corpus: tuple[Path, list[Case]]) -> None:
+    """The boundary trees measure what their names say, by carget's own estimates."""
+    from carget.cid import CID
+    from carget.unixfs.directory import DirectoryBuilder
+    from carget.unixfs.options import DEFAULT, UNIXFS_V1_2025
+
+    v0 = CID.parse("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH")
+    v1 = CID.parse("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    for name, (_, _, target) in HAMT_DIRS.items():
+        opts, cid = (UNIXFS_V1_2025, v1) if "block" in name else \
+            (DEFAULT, v1 if "v1" in name else v0)
+        b = DirectoryBuilder(opts)
+        for entry in (corpus[0] / name).iterdir():
+            b.add(entry.name, cid, 0)
+        want = target + 4 if "block" in name else target
+        assert b.estimate == want, name

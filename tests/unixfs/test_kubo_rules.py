@@ -1,0 +1,85 @@
+"""kubo 0.43.1's add-flag rules as resolve_options applies them (each was found by, and is
+checked live in, tests/interop/test_go_kubo_add.py; these pin them without kubo)."""
+
+from __future__ import annotations
+
+import pytest
+
+from carget.cid import CID
+from carget.errors import UsageError
+from carget.unixfs.directory import DirectoryBuilder
+from carget.unixfs.options import (
+    DEFAULT,
+    MAX_CHUNK_SIZE,
+    parse_chunker,
+    resolve_options,
+    top_directory_options,
+)
+
+EMPTY = CID.parse("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH")
+
+
+def test_max_file_links() -> None:
+    assert resolve_options().max_links == 174
+    assert resolve_options(max_file_links=2).max_links == 2
+    assert resolve_options(max_file_links=0).max_links == 174  # kubo: <= 0 is the default
+    assert resolve_options(max_file_links=-3, profile="unixfs-v1-2025").max_links == 174
+    assert resolve_options(profile="unixfs-v1-2025").max_links == 1024
+    with pytest.raises(UsageError, match="at least 2"):
+        resolve_options(max_file_links=1)  # kubo 0.43.1 never finishes
+
+
+@pytest.mark.parametrize("fanout", [8, 16, 256, 1024])
+def test_max_hamt_fanout_accepts_powers_of_two(fanout: int) -> None:
+    assert resolve_options(max_hamt_fanout=fanout).hamt_fanout == fanout
+
+
+@pytest.mark.parametrize("fanout", [0, 4, 12, 2048])
+def test_max_hamt_fanout_refuses_as_kubo(fanout: int) -> None:
+    with pytest.raises(UsageError, match="power of 2, between 8 and 1024"):
+        resolve_options(max_hamt_fanout=fanout)
+
+
+def test_max_directory_links_shards_above_the_count() -> None:
+    opts = resolve_options(max_directory_links=2)
+    b = DirectoryBuilder(opts)
+    b.add("a", EMPTY, 6)
+    b.add("b", EMPTY, 6)
+    assert not b.sharded
+    b.add("c", EMPTY, 6)
+    assert b.sharded and b.finish().sharded
+    assert resolve_options(max_directory_links=-1).max_directory_links == 0
+
+
+def test_the_top_directory_takes_no_directory_limits() -> None:
+    opts = resolve_options(max_directory_links=2, max_hamt_fanout=8)
+    top = top_directory_options(opts)
+    assert (top.max_directory_links, top.hamt_fanout) == (0, 256)
+    assert top_directory_options(DEFAULT) is DEFAULT
+
+
+def test_links_estimate_shards_above_not_at_the_threshold() -> None:
+    b = DirectoryBuilder(DEFAULT.replace(hamt_threshold=68))
+    b.add("a" * 34, EMPTY, 6)
+    assert b.estimate == 68 and not b.sharded  # kubo 0.22 sharded here (>=)
+    b.add("b", EMPTY, 6)
+    assert b.sharded
+
+
+def test_a_config_profile_pins_cid_version_and_raw_leaves() -> None:
+    # unixfs-v0-2015 writes Import.CidVersion=0 and UnixFSRawLeaves=false
+    opts = resolve_options(profile="unixfs-v0-2015", cid_version=1)
+    assert (opts.cid_version, opts.raw_leaves) == (1, False)
+    with pytest.raises(UsageError, match="CIDv0 only supports sha2-256"):
+        resolve_options(profile="unixfs-v0-2015", hash="sha3-256")
+    v1 = resolve_options(profile="unixfs-v1-2025", cid_version=0)
+    assert (v1.cid_version, v1.raw_leaves) == (0, True)
+    plain = resolve_options(cid_version=1)
+    assert plain.raw_leaves and resolve_options(hash="sha3-256").cid_version == 1
+
+
+def test_chunk_size_cap_is_kubos() -> None:
+    assert MAX_CHUNK_SIZE == 2096896
+    assert parse_chunker("size-2096896") == 2096896
+    with pytest.raises(UsageError, match="maximum chunk size of 2096896"):
+        parse_chunker("size-2096897")
