@@ -38,12 +38,15 @@ def car() -> None:
               help="Wrap the paths in one directory (a single root).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 def create(out: str, version: int, cid_version: int, wrap: bool, paths: tuple[str, ...]) -> None:
-    """Import PATHS as UnixFS and write their DAGs to one CAR (one root per path)."""
+    """Import PATHS as UnixFS and write their DAGs to one CAR (one root per path).
+    Dot-files are included, as go-car's `car create` includes them."""
     from ..car.writer import open_car_writer
     from ..tree import add_paths
     from ..unixfs.options import resolve_options
 
-    opts = resolve_options(cid_version=cid_version, wrap=wrap)
+    # as go-car's `car create` (go-unixfsnode BuildUnixFSRecursive): every entry, dot-files
+    # too, so the roots are go-car's (checked in tests/interop/test_go_car.py)
+    opts = resolve_options(cid_version=cid_version, wrap=wrap, hidden=True)
     with open_car_writer(out, version=version) as writer:
         roots = add_paths(list(paths), opts, emit=writer.write_block)
         writer.set_roots(roots)
