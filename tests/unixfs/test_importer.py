@@ -168,8 +168,31 @@ def test_a_regular_file_mapped_or_pread_gives_the_same_cid(
                               emit=lambda b: par.append(Block(b.cid, bytes(b.data))))
     assert (got.cid, got.size, got.tsize) == (expected.cid, expected.size, expected.tsize)
     assert par == seq
-    if mapped or jobs > 1:
+    if jobs > 1:
         assert calls and calls[0] == 0  # the mapped (or the workers' pread) path ran
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_one_job_maps_on_one_cpu_and_reads_ahead_on_more(
+        cpus: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import carget.add
+
+    monkeypatch.setattr(carget.add, "BATCH_BYTES", 256)
+    monkeypatch.setattr(carget.add, "usable_cpus", lambda: cpus)
+    mapped: list[int] = []
+    real_map = carget.add._map_encode_batch
+
+    def spy(*args: Any) -> Any:
+        mapped.append(args[1])
+        return real_map(*args)
+
+    monkeypatch.setattr(carget.add, "_map_encode_batch", spy)
+    opts = resolve_options(chunker="size-64", cid_version=1)
+    data = os.urandom(2000)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert carget.add.add_file(path, opts, jobs=1).cid == add_bytes(data, opts).cid
+    assert bool(mapped) == (cpus == 1)
 
 
 def test_emitted_blocks_kept_past_the_call_stay_valid(tmp_path: Path,
@@ -183,7 +206,8 @@ def test_emitted_blocks_kept_past_the_call_stay_valid(tmp_path: Path,
     data = os.urandom(3000)
     path = tmp_path / "f"
     path.write_bytes(data)
-    for jobs in (1, 2):
+    for jobs in (1, 2):  # mapped by this thread (one CPU) or by the workers
+        monkeypatch.setattr(carget.add, "usable_cpus", lambda n=jobs: n)
         kept: list[Block] = []
         res = carget.add.add_file(path, opts, jobs=jobs, emit=kept.append)
         assert res.cid == add_bytes(data, opts).cid
