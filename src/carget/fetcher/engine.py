@@ -304,7 +304,7 @@ async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], TreeOu
     try:
         kept = await trio.to_thread.run_sync(out.resume)
         if kept:
-            run.log(f"resuming: {kept} verified bytes kept")
+            run.detail(f"resuming: {kept} verified bytes kept")
             run.event("resume", bytes=kept)
         pending = out.remaining("", res.cid)
         for gw in first:
@@ -428,7 +428,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 done = await trio.to_thread.run_sync(fout.resume)
                 if done:
                     kept = sum(b - a for a, b in done)
-                    run.log(f"resuming: {kept} verified bytes kept")
+                    run.detail(f"resuming: {kept} verified bytes kept")
                     run.event("resume", bytes=kept)
                     run.bytes_done = kept
                 if res.cid.codec == RAW or not decode_unixfs(res.cid, res.block).links:

@@ -121,10 +121,13 @@ class FetchOptions:
     unit_bytes: int = UNIT_BYTES
     use_hint: bool = True
     log: Callable[[str], None] | None = None
+    #: also log each attempt's failure (a retry, a gateway's 404, a dropped gateway);
+    #: otherwise only the final error names what failed with each gateway
+    verbose: bool = False
 
 
 class _Gateway:
-    __slots__ = ("dropped", "failures", "not_found", "ready_at", "url")
+    __slots__ = ("dropped", "failures", "last_error", "not_found", "ready_at", "url")
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -132,6 +135,7 @@ class _Gateway:
         self.failures = 0
         self.not_found = False
         self.ready_at = 0.0
+        self.last_error: CargetError | None = None
 
 
 async def _hold_back(gw: _Gateway, pace: Pace, work_left: bool,
@@ -194,6 +198,12 @@ class _Run:
         if self.opts.log is not None:
             self.opts.log(message)
 
+    def detail(self, message: str) -> None:
+        """A line about one attempt: logged only with ``verbose`` (the final error names
+        what failed with each gateway)."""
+        if self.opts.verbose:
+            self.log(message)
+
     def progressed(self, n: int) -> None:
         self.bytes_done += n
         now = trio.current_time()
@@ -218,22 +228,23 @@ class _Run:
     def failed(self, gw: _Gateway, exc: CargetError) -> None:
         """Record a stream's failure and decide the gateway's fate."""
         self.errors.append(exc)
+        gw.last_error = exc
         if gw.dropped:
             return  # another stream of this gateway already had it dropped
         if isinstance(exc, NotFoundError):
             gw.not_found = True
-            self.log(f"{gw.url}: not found: {exc}")
+            self.detail(f"{gw.url}: not found: {exc}")
             return
         if isinstance(exc, (HashMismatch, CARError, WrongAnswer)) or (
                 isinstance(exc, VerificationError) and not isinstance(exc, IncompleteDAG)):
             gw.dropped = True
-            self.log(f"{gw.url}: dropped for the rest of the run: {exc}")
+            self.detail(f"{gw.url}: dropped for the rest of the run: {exc}")
             self.event("gateway-dropped", gateway=gw.url, reason=str(exc))
             return
         gw.failures += 1
         delay = exc.delay if isinstance(exc, RetryLater) else _retry_after(None, gw.failures)
         gw.ready_at = trio.current_time() + delay
-        self.log(f"{gw.url}: {exc} (retry in {delay:.2g} s)")
+        self.detail(f"{gw.url}: {exc} (retry in {delay:.2g} s)")
         if gw.failures >= MAX_FAILURES:
             gw.dropped = True
             self.event("gateway-dropped", gateway=gw.url, reason=str(exc))
@@ -242,18 +253,32 @@ class _Run:
         """The error that describes why no gateway could serve ``what``."""
         if not self.gateways:
             return UsageError("no gateway to ask (use --gateway or IPFS_GATEWAY)")
+        each = _each_gateway(self.gateways)
         if self.errors and all(isinstance(e, NotFoundError) for e in self.errors):
-            return NotFoundError(f"{what}: not found on any gateway ({self.errors[-1]})")
+            return NotFoundError(f"{what}: not found on any gateway ({each})")
         for kind in (VerificationError, CARError, WrongAnswer):
-            bad = [e for e in self.errors if isinstance(e, kind)]
-            if bad:
-                err = VerificationError(f"{what}: no gateway gave a verified answer "
-                                        f"(last: {bad[-1]})")
-                return err
+            if any(isinstance(e, kind) for e in self.errors):
+                return VerificationError(f"{what}: no gateway gave a verified answer "
+                                         f"({each})")
         last = self.errors[-1] if self.errors else None
         if isinstance(last, FetchTimeout):
             return FetchTimeout(f"{what}: {last}")
-        return NetworkError(f"{what}: every gateway failed (last: {last})")
+        return NetworkError(f"{what}: every gateway failed ({each})")
+
+
+def _each_gateway(gateways: list[_Gateway]) -> str:
+    """What last failed with each gateway, in one line: ``URL: answered 404; URL: cannot
+    connect: ...`` (the request URL each error repeats is left out)."""
+    parts = []
+    for gw in gateways:
+        if gw.last_error is None:
+            continue
+        text = str(gw.last_error).removeprefix(gw.url)
+        if text.startswith("/"):  # "{request url}: what happened"
+            text = text.partition(": ")[2] or text
+        text = text.lstrip(" :")
+        parts.append(f"{gw.url}: {text.partition(' for http')[0]}")
+    return "; ".join(parts) or "no answer"
 
 
 #: errors that verified blocks prove (bad UnixFS, unsafe names, a path that does not
