@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 import sys
 from typing import Any
 
 import click
 
 from ..errors import InputError, UsageError
-from ._importflags import KuboFlagsCommand, import_flags, pop_import_options
+from ._importflags import import_flags, pop_import_options
 from ._signals import INTERRUPT_SIGNALS
-from .add import _esc
+from .add import ValueWordsCommand, _esc
 
 #: kubo's gateway listens on 8080 by default; so does this one
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -36,7 +38,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@click.command(cls=KuboFlagsCommand)
+@click.command(cls=ValueWordsCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=False))
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0 picks a free port).")
@@ -67,6 +69,7 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, **flags: Any) -> No
     for p in paths:
         if not os.path.lexists(p):
             raise InputError(f"{p}: no such file or directory")
+    check_listen(host, port)  # before importing: a busy port should not cost an import
     out = sys.stdout
     store = BlockStore()
     files: list[str] = []
@@ -83,6 +86,33 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, **flags: Any) -> No
         store.add_paths(files, opts, jobs=jobs, report=report)
     out.flush()
     _run(store, host, port)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> InputError:
+    hint = ""
+    if exc.errno == errno.EADDRINUSE:
+        hint = f" (something else listens there; --listen {host}:0 picks a free port)"
+    shown = f"[{host}]" if ":" in host else host
+    return InputError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}{hint}")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let it go, so a busy or forbidden address is one line
+    (exit 1) before any work. Raises :class:`InputError`."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(addr)
+            probe.listen(1)
+        except OSError as exc:
+            raise _cannot_listen(host, port, exc) from None
 
 
 def _run(store: object, host: str, port: int) -> None:
@@ -106,9 +136,14 @@ def _run(store: object, host: str, port: int) -> None:
                     break
 
     try:
-        trio.run(main)
+        try:
+            trio.run(main)
+        except BaseExceptionGroup as eg:  # the listener's error, inside trio's group
+            from ..fetcher.stream import _leaf_error
+
+            raise _leaf_error(eg) from None
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(host, port, exc) from None
     click.echo("stopped", err=True)
