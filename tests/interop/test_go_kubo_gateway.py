@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
-from gopeers import carget_cmd, isolated, known_difference, require, run
+from gopeers import carget_cmd, isolated, require, run
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +96,9 @@ QUERIES = [
     "dag-scope=all&entity-bytes=0:1000",
 ]
 
-#: kubo 0.43.1 (boxo's gateway) applies entity-bytes only with an explicit dag-scope=entity;
-#: carget serve applies it whatever the scope (the trustless-gateway spec says entity-bytes
-#: implies dag-scope=entity). lassie sends dag-scope=all with entity-bytes and expects
-#: kubo's answer (see test_go_lassie.py).
-ENTITY_BYTES_WITHOUT_ENTITY_SCOPE = (
-    "entity-bytes without dag-scope=entity: kubo's gateway sends the whole DAG, carget serve "
-    "only the blocks of the range")
+#: kubo 0.43.1 (boxo's gateway) applies entity-bytes only with dag-scope=entity: without it
+#: (dag-scope=all, the default) the whole DAG comes back, and lassie relies on that
+#: (test_go_lassie.py). carget serve answers as kubo does; the last three queries check it.
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +138,7 @@ A='Accept: application/vnd.ipld.car;order=dfs;dups=y'
             for i, q in enumerate(QUERIES)}
 
 
-@pytest.mark.parametrize("query", [
-    pytest.param(q, marks=known_difference(ENTITY_BYTES_WITHOUT_ENTITY_SCOPE))
-    if "entity-bytes" in q and "dag-scope=entity" not in q else q for q in QUERIES])
+@pytest.mark.parametrize("query", QUERIES)
 def test_serve_answers_as_kubo_gateway(query: str,
                                        answers: dict[str, tuple[list[str], list[str]]]) -> None:
     """The same blocks in the same order as kubo's gateway (dfs, dups=y)."""

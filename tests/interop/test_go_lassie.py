@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
-from gopeers import carget, carget_cmd, isolated, known_difference, require
+from gopeers import carget, carget_cmd, isolated, require
 
 
 @pytest.fixture(scope="module")
@@ -121,15 +121,11 @@ def test_lassie_fetches_an_entity_byte_range(fetched: dict[str, object]) -> None
     assert _blocks(car) == _blocks(_fetched(fetched, "file"))[:2]
 
 
-@known_difference(
-    "lassie sends ?dag-scope=all&entity-bytes=0:1000 and checks the answer as the whole DAG; "
-    "kubo 0.43.1's gateway answers that with every block (it keeps dag-scope=all), carget "
-    "serve with the root and first leaf only (entity-bytes taken as implying dag-scope=entity)"
-    ", so lassie fails: 'missing block in CAR' naming the second leaf")
 def test_lassie_fetches_an_entity_byte_range_with_default_scope(
         fetched: dict[str, object]) -> None:
     """lassie's default `--dag-scope all` with `--entity-bytes 0:1000`: kubo's gateway gives
-    the whole file, and lassie accepts that."""
+    the whole file, carget serve too (it used to send only the range, and lassie failed:
+    'missing block in CAR' naming the second leaf)."""
     car = _fetched(fetched, "range")
     carget("car", "verify", "--dag", str(car))
     assert _blocks(car) == _blocks(_fetched(fetched, "file"))

@@ -31,7 +31,7 @@ MISSING = "QmYhmPjhFjYFyaoiuNzYv8WGavpSRDwdHWe5B4M5du5Rtk"
     (f"/ipfs/{TWO}/a%2Fb?format=car", 400),
     (f"/ipfs/{TWO}/%ff?format=car", 400),
     (f"/ipfs/{TWO}//subdir?format=car", 400),
-    (f"/ipfs/{MULTI}?format=car&entity-bytes=99999:*", 400),  # entirely past the end
+    (f"/ipfs/{MULTI}?format=car&dag-scope=entity&entity-bytes=99999:*", 400),  # past the end
     (f"/ipfs/{MULTI}?format=car&entity-bytes=5:2", 400),
     (f"/ipfs/{MULTI}?format=car&entity-bytes=-2:-5", 400),
     (f"/ipfs/{MULTI}?format=car&entity-bytes=abc:def", 400),

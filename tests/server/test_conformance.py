@@ -57,7 +57,12 @@ CASES: list[tuple[str, list[str]]] = [
     (f"{MULTI}?dag-scope=entity&entity-bytes=-9999:*", [MULTI, *LEAVES]),
     (f"{MULTI}?dag-scope=entity&entity-bytes=-9999:-3", [MULTI, *LEAVES[0:4]]),
     (f"{MULTI}?dag-scope=entity&entity-bytes=0:0", [MULTI, LEAVES[0]]),
-    (f"{MULTI}?entity-bytes=512:1023", [MULTI, *LEAVES[2:4]]),  # implies dag-scope=entity
+    # as kubo 0.43.1's gateway: entity-bytes narrows dag-scope=entity only; the default scope
+    # (all) sends the whole DAG, as lassie expects, and block the block alone
+    (f"{MULTI}?entity-bytes=512:1023", [MULTI, *LEAVES]),
+    (f"{MULTI}?dag-scope=all&entity-bytes=512:1023", [MULTI, *LEAVES]),
+    (f"{MULTI}?entity-bytes=99999:*", [MULTI, *LEAVES]),  # past the end: only entity refuses
+    (f"{MULTI}?dag-scope=block&entity-bytes=512:1023", [MULTI]),
     (f"{HAMT}/685.txt", [HAMT, HAMT_685, MULTI, *LEAVES]),
     (f"{HAMT}/1.txt?dag-scope=block", [HAMT, HAMT_1, MULTI]),
     (f"{MISSING}?dag-scope=entity&entity-bytes=0:1000", [MISSING, MISSING_FIRST]),

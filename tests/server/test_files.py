@@ -165,7 +165,8 @@ def test_changed_file_is_refused_not_served(tmp_path: Path) -> None:
         good = httpx.get(f"{url}/ipfs/{leaves[0]}?format=raw", timeout=10)
         assert good.status_code == 200
         CID.parse(leaves[0]).verify(good.content)
-        part = httpx.get(f"{url}/ipfs/{root}?format=car&entity-bytes=0:65535", timeout=10)
+        part = httpx.get(f"{url}/ipfs/{root}?format=car&dag-scope=entity&entity-bytes=0:65535",
+                         timeout=10)
         assert car_cids(part.content) == [str(root), leaves[0]]
 
 

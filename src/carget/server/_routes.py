@@ -306,9 +306,12 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
     if scope not in ("block", "entity", "all"):
         raise UsageError(f"bad dag-scope {scope!r} (block, entity or all)")
     eb = q.get("entity-bytes")
-    spec = parse_entity_bytes(eb) if eb is not None else None
-    if spec is not None:
-        scope = "entity"  # entity-bytes implies dag-scope=entity (spec)
+    spec = parse_entity_bytes(eb) if eb is not None else None  # malformed: 400 in any scope
+    if scope != "entity":
+        # as kubo 0.43.1 (boxo gateway/backend_blocks.go): the range narrows dag-scope=entity
+        # only; under dag-scope=all, also the default, the whole DAG is sent (lassie asks for
+        # entity-bytes with dag-scope=all and relies on that), under block the block alone
+        spec = None
 
     if store.get(cid) is None:
         if only_cached:
