@@ -30,9 +30,11 @@ SUBCOMMANDS: dict[str, str] = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(SUBCOMMANDS)
+        return sorted([*SUBCOMMANDS, "help"])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "help":
+            return help_
         target = SUBCOMMANDS.get(cmd_name)
         if target is None:
             return None
@@ -49,17 +51,46 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="carget")
+@click.version_option(None, "-V", "--version", package_name="carget")
 def cli() -> None:
-    """carget: IPFS content without kubo: CIDs, CAR files, verified gateway fetching."""
+    """carget: IPFS content without kubo: CIDs, CAR files, verified gateway fetching.
+
+    `carget help COMMAND` (or `carget COMMAND --help`) describes a command. Shell
+    completion: eval "$(_CARGET_COMPLETE=bash_source carget)" in ~/.bashrc
+    (zsh_source in ~/.zshrc; fish_source for fish)."""
+
+
+@click.command(name="help", context_settings={"ignore_unknown_options": True})
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Describe COMMAND (e.g. `carget help get`, `carget help car ls`), or carget itself."""
+    parent = ctx.parent
+    assert parent is not None
+    cmd: click.Command = cli
+    where = parent
+    for name in command:
+        if not isinstance(cmd, click.Group):
+            raise click.UsageError(f"{where.command_path} has no subcommand {name!r}")
+        sub = cmd.get_command(where, name)
+        if sub is None:
+            raise click.UsageError(f"no such command: {name!r}")
+        where = click.Context(sub, info_name=name, parent=where)
+        cmd = sub
+    click.echo(cmd.get_help(where))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map carget's errors to their documented exit codes, one line each.
     SIGTERM and SIGHUP end a command as Ctrl-C does (exit 130, see :mod:`._signals`)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        args = ["--help"]  # asked for nothing: the help, on stdout, exit 0
     try:
         with signals_as_ctrl_c():
-            cli.main(args=argv, prog_name="carget", standalone_mode=False)
+            code = cli.main(args=args, prog_name="carget", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)  # a command that ended with click's Exit(code)
     except click.exceptions.Abort:
         click.echo("carget: interrupted", err=True)
         sys.exit(130)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -19,7 +19,36 @@ def _esc(name: str) -> str:
     return name.translate(_PRINTABLE)
 
 
-@click.command(cls=KuboFlagsCommand)
+class ValueWordsCommand(KuboFlagsCommand):
+    """kubo's flag forms, plus ``--digest sha512`` and ``--raw-leaves true`` written as two
+    words: taken as the value when no file has that name, else a message naming both
+    forms (:func:`carget.cli._flagforms.separate_values`)."""
+
+    VALUES: ClassVar[dict[str, frozenset[str]]] = {
+        "--digest": frozenset({"sha256", "sha512"}),
+        "--raw-leaves": frozenset({"true", "false"}),
+    }
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from ._flagforms import separate_values
+
+        names = {opt for p in self.params for opt in getattr(p, "opts", ())}
+        values = {k: v for k, v in self.VALUES.items() if k in names}
+        return super().parse_args(ctx, separate_values(args, values))
+
+
+def _json_line(cid: str, name: str, file_digest: str | None) -> str:
+    """kubo's ``ipfs add --enc=json`` object for one entry (kubo adds "Size", the DAG's
+    cumulative size as text, which carget's report does not carry)."""
+    import json
+
+    doc = {"Name": name, "Hash": cid}
+    if file_digest:
+        doc["Digest"] = file_digest
+    return json.dumps(doc) + "\n"
+
+
+@click.command(cls=ValueWordsCommand)
 @click.argument("paths", nargs=-1)
 @click.option("-r", "--recursive", is_flag=True, help="Add directory paths recursively.")
 @click.option("-q", "--quiet", is_flag=True, help="Write minimal output: CIDs only.")
@@ -38,6 +67,9 @@ def _esc(name: str) -> str:
     default=None,
     help="Also write the DAG as a CARv1 file (- for stdout).",
 )
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object a line, as kubo\'s --enc=json: {"Name": ..., "Hash": ...} '
+                   '(and "Digest" with --digest).')
 def add(
     paths: tuple[str, ...],
     recursive: bool,
@@ -45,10 +77,13 @@ def add(
     quieter: bool,
     digest: str | None,
     car_out: str | None,
+    as_json: bool,
     **flags: Any,
 ) -> None:
     """Compute the UnixFS CIDs of PATHS (or stdin) as `ipfs add --only-hash` would."""
     opts, jobs = pop_import_options(flags)
+    if as_json and (quiet or quieter):
+        raise UsageError("--json prints every entry: leave out -q and -Q")
     sources = list(paths) or ["-"]
     if sources.count("-") > 1:
         raise UsageError("stdin (-) can be given only once")
@@ -69,6 +104,9 @@ def add(
     def report(cid: str, name: str, file_digest: str | None = None) -> None:
         if quieter:
             lines[:] = [(cid, name, file_digest)]  # only the last is printed: keep one
+            return
+        if as_json:
+            out.write(_json_line(cid, name, file_digest))
             return
         if quiet:
             out.write(f"{cid}\n")
