@@ -291,7 +291,8 @@ class CarDecoder:
             value, end = decode_varint(self._cur, self._pos)
         except IndexError:
             if self._eof:
-                raise CARError(f"stream ends inside the {what} length", self.offset) from None
+                raise CARError(f"truncated: the CAR ends inside the {what} length",
+                               self.offset) from None
             return None
         except CIDDecodeError as exc:
             raise CARError(f"bad {what} length: {exc}", self.offset) from None
@@ -364,7 +365,7 @@ class CarDecoder:
 
     def _starved(self, what: str) -> _Sentinel:
         if self._eof:
-            raise CARError(f"stream ends inside the {what}", self.offset)
+            raise CARError(f"truncated: the CAR ends inside the {what}", self.offset)
         return NEED_DATA
 
     def _header(self) -> Event | None:
@@ -377,6 +378,9 @@ class CarDecoder:
         if got is None:
             return self._starved("header")
         length, hlen = got
+        if self._ensure(hlen + 1) and not 0xA0 <= self._cur[self._pos + hlen] <= 0xBF:
+            # a CAR header (and a CARv2 pragma) is a DAG-CBOR map right after its length
+            raise CARError("not a CAR: it does not start with a CAR header", start)
         if length == 0:
             raise CARError("CAR header length is zero", start)
         if length > self.limits.header:

@@ -4,6 +4,7 @@ block, malformed CAR, unsafe path)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import Counter
@@ -68,8 +69,10 @@ def roots(car_file: str) -> None:
 
 @car.command(name="ls")
 @click.option("-v", "--verbose", is_flag=True, help="Also print each block's codec and size.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object a block: {"cid": ..., "codec": ..., "size": N}.')
 @_CAR_IN
-def ls(car_file: str, verbose: bool) -> None:
+def ls(car_file: str, verbose: bool, as_json: bool) -> None:
     """List the CIDs of the blocks in the CAR (every block is verified on the way)."""
     from ..car.reader import CarReader, open_car_input
 
@@ -77,7 +80,10 @@ def ls(car_file: str, verbose: bool) -> None:
     with open_car_input(car_file) as f:
         for block in CarReader(f).blocks():
             cid = block.cid
-            if verbose:
+            if as_json:
+                out.write(json.dumps({"cid": str(cid), "codec": cid.codec_name,
+                                      "size": len(block.data)}) + "\n")
+            elif verbose:
                 out.write(f"{cid}\t{cid.codec_name}\t{len(block.data)}\n")
             else:
                 out.write(f"{cid}\n")
@@ -167,11 +173,24 @@ def verify(car_file: str, dag: bool, jobs: int | None) -> None:
 
 
 @car.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the same facts as one JSON object.")
 @_CAR_IN
-def inspect(car_file: str) -> None:
+def inspect(car_file: str, as_json: bool) -> None:
     """Print the version, roots, block count, codec counts, sizes and missing links."""
     survey = _Survey(car_file, follow_links=True)
     h = survey.header
+    missing = survey.missing()
+    if as_json:
+        doc: dict[str, object] = {"version": h.version}
+        if h.v2 is not None:
+            doc |= {"data_offset": h.v2.data_offset, "data_size": h.v2.data_size,
+                    "index_offset": h.v2.index_offset}
+        doc |= {"roots": [str(r) for r in h.roots], "blocks": survey.blocks,
+                "unique_blocks": len(survey.present), "codecs": dict(sorted(
+                    survey.codecs.items())), "block_bytes": survey.block_bytes,
+                "car_bytes": survey.file_bytes, "missing": [str(c) for c in missing]}
+        click.echo(json.dumps(doc))
+        return
     click.echo(f"Version: {h.version}")
     if h.v2 is not None:
         click.echo(f"Data offset: {h.v2.data_offset}\nData size: {h.v2.data_size}\n"
@@ -181,8 +200,7 @@ def inspect(car_file: str) -> None:
     click.echo(f"Unique blocks: {len(survey.present)}")
     click.echo("Codecs: " + ", ".join(f"{name}: {n}" for name, n in sorted(survey.codecs.items())))
     click.echo(f"Block bytes: {survey.block_bytes}")
-    click.echo(f"File bytes: {survey.file_bytes}")
-    missing = survey.missing()
+    click.echo(f"CAR size: {survey.file_bytes} bytes")
     click.echo(f"Missing links: {len(missing)}")
     for cid in missing:
         click.echo(f"  {cid}")
@@ -218,6 +236,7 @@ def extract(car_file: str, out_dir: str, root_text: str | None, path_in_dag: str
         if not os.path.isdir(out_dir):
             raise InputError(f"{out_dir} is not a directory")
         count = extract_node(exporter, res.cid, res.node, out_dir, name)
-    click.echo(f"extracted {count} entries to {out_dir}", err=True)
+    click.echo(f"extracted {count} {'entry' if count == 1 else 'entries'} to {out_dir}",
+               err=True)
 
 

@@ -1,0 +1,304 @@
+"""The command line as people use it (issue 15): output paths, summaries, one-line errors,
+JSON, flag forms, CAR messages and the small things. Each test runs the real ``carget``
+as a subprocess against a loopback ``carget serve`` (or the CLI's own functions where the
+behaviour is a pure function), and fails without the change it covers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carget.server.testing import running_gateway
+
+FILE_BYTES = os.urandom(3 << 20)
+
+
+def run(cwd: Path, *args: str, stdin: bytes | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "IPFS_GATEWAY"}
+    env.update(HOME=str(cwd), IPFS_PATH=str(cwd / ".ipfs"), COLUMNS="100")
+    return subprocess.run([sys.executable, "-m", "carget", *args], cwd=cwd, env=env,
+                          input=stdin, capture_output=True, timeout=timeout)
+
+
+def err(p: subprocess.CompletedProcess[bytes]) -> str:
+    return p.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """(gateway URL, file CID, tree CID): big.bin (3 MiB) and site/{index.html, sub/a.txt}."""
+    src = tmp_path_factory.mktemp("src")
+    (src / "big.bin").write_bytes(FILE_BYTES)
+    (src / "site" / "sub").mkdir(parents=True)
+    (src / "site" / "index.html").write_text("hi\n")
+    (src / "site" / "sub" / "a.txt").write_text("x\n")
+    cids = {}
+    for name in ("big.bin", "site"):
+        out = run(src, "add", "-Q", "-r", name)
+        cids[name] = out.stdout.decode().strip()
+    with running_gateway([src / "big.bin", src / "site"]) as url:
+        yield url, cids["big.bin"], cids["site"]
+
+
+# --- 1. output paths ------------------------------------------------------------------
+
+
+def test_output_into_directories_as_curl_wget_cp(served: tuple[str, str, str],
+                                                  tmp_path: Path) -> None:
+    url, fcid, dcid = served
+    (tmp_path / "existing").mkdir()
+    cases = [
+        (dcid, "sitecopy/", f"sitecopy/{dcid}/index.html"),   # a missing dir/ is made
+        (dcid, "existing", f"existing/{dcid}/sub/a.txt"),     # an existing dir receives it
+        (fcid, "newd/", f"newd/{fcid}"),
+        (fcid, "existing", f"existing/{fcid}"),
+        (f"{dcid}/sub/a.txt", "existing/", "existing/a.txt"),
+        (fcid, "plain.bin", "plain.bin"),
+    ]
+    for target, out, want in cases:
+        p = run(tmp_path, "get", "-g", url, target, "-o", out)
+        assert p.returncode == 0, (target, out, err(p))
+        assert (tmp_path / want).is_file(), (target, out, sorted(os.listdir(tmp_path)))
+    assert (tmp_path / f"newd/{fcid}").read_bytes() == FILE_BYTES
+    left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*carget*")]
+    assert left == []
+
+
+def test_output_dash_is_stdout(served: tuple[str, str, str], tmp_path: Path) -> None:
+    url, fcid, _ = served
+    p = run(tmp_path, "get", "-g", url, fcid, "-o", "-")
+    assert p.returncode == 0, err(p)
+    assert p.stdout == FILE_BYTES
+    assert not (tmp_path / "-").exists()
+
+
+def test_no_internal_name_in_messages(served: tuple[str, str, str], tmp_path: Path) -> None:
+    url, fcid, dcid = served
+    assert run(tmp_path, "get", "-g", url, dcid, "-o", "t/").returncode == 0
+    again = run(tmp_path, "get", "-g", url, dcid, "-o", "t/")
+    assert again.returncode == 1
+    assert "already exists" in err(again) and "carget-" not in err(again)
+    (tmp_path / "f").write_text("")  # a file where a directory is wanted
+    p = run(tmp_path, "get", "-g", url, fcid, "-o", "f/")
+    assert p.returncode != 0 and "carget-" not in err(p) and len(err(p).splitlines()) == 1
+
+
+# --- 2. serve on a busy port ----------------------------------------------------------
+
+
+def test_serve_busy_port_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        p = run(tmp_path, "serve", "--listen", f"127.0.0.1:{port}", "a", timeout=30)
+    assert p.returncode == 1
+    lines = err(p).splitlines()
+    assert len(lines) == 1, lines
+    assert f"127.0.0.1:{port}" in lines[0] and "--listen 127.0.0.1:0" in lines[0]
+    assert p.stdout == b""  # bound first: nothing was imported
+
+
+# --- 3. summary line, -q ----------------------------------------------------------------
+
+
+def test_summary_line_and_quiet(served: tuple[str, str, str], tmp_path: Path) -> None:
+    url, fcid, _ = served
+    p = run(tmp_path, "get", "-g", url, fcid, "-o", "x.bin")
+    assert p.returncode == 0 and p.stdout == b""
+    lines = err(p).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("carget: saved x.bin (3.0 MiB) in "), lines
+    assert "MiB/s, from 1 gateway" in lines[0]
+    q = run(tmp_path, "get", "-q", "-g", url, fcid, "-o", "y.bin")
+    assert q.returncode == 0 and q.stderr == b""
+
+
+# --- 4. progress figures ----------------------------------------------------------------
+
+
+def test_progress_figures_binary_units_nothing_unknown() -> None:
+    from carget.cli.get import figures, human_size
+
+    assert human_size(54_001_664) == "51.5 MiB"
+    assert figures(0, None, None) == "0 B"
+    assert figures(1 << 20, 4 << 20, 1 << 20) == "1.0 MiB / 4.0 MiB   25%  1.0 MiB/s  0:00:03"
+    assert "?" not in figures(0, 10, None) and "-:--" not in figures(0, 10, None)
+
+
+def test_bar_label_is_output_name_and_resume_is_words(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    from carget.cli.get import _Reporter
+
+    r = _Reporter(bar=True, json_events=False, label="ubuntu.img", quiet=False)
+    r({"event": "resolved", "cid": "bafy" + "a" * 50, "size": 100 << 20})
+    assert r.progress.tasks[0].description == "ubuntu.img"
+    r.close()
+    capsys.readouterr()
+    plain = _Reporter(bar=False, json_events=False, label="x", quiet=False)
+    plain({"event": "resume", "bytes": 54_001_664})
+    assert capsys.readouterr().err == "carget: resuming: 51.5 MiB already verified\n"
+
+
+# --- 5. interrupts: what was kept, --no-resume -------------------------------------------
+
+
+def test_no_resume_discards_what_was_kept(tmp_path: Path) -> None:
+    from carget.fetcher.output import JOURNAL_SUFFIX, PARTIAL_SUFFIX
+
+    (tmp_path / ("out.bin" + PARTIAL_SUFFIX)).write_bytes(b"x" * 10)
+    (tmp_path / ("out.bin" + JOURNAL_SUFFIX)).write_text("{}")
+    p = run(tmp_path, "get", "--no-resume", "-g", "http://127.0.0.1:1", "--timeout", "1",
+            "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "-o", "out.bin")
+    assert p.returncode == 6
+    assert sorted(os.listdir(tmp_path)) == [], os.listdir(tmp_path)
+
+
+def test_interrupt_says_what_was_kept(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_signals import _get_after, stalling_gateway
+
+    with stalling_gateway() as (gw, cid, _):
+        env = {k: v for k, v in os.environ.items() if k != "IPFS_GATEWAY"}
+        env.update(HOME=str(tmp_path))
+        proc = subprocess.Popen([sys.executable, "-m", "carget", "get", cid, "--gateway",
+                                 gw.url, "--streams", "1", "--idle-timeout", "60", "-o",
+                                 "out.bin"], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        code, stderr = _get_after(gw, proc, signal.SIGINT)
+        time.sleep(0)
+    assert code == 130
+    assert "kept; run the same command to resume, or add --no-resume" in stderr, stderr
+    assert "carget-partial" not in stderr
+
+
+# --- 6. network errors: one final line, retries only with -v --------------------------
+
+
+def test_one_line_names_each_gateway(served: tuple[str, str, str], tmp_path: Path) -> None:
+    url, _, dcid = served
+    with running_gateway([]) as empty:
+        p = run(tmp_path, "get", "-g", url, "-g", empty, f"{dcid}/nope", "-o", "x")
+        assert p.returncode == 3
+        lines = err(p).splitlines()
+        assert len(lines) == 1, lines
+        assert f"{url}: answered 404" in lines[0] and f"{empty}: answered 404" in lines[0]
+        v = run(tmp_path, "get", "-v", "-g", url, "-g", empty, f"{dcid}/nope", "-o", "x")
+        assert len(err(v).splitlines()) == 3, err(v)
+
+
+# --- 7. --json ----------------------------------------------------------------------------
+
+
+def test_json_failure_ends_with_error_event(served: tuple[str, str, str],
+                                            tmp_path: Path) -> None:
+    url, _, dcid = served
+    p = run(tmp_path, "get", "--json", "-g", url, f"{dcid}/nope", "-o", "x")
+    assert p.returncode == 3
+    lines = err(p).splitlines()
+    last = json.loads(lines[-1])
+    assert last["event"] == "error" and last["code"] == 3 and "nope" in last["message"]
+    assert all(json.loads(line) for line in lines)  # nothing but JSON
+
+
+def test_json_for_add_car_ls_inspect(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello\n")
+    p = run(tmp_path, "add", "--json", "--cid-version", "1", "f")
+    assert json.loads(p.stdout) == {
+        "Name": "f", "Hash": "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"}
+    assert run(tmp_path, "car", "create", "-f", "f.car", "f").returncode == 0
+    ls = [json.loads(x) for x in run(tmp_path, "car", "ls", "--json", "f.car").stdout.splitlines()]
+    assert ls == [{"cid": ls[0]["cid"], "codec": "raw", "size": 6}]
+    doc = json.loads(run(tmp_path, "car", "inspect", "--json", "f.car").stdout)
+    assert doc["blocks"] == 1 and doc["missing"] == [] and doc["car_bytes"] > 6
+
+
+# --- 8. flag forms --------------------------------------------------------------------
+
+
+def test_add_value_as_separate_word(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"hello\n")
+    p = run(tmp_path, "add", "--digest", "sha512", "f")
+    assert p.returncode == 0, err(p)
+    assert p.stdout.decode().splitlines()[1].startswith("digest sha512:")
+    r = run(tmp_path, "add", "--raw-leaves", "true", "f")
+    assert r.returncode == 0 and r.stdout.decode().startswith("added bafkrei"), err(r)
+    (tmp_path / "sha512").write_text("")
+    amb = run(tmp_path, "add", "--digest", "sha512", "f")
+    assert amb.returncode == 2 and "--digest=sha512" in err(amb)
+
+
+def test_digest_forms() -> None:
+    from carget.cli.get import _digest_arg
+    from carget.errors import UsageError
+
+    assert _digest_arg("AB" * 32) == "sha256:" + "ab" * 32
+    with pytest.raises(UsageError, match="has 64 hex digits, this one 8"):
+        _digest_arg("sha256:deadbeef")
+
+
+def test_cid_format_not_a_cid_and_stdin(tmp_path: Path) -> None:
+    p = run(tmp_path, "cid", "format", "QmNOTACID")
+    assert p.returncode == 2 and "QmNOTACID is not a CID" in err(p)
+    s = run(tmp_path, "cid", "format", "-v", "1",
+            stdin=b"QmNXnHQrwXsaKYHfc8S8fzMuc4c7ZhjuiSLCLLZZ4pCMmb\n")
+    assert s.stdout == b"bafybeiac3hz76p5srixewc7sdeu3hoc4dor6xokdk2wq4kbfuutkgomeoi\n"
+
+
+def test_progress_switch_version_help(served: tuple[str, str, str], tmp_path: Path) -> None:
+    url, fcid, _ = served
+    for form in ("--progress", "--no-progress", "--progress=false"):
+        p = run(tmp_path, "get", form, "-g", url, fcid, "-o", "p.bin")
+        assert p.returncode == 0, (form, err(p))
+    assert run(tmp_path, "-V").stdout.startswith(b"carget, version")
+    h = run(tmp_path, "help", "get")
+    assert h.returncode == 0 and b"Usage: carget get" in h.stdout
+    assert b"Usage: carget car ls" in run(tmp_path, "help", "car", "ls").stdout
+
+
+# --- 9. CAR messages ------------------------------------------------------------------
+
+
+def test_car_messages(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_text("a" * 5000)
+    assert run(tmp_path, "car", "create", "-f", "d.car", "d").returncode == 0
+    (tmp_path / "cut.car").write_bytes((tmp_path / "d.car").read_bytes()[:120])
+    (tmp_path / "text.car").write_text("hello world, this is not a car at all\n")
+    cut = run(tmp_path, "car", "extract", "-f", "cut.car", "-o", "out")
+    assert cut.returncode == 4 and "truncated" in err(cut)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    assert "not a CAR" in err(run(tmp_path, "car", "ls", "text.car"))
+    ins = run(tmp_path, "car", "inspect", "d.car").stdout.decode()
+    assert f"CAR size: {os.path.getsize(tmp_path / 'd.car')} bytes" in ins
+    (tmp_path / "one").write_text("1")
+    assert run(tmp_path, "car", "create", "-f", "one.car", "one").returncode == 0
+    one = run(tmp_path, "car", "extract", "-f", "one.car", "-o", "o1")
+    assert "extracted 1 entry to o1" in err(one)
+
+
+# --- 11. small things ---------------------------------------------------------------
+
+
+def test_no_arguments_is_help_on_stdout(tmp_path: Path) -> None:
+    p = run(tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith(b"Usage: carget") and p.stderr == b""
+
+
+def test_shell_completion_documented_and_works(tmp_path: Path) -> None:
+    env = dict(os.environ, _CARGET_COMPLETE="bash_source")
+    p = subprocess.run([sys.executable, "-c", "from carget.cli import main; main()"],
+                       env=env, capture_output=True, timeout=60)
+    assert b"_carget_completion" in p.stdout
+    assert b"_CARGET_COMPLETE=bash_source carget" in run(tmp_path, "--help").stdout
