@@ -302,3 +302,29 @@ def test_shell_completion_documented_and_works(tmp_path: Path) -> None:
                        env=env, capture_output=True, timeout=60)
     assert b"_carget_completion" in p.stdout
     assert b"_CARGET_COMPLETE=bash_source carget" in run(tmp_path, "--help").stdout
+
+
+def test_bench_on_a_terminal_prints_each_result_once(tmp_path: Path) -> None:
+    import pty
+    import re
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS="120", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "carget", "bench", "--size", "1"],
+                            cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            piece = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not piece:
+            break
+        chunks.append(piece)
+    assert proc.wait(120) == 0
+    os.close(master)
+    # what stays on screen: the transient status line is erased ("\r\x1b[2K") each time
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    final = [line.rsplit("\r", 1)[-1] for line in shown.splitlines()]
+    assert sum("add (1 job)" in line for line in final) == 1, final

@@ -79,14 +79,24 @@ def bench(size: float | None, as_json: bool, plot_out: str | None) -> None:
         _need_matplotlib()  # fail before spending a minute measuring
     nbytes = max(1, int((size if size is not None else DEFAULT_SIZE_MIB) * 2**20))
     console = Console(stderr=True, highlight=False)
+    # on a terminal the table says it all: each stage shows on one transient status line
+    # (printing the stages as well showed every result twice); to a file or a pipe, a
+    # line a stage so a log shows where a long run is
+    status = console.status("carget bench") if console.is_terminal and not as_json else None
 
     def on_stage(stage: Stage) -> None:
-        if not as_json:
+        if status is not None:
+            status.update(f"carget bench: {stage.name}: {stage.mbps:.0f} MB/s")
+        elif not as_json:
             console.print(f"  {stage.name}: {stage.mbps:.0f} MB/s", style="dim")
 
-    if not as_json:
+    if status is None and not as_json:
         console.print(f"carget bench: {nbytes / 2**20:g} MiB sample")
-    report = run_bench(nbytes, on_stage=on_stage)
+    if status is not None:
+        with status:
+            report = run_bench(nbytes, on_stage=on_stage)
+    else:
+        report = run_bench(nbytes, on_stage=on_stage)
     if as_json:
         sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
     else:
