@@ -328,3 +328,31 @@ def test_bench_on_a_terminal_prints_each_result_once(tmp_path: Path) -> None:
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
     final = [line.rsplit("\r", 1)[-1] for line in shown.splitlines()]
     assert sum("add (1 job)" in line for line in final) == 1, final
+
+
+# --- 10. lima prefetch ----------------------------------------------------------------
+
+
+LIMA_TEMPLATE = """images:
+- location: "https://example.invalid/a.img"
+  arch: "x86_64"
+  digest: "sha256:ffe6203da54deeb6db5d2a98a83f9ec8e55f149d3f7ba622e1abe5fa966ee3d6"
+"""
+
+
+def test_prefetch_points_at_annotate_and_takes_g(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(LIMA_TEMPLATE)
+    p = run(tmp_path, "lima", "prefetch", "t.yaml", "--arch", "x86_64", "--cache-dir", "c",
+            "-g", "http://127.0.0.1:1")
+    assert p.returncode == 0, err(p)
+    assert "carget lima annotate t.yaml --write" in err(p)
+
+
+def test_prefetch_prints_each_error_once(tmp_path: Path) -> None:
+    cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    (tmp_path / "t.yaml").write_text(LIMA_TEMPLATE + f'  cid: "{cid}"\n')
+    with running_gateway([]) as empty:
+        p = run(tmp_path, "lima", "prefetch", "t.yaml", "--arch", "x86_64", "--cache-dir",
+                "c", "-g", empty)
+    assert p.returncode == 3, err(p)
+    assert err(p).count("not found on any gateway") == 1, err(p)

@@ -133,7 +133,7 @@ def _table(outcomes: list[Outcome], console: Console) -> None:
                    "default: the variant of the first image of the arch, as lima picks.")
 @click.option("--cache-dir", type=click.Path(), default=None,
               help="lima's cache dir (default: ~/.cache/lima, ~/Library/Caches/lima on macOS).")
-@click.option("--gateway", "gateways", multiple=True, metavar="URL",
+@click.option("--gateway", "-g", "gateways", multiple=True, metavar="URL",
               help="Trustless gateway to fetch from (repeatable).")
 @click.option("--fallback", is_flag=True,
               help="Download entries without a cid (or that IPFS cannot serve) from their "
@@ -183,9 +183,14 @@ def prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
             tpl, cache, arch=chosen, variant=variant, gateways=gw, fallback=fallback,
             timeout=timeout))
     _table(outcomes, console)
+    if outcomes and all(o.result.startswith("skipped: no cid") for o in outcomes):
+        console.print(f"nothing to fetch: no entry has a cid: yet; add them with "
+                      f"carget lima annotate {template} --write (or download by location "
+                      f"with --fallback)", soft_wrap=True)
     err = exit_error(outcomes)
     if err is not None:
-        raise err
+        # each failure is already printed under the table: exit with its code, no repeat
+        raise click.exceptions.Exit(err.exit_code)
 
 
 def _progress_hooks(console: Console) -> tuple[ProgressHooks | None, Progress | None]:
