@@ -62,16 +62,28 @@ trio.run(main)
 #: a minimal trustless gateway that answers from a CAR file with os.sendfile, so the
 #: server is not what limits the client on a 2-core box: it knows just enough (a 1- or
 #: 2-level balanced file DAG, dag-scope=block/entity, entity-bytes) for these requests.
-#: argv: CAR. Prints "<root> <port>" once serving.
+#: argv: CAR [--whole] [--tls CERT KEY]. ``--whole`` makes it a static server in front of
+#: a ready-made CAR (a CDN, object storage, nginx): every request gets the whole CAR,
+#: whatever its dag-scope and entity-bytes. ``--tls`` serves HTTPS (the body encrypted
+#: by the ssl module in 1 MiB sendall calls, as no sendfile is possible). ``/stats``
+#: answers the body bytes sent so far. Prints "<root> <port>" once serving.
 SENDFILE_SERVER = r"""
-import os, socket, socketserver, sys
+import mmap, os, socket, socketserver, ssl, sys, threading
 from urllib.parse import urlsplit, parse_qsl
 from carget.car.encoder import encode_header
 from carget.cid import CID, decode_varint, read_cid
 from carget.unixfs.node import decode_unixfs
 path = sys.argv[1]
+whole = "--whole" in sys.argv
+tls = None
+if "--tls" in sys.argv:
+    i = sys.argv.index("--tls")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
 fd = os.open(path, os.O_RDONLY)
-data = open(path, "rb").read()
+size = os.fstat(fd).st_size
+mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+data = mm
 hlen, pos = decode_varint(data, 0)
 pos += hlen
 where = {}
@@ -94,8 +106,9 @@ for link, a, b in rnode.file_children():
         n = decode_unixfs(link.cid, block(link.cid))
         leaves = [(l.cid, a + x, a + y) for l, x, y in n.file_children()]
     kids.append((link.cid, a, b, leaves))
-data = None
 HEAD = encode_header([root])
+sent = 0
+lock = threading.Lock()
 def spans(lo, hi):
     out = [where[root][:2]]
     for c, a, b, leaves in kids:
@@ -110,12 +123,15 @@ def spans(lo, hi):
     return out
 class H(socketserver.BaseRequestHandler):
     def handle(self):
-        try:
-            self.answer()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped early: it had what it needed (a narrowed range)
-    def answer(self):
         s = self.request
+        try:
+            if tls is not None:
+                s = tls.wrap_socket(s, server_side=True)
+            self.answer(s)
+        except (OSError, ValueError):
+            pass  # the client stopped early: it had what it needed (a narrowed range)
+    def answer(self, s):
+        global sent
         buf = b""
         while b"\r\n\r\n" not in buf:
             d = s.recv(65536)
@@ -123,7 +139,16 @@ class H(socketserver.BaseRequestHandler):
                 return
             buf += d
         target = buf.split(b" ", 2)[1].decode()
+        if target == "/stats":
+            body = str(sent).encode()
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
         q = dict(parse_qsl(urlsplit(target).query))
+        if whole:
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car\r\n"
+                      b"Connection: close\r\nContent-Length: %d\r\n\r\n" % size)
+            self.send(s, 0, size)
+            return
         if q.get("dag-scope") == "block":
             sp = [where[root][:2]]
         else:
@@ -133,11 +158,22 @@ class H(socketserver.BaseRequestHandler):
         s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car; version=1; "
                   b"order=dfs; dups=y\r\nConnection: close\r\nContent-Length: "
                   + str(total).encode() + b"\r\n\r\n" + HEAD)
+        with lock:
+            sent += len(HEAD)
         for off, n in sp:
-            while n:
+            self.send(s, off, n)
+    def send(self, s, off, n):
+        global sent
+        while n:
+            if tls is None:
                 k = os.sendfile(s.fileno(), fd, off, n)
-                off += k
-                n -= k
+            else:
+                k = min(n, 1 << 20)
+                s.sendall(memoryview(mm)[off:off + k])
+            off += k
+            n -= k
+            with lock:
+                sent += k
 class S(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -185,20 +221,43 @@ trio.run(main)
 """
 
 
-def start_gateway(path: str, script: str = SERVER) -> tuple[subprocess.Popen[bytes], str, str]:
-    proc = subprocess.Popen([sys.executable, "-c", script, path], stdout=subprocess.PIPE)
+def start_gateway(argv: list[str], script: str = SERVER, scheme: str = "http"
+                  ) -> tuple[subprocess.Popen[bytes], str, str]:
+    proc = subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     root, port = proc.stdout.readline().decode().split()
-    return proc, root, f"http://127.0.0.1:{port}"
+    host = "localhost" if scheme == "https" else "127.0.0.1"
+    return proc, root, f"{scheme}://{host}:{port}"
 
 
-def line(name: str, size: int, runs: list[Run], base: float) -> None:
+def server_sent(url: str) -> int:
+    """Body bytes a sendfile gateway sent so far (its ``/stats``)."""
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context()  # SSL_CERT_FILE names the test CA
+    with urllib.request.urlopen(url + "/stats", context=ctx, timeout=30) as r:
+        return int(r.read())
+
+
+def line(name: str, size: int, runs: list[Run], base: float, extra: str = "") -> None:
     """The median run's rate and ratio, the range over all rounds, the highest peak RSS."""
     ratios = sorted(size / r.seconds / 1e6 / base for r in runs)
     med = statistics.median(ratios)
     rss = max(r.max_rss_mib for r in runs)
     print(f"{name:<52} {med * base:7.0f} MB/s  {med:5.2f}x  (range {ratios[0]:.2f}-"
-          f"{ratios[-1]:.2f}x, {len(runs)} runs)  peak RSS {rss:6.1f} MiB", flush=True)
+          f"{ratios[-1]:.2f}x, {len(runs)} runs)  peak RSS {rss:6.1f} MiB{extra}", flush=True)
+
+
+#: the gateways measured, by --gateways name: (label, script, scheme, extra argv)
+GATEWAYS = {
+    "sendfile": ("sendfile gateway (honours dag-scope, entity-bytes)", SENDFILE_SERVER,
+                 "http", []),
+    "static": ("static CAR server (ignores the query: whole CAR)", SENDFILE_SERVER, "http",
+               ["--whole"]),
+    "tls": ("sendfile gateway over HTTPS (test CA)", SENDFILE_SERVER, "https", ["--tls"]),
+    "serve": ("carget serve", SERVER, "http", []),
+}
 
 
 def main() -> None:
@@ -206,6 +265,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--gateways", default=",".join(GATEWAYS),
+                    help="which gateways, comma-separated: " + ", ".join(GATEWAYS))
+    ap.add_argument("--quick", action="store_true",
+                    help="only carget get with 1 and 2 connections to one gateway, and curl")
     args = ap.parse_args()
     size = args.mib << 20
     with tempfile.TemporaryDirectory(prefix="carget-bench-fetch-") as tmp:
@@ -219,20 +282,44 @@ def main() -> None:
         car = os.path.join(tmp, "src.car")
         subprocess.run([sys.executable, "-m", "carget", "add", "--cid-version", "1", "-Q",
                         "--car", car, src], check=True, stdout=subprocess.DEVNULL)
-        for label, script, arg in (("sendfile gateway", SENDFILE_SERVER, car),
-                                   ("carget serve", SERVER, src)):
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("localhost", "127.0.0.1")
+        ca_pem, cert_pem, key_pem = (os.path.join(tmp, n) for n in ("ca.pem", "c.pem", "k.pem"))
+        ca.cert_pem.write_to_path(ca_pem)
+        cert.cert_chain_pems[0].write_to_path(cert_pem)
+        cert.private_key_pem.write_to_path(key_pem)
+        os.environ["SSL_CERT_FILE"] = ca_pem  # the clients trust the test CA
+        for name in args.gateways.split(","):
+            label, script, scheme, extra = GATEWAYS[name]
+            if extra == ["--tls"]:
+                extra = ["--tls", cert_pem, key_pem]
             print(f"-- gateways: {label}", flush=True)
-            measure(args, size, base, tmp, script, arg)
+            argv = [src] if script is SERVER else [car, *extra]
+            measure(args, size, base, tmp, script, argv, scheme, os.path.getsize(car))
+
+
+def curl(url: str) -> Run | None:
+    import shutil
+
+    if shutil.which("curl") is None:
+        return None
+    tls = ["--cacert", os.environ["SSL_CERT_FILE"]] if url.startswith("https:") else []
+    return run_process(["curl", "-sS", "-o", "/dev/null", *tls, "-H",
+                        "Accept: application/vnd.ipld.car", url])
 
 
 def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: str,
-            arg: str) -> None:
-    gw1, root, url1 = start_gateway(arg, script)
-    gw2, _, url2 = start_gateway(arg, script)
+            argv: list[str], scheme: str, car_bytes: int) -> None:
+    gw1, root, url1 = start_gateway(argv, script, scheme)
+    gw2, _, url2 = start_gateway(argv, script, scheme)
+    counts = script is SENDFILE_SERVER
     try:
         car_url = f"{url1}/ipfs/{root}?format=car&dag-scope=entity"
-        for name, body in (("body only: httpx on trio (aiter_raw)", HTTPX_BODY),
-                           ("body only: carget lean HTTP/1.1 reader", LEAN_BODY)):
+        bodies = (("body only: httpx on trio (aiter_raw)", HTTPX_BODY),
+                  ("body only: carget lean HTTP/1.1 reader", LEAN_BODY))
+        for name, body in bodies if not args.quick else ():
             line(name, size, [run_process([sys.executable, "-c", body, car_url])
                               for _ in range(args.rounds)], base)
         out = os.path.join(tmp, "out.bin")
@@ -240,26 +327,42 @@ def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: 
                  ("1 gateway, 2 connections (default)", [url1], "2"),
                  ("2 gateways, 1 connection each", [url1, url2], "1"),
                  ("2 gateways, 2 connections each (default)", [url1, url2], "2"))
+        if args.quick:
+            cases = cases[:2]
         whole: dict[str, list[Run]] = {name: [] for name, _, _ in cases}
         alone: dict[str, list[Run]] = {name: [] for name, _, _ in cases}
+        sent: dict[str, float] = {name: 0.0 for name, _, _ in cases}
+        curls: list[Run] = []
         for _ in range(args.rounds):  # rounds interleave the cases: drift hits them alike
+            r = curl(car_url)
+            if r is not None:
+                curls.append(r)
             for name, urls, streams in cases:
                 if os.path.exists(out):
                     os.unlink(out)
                 argv = [sys.executable, "-m", "carget", "get", root, "-o", out,
-                        "--progress=false", "--streams", streams]
+                        "--progress=false", "-q", "--streams", streams]
                 for u in urls:
                     argv += ["-g", u]
+                before = sum(server_sent(u) for u in (url1, url2)) if counts else 0
                 whole[name].append(run_process(argv))
+                if counts:
+                    after = sum(server_sent(u) for u in (url1, url2))
+                    sent[name] = max(sent[name], (after - before) / car_bytes)
                 assert os.path.getsize(out) == size
+                if args.quick:
+                    continue
                 os.unlink(out)
                 r = run_process([sys.executable, "-c", IN_PROCESS, root, out, streams, *urls])
                 r.seconds = float(r.stdout)
                 alone[name].append(r)
                 assert os.path.getsize(out) == size
+        if curls:
+            line("curl of the CAR (entity), no verification", size, curls, base)
         for name, _, _ in cases:
-            line("carget get, " + name, size, whole[name], base)
-        for name, _, _ in cases:
+            extra = f"  server sent <= {sent[name]:.2f}x the CAR" if counts else ""
+            line("carget get, " + name, size, whole[name], base, extra)
+        for name, _, _ in cases if not args.quick else ():
             line("fetch only, " + name, size, alone[name], base)
     finally:
         for p in (gw1, gw2):

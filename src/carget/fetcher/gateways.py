@@ -136,9 +136,13 @@ async def find_providers(router: str, cid: CID, *, timeout: float = 10.0) -> lis
 
     import httpx
 
+    from .connection import ssl_context
+
     url = f"{router.rstrip('/')}/routing/v1/providers/{cid.to_v1()}"
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        # the one trust store (carget.fetcher.connection), not httpx's default certifi
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True,
+                                     verify=ssl_context()) as client:
             async with client.stream("GET", url,
                                      headers={"Accept": "application/json"}) as resp:
                 if resp.status_code == 404:

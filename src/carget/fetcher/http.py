@@ -29,9 +29,6 @@ refused redirects.
 
 from __future__ import annotations
 
-import os
-import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -42,15 +39,14 @@ from urllib.parse import urljoin, urlsplit
 import trio
 
 from ..errors import FetchTimeout, NetworkError
+from .connection import RCVBUF, Connection, open_connection, ssl_context
 from .framing import END, NEED_DATA, Head, ResponseReader
 
-__all__ = ["MAX_REDIRECTS", "READ_SIZE", "STOP_POLL", "HttpResponse", "RedirectPolicy",
-           "open_http"]
+__all__ = ["MAX_REDIRECTS", "RCVBUF", "READ_SIZE", "STOP_POLL", "HttpResponse",
+           "RedirectPolicy", "open_http", "ssl_context"]
 
 #: bytes asked of each receive: large reads are what make the body path fast
 READ_SIZE: Final = 1 << 20
-#: socket receive buffer asked for (the kernel may cap it at net.core.rmem_max)
-RCVBUF: Final = 4 << 20
 #: redirects followed before giving up (httpx's default is 20; gateways use one or two)
 MAX_REDIRECTS: Final = 5
 #: seconds a blocking receive waits before it looks at its stop flag again: a worker
@@ -60,16 +56,6 @@ USER_AGENT: Final = "carget/0.1"
 
 RedirectPolicy = Literal["same-origin", "https"]
 
-_ssl_context: ssl.SSLContext | None = None
-
-
-def _ssl() -> ssl.SSLContext:
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = ssl.create_default_context()
-    return _ssl_context
-
-
 @dataclass
 class HttpResponse:
     """The head of a response (``headers`` keyed in lower case) and its body reader."""
@@ -78,7 +64,7 @@ class HttpResponse:
     status: int
     reason: str
     headers: dict[str, str]
-    _stream: trio.abc.Stream
+    _conn: Connection
     _idle: float
     _reader: ResponseReader = field(default_factory=ResponseReader)
     received: int = 0  # body bytes handed out so far
@@ -90,8 +76,9 @@ class HttpResponse:
 
     @property
     def detachable(self) -> bool:
-        """True for plain TCP, whose body :meth:`read_body_blocking` can read."""
-        return isinstance(self._stream, trio.SocketStream) and not self._reader.finished
+        """True while there is body left for :meth:`read_body_blocking` to read (plain TCP
+        and TLS alike: see :mod:`carget.fetcher.connection`)."""
+        return not self._reader.finished
 
     def read_body_blocking(self, consume: Callable[[memoryview | None], bool],
                            read_size: int = READ_SIZE,
@@ -102,11 +89,9 @@ class HttpResponse:
         calling ``consume(None)``) once ``stopped()`` is true. Raises :class:`NetworkError`
         for a broken or malformed body, :class:`FetchTimeout` after the idle timeout with
         no bytes. Call :meth:`abort` from trio to make it return at once."""
-        assert isinstance(self._stream, trio.SocketStream)
-        sock = socket.socket(fileno=os.dup(self._stream.socket.fileno()))
+        sock = self._conn.blocking_reader(min(self._idle, STOP_POLL))
         reader = self._reader
         try:
-            sock.settimeout(min(self._idle, STOP_POLL))
             heard = time.monotonic()
             while True:
                 event = reader.next_event()
@@ -141,21 +126,17 @@ class HttpResponse:
 
     def abort(self) -> None:
         """Shut the connection down so a blocking body read ends at once."""
-        if isinstance(self._stream, trio.SocketStream):
-            try:
-                self._stream.socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._conn.abort()
 
     async def _recv(self) -> bytes:
         with trio.move_on_after(self._idle) as scope:
             try:
-                data = await self._stream.receive_some(READ_SIZE)
+                data = await self._conn.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise NetworkError(f"{self.url}: connection broke: {exc}") from None
         if scope.cancelled_caught:
             raise FetchTimeout(f"{self.url}: no bytes for {self._idle:g} s")
-        return bytes(data)
+        return data
 
     async def _next_event(self) -> Head | memoryview | None:
         """The reader's next head or body piece (None at the end of the body), receiving
@@ -187,65 +168,40 @@ class HttpResponse:
         return event
 
 
-def _close(tcp: trio.SocketStream | None) -> None:
-    if tcp is not None:
-        tcp.socket.close()
-
-
-async def _connect(url: str, idle: float) -> tuple[trio.abc.Stream, str]:
+async def _connect(url: str, idle: float) -> tuple[Connection, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NetworkError(f"unsupported URL {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    tcp: trio.SocketStream | None = None
-    try:
-        with trio.fail_after(idle):
-            tcp = await trio.open_tcp_stream(parts.hostname, port)
-            # a big receive buffer lets one receive_some return up to READ_SIZE: fewer,
-            # larger pieces mean fewer hand-offs to the verifier thread
-            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            stream: trio.abc.Stream = tcp
-            if parts.scheme == "https":
-                tls = trio.SSLStream(tcp, _ssl(), server_hostname=parts.hostname)
-                await tls.do_handshake()
-                stream = tls
-    except trio.TooSlowError:
-        _close(tcp)
-        raise FetchTimeout(f"{url}: connecting took more than {idle:g} s") from None
-    except (OSError, trio.BrokenResourceError) as exc:
-        _close(tcp)
-        # trio wraps a failed TLS handshake in a BrokenResourceError with no text of its
-        # own: name the underlying cause (e.g. the certificate that did not verify)
-        reason = exc if str(exc) else (exc.__cause__ or exc.__context__ or exc)
-        raise NetworkError(f"{url}: cannot connect: {reason}") from None
+    conn = await open_connection(url, parts.scheme, parts.hostname, port, idle)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     host = parts.netloc.rpartition("@")[2]
-    return stream, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
+    return conn, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
 
 
 async def _open_once(url: str, headers: dict[str, str], idle: float) -> HttpResponse:
-    stream, request = await _connect(url, idle)
+    conn, request = await _connect(url, idle)
     try:
         lines = [request, f"User-Agent: {USER_AGENT}\r\n", "Connection: close\r\n"]
         lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
         lines.append("\r\n")
         try:
             with trio.fail_after(idle):
-                await stream.send_all("".join(lines).encode("latin-1"))
+                await conn.send_all("".join(lines).encode("latin-1"))
         except trio.TooSlowError:
             raise FetchTimeout(f"{url}: sending the request took more than {idle:g} s") from None
         except (trio.BrokenResourceError, OSError) as exc:
             raise NetworkError(f"{url}: connection broke: {exc}") from None
-        resp = HttpResponse(url, 0, "", {}, stream, idle, ResponseReader(url))
+        resp = HttpResponse(url, 0, "", {}, conn, idle, ResponseReader(url))
         head = await resp._next_event()
         if not isinstance(head, Head):  # pragma: no cover - the reader gives a head first
             raise NetworkError(f"{url}: no response head")
         resp.status, resp.reason, resp.headers = head.status, head.reason, head.headers
         return resp
     except BaseException:
-        await trio.aclose_forcefully(stream)
+        await conn.aclose()
         raise
 
 
@@ -284,7 +240,7 @@ async def open_http(url: str, *, headers: dict[str, str] | None = None,
         resp = await _open_once(url, hdrs, idle_timeout)
         location = resp.headers.get("location")
         if resp.status in (301, 302, 303, 307, 308) and location:
-            await trio.aclose_forcefully(resp._stream)
+            await resp._conn.aclose()
             there = urljoin(url, location)
             if not _may_follow(redirects, url, there):
                 allowed = "same-origin or https" if redirects == "https" else "same-origin"
@@ -295,6 +251,6 @@ async def open_http(url: str, *, headers: dict[str, str] | None = None,
         try:
             yield resp
         finally:
-            await trio.aclose_forcefully(resp._stream)
+            await resp._conn.aclose()
         return
     raise NetworkError(f"{url}: more than {MAX_REDIRECTS} redirects")
