@@ -306,8 +306,9 @@ class _TreeAdder:
         # (the top directory gets its stat too, via kubo's new MFS root)
         from .unixfs.directory import DirectoryBuilder
 
-        # kubo 0.43.1 applies the directory limits below an argument only (see options.py)
-        opts = self.opts if active else top_directory_options(self.opts)
+        # kubo 0.43.1 gives the directory limits to every directory but the top one (the
+        # argument's own, or the -w wrapper; see options.py)
+        opts = self.opts if active or self.opts.wrap else top_directory_options(self.opts)
         builder = DirectoryBuilder(opts, mode=self._mode(st), mtime=self._mtime(st))
         active.add(ident)
         pending = [(n, kind) for _, n, kind in keep]

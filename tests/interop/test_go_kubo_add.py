@@ -123,6 +123,10 @@ TREESETS: dict[str, list[str]] = {
     "r-H-dirlinks-2": ["-r", "-H", "--max-directory-links=2"],
     "r-H-dirlinks-2-fanout-8": ["-r", "-H", "--max-directory-links=2",
                                 "--max-hamt-fanout=8"],
+    # tree/sub holds 4 entries with -H: at the limit it stays basic, one over it shards
+    "r-H-dirlinks-4": ["-r", "-H", "--max-directory-links=4"],
+    "r-H-dirlinks-3-fanout-16": ["-r", "-H", "--max-directory-links=3", "--max-hamt-fanout=16"],
+    "r-H-w-dirlinks-1": ["-r", "-H", "-w", "--max-directory-links=1"],
 }
 
 #: (case id) -> why carget differs from kubo 0.43.1 (strict xfail)
@@ -193,6 +197,16 @@ def hamt_cases() -> list[Case]:
         Case("hamt-under-dirlinks-4095-fanout-32",
              ("-r", "--max-directory-links=4095", "--max-hamt-fanout=32", "hamt-v0-under")),
         Case("hamt-over-dirlinks-0", ("-r", "--max-directory-links=0", "hamt-v0-over")),
+        # under -w the directory is inside the wrapper, where kubo applies the limits
+        Case("hamt-over-wrapped-fanout-8", ("-r", "-w", "--max-hamt-fanout=8", "hamt-v0-over")),
+        Case("hamt-over-wrapped-fanout-1024-v1", ("-r", "-w", "--max-hamt-fanout=1024",
+                                                  "--cid-version=1", "hamt-v1-over")),
+        Case("hamt-under-wrapped-dirlinks-4095", ("-r", "-w", "--max-directory-links=4095",
+                                                  "hamt-v0-under")),
+        Case("hamt-under-wrapped-dirlinks-4096", ("-r", "-w", "--max-directory-links=4096",
+                                                  "hamt-v0-under")),
+        Case("hamt-block-at-wrapped", ("-r", "-w", "--profile=unixfs-v1-2025",
+                                       "hamt-block-at")),
         Case("hamt-block-over-mtime", ("-r", "--profile=unixfs-v1-2025", "--preserve-mtime",
                                        "--raw-leaves=false", "hamt-block-under")),
     ]

@@ -3,9 +3,11 @@ checked live in, tests/interop/test_go_kubo_add.py; these pin them without kubo)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from carget.cid import CID
+from carget.cid import CID, Block
 from carget.errors import UsageError
 from carget.unixfs.directory import DirectoryBuilder
 from carget.unixfs.options import (
@@ -83,3 +85,31 @@ def test_chunk_size_cap_is_kubos() -> None:
     assert parse_chunker("size-2096896") == 2096896
     with pytest.raises(UsageError, match="maximum chunk size of 2096896"):
         parse_chunker("size-2096897")
+
+
+def test_directory_limits_skip_only_the_top_directory(tmp_path: Path) -> None:
+    """kubo 0.43.1: `-r --max-directory-links=2 d` leaves d basic (it is the top one) and
+    shards d/sub; under -w the wrapper is the top one and d shards too."""
+    from carget.tree import add_paths
+    from carget.unixfs.dagpb import decode_node
+
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    for n in "abc":
+        (d / n).write_bytes(n.encode())
+        (d / "sub" / n).write_bytes(n.encode())
+    blocks: dict[CID, bytes] = {}
+
+    def kind(cid: CID) -> int:
+        data = decode_node(blocks[cid]).data or b""
+        return data[1]  # UnixFS Type: 1 directory, 5 HAMT shard
+
+    def emit(b: Block) -> None:
+        blocks[b.cid] = bytes(b.data)
+
+    root = add_paths([str(d)], resolve_options(max_directory_links=2), emit=emit)[0]
+    links = {link.name: link.cid for link in decode_node(blocks[root]).links}
+    assert kind(root) == 1 and len(links) == 4 and kind(links["sub"]) == 5
+    wrapped = add_paths([str(d)], resolve_options(max_directory_links=2, wrap=True), emit=emit)[0]
+    (top,) = decode_node(blocks[wrapped]).links
+    assert kind(wrapped) == 1 and kind(top.cid) == 5

@@ -125,15 +125,15 @@ def import_flags(fn: F) -> F:
             "--max-directory-links",
             type=int,
             default=None,
-            help="Shard a directory (below the ones given) of more entries than this into a "
-            "HAMT (default 0: no limit).",
+            help="Shard a directory of more entries than this into a HAMT (default 0: no "
+            "limit; as kubo, not the top directory of the add).",
         ),
         click.option(
             "--max-hamt-fanout",
             type=int,
             default=None,
-            help="Links per HAMT node (below the directories given): a power of 2 from 8 to "
-            "1024 (default 256).",
+            help="Links per HAMT node: a power of 2 from 8 to 1024 (default 256; as kubo, "
+            "not for the top directory of the add).",
         ),
         click.option(
             "--jobs",

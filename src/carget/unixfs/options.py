@@ -188,11 +188,11 @@ def resolve_options(
 
 
 def top_directory_options(opts: ImportOptions) -> ImportOptions:
-    """The options kubo 0.43.1 builds an argument's own directory (and the ``-w`` wrapper)
-    with: ``--max-directory-links`` and ``--max-hamt-fanout`` reach only the directories
-    inside it (the adder's MFS root and top directory are made before they apply; checked
-    live in tests/interop/test_go_kubo_add.py), so the top one has no link limit and
-    shards, by size, with the default fanout."""
+    """The options kubo 0.43.1 builds the top directory of an ``ipfs add`` with: its MFS
+    root, which is the argument's own directory, or the ``-w`` wrapper (then the argument
+    directories are inside it). ``--max-directory-links`` and ``--max-hamt-fanout`` reach
+    every directory but that one (checked live in tests/interop/test_go_kubo_add.py), so
+    the top one has no link limit and shards, by size, with the default fanout."""
     if opts.max_directory_links == 0 and opts.hamt_fanout == DEFAULT.hamt_fanout:
         return opts
     return dataclasses.replace(opts, max_directory_links=0, hamt_fanout=DEFAULT.hamt_fanout)
