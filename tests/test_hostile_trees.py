@@ -401,3 +401,157 @@ def test_a_file_dag_3000_nodes_deep_resumes_without_recursion(tmp_path: Path) ->
     again = FileOutput(out, node, 11)
     assert again.resume() == [(0, 5)]
     again.abandon(keep=False)
+
+
+# --- carget's own names beside the output, planted by someone else ----------------------
+
+async def test_a_symlink_planted_at_the_partial_file_is_not_written_through(
+        tmp_path: Path) -> None:
+    dag = Dag()
+    leaf = dag.file(b"fetched bytes")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"victim")
+    (tmp_path / "out.carget-partial").symlink_to(victim)
+    (tmp_path / "out.carget-journal.tmp").symlink_to(victim)
+    code, err = await get(dag.car(leaf), leaf, tmp_path / "out")
+    assert code == 0, err
+    assert victim.read_bytes() == b"victim"
+    assert not (tmp_path / "out").is_symlink()
+    assert (tmp_path / "out").read_bytes() == b"fetched bytes"
+
+
+def test_the_journal_is_not_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    from carget.fetcher.output import FileOutput
+
+    dag = Dag()
+    leaf = dag.file(b"0123456789")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"victim")
+    out = FileOutput(str(tmp_path / "f.bin"), leaf, 10)
+    (tmp_path / "f.bin.carget-journal.tmp").symlink_to(victim)
+    out.write_journal()
+    out.abandon(keep=True)
+    assert victim.read_bytes() == b"victim"
+    assert (tmp_path / "f.bin.carget-journal").is_file()
+
+
+def _kept_tree(tmp_path: Path) -> tuple[Dag, CID, bytes]:
+    """A tree whose first answer stopped half-way, kept for resuming (as after Ctrl-C)."""
+    from carget.errors import CargetError
+    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.verifier import DagVerifier
+
+    dag = Dag()
+    root = dag.tree({"a": {"x.txt": b"x" * 3000}, "b": {"y.txt": b"y" * 3000},
+                     "c": {"z.txt": b"z" * 3000}})
+    car = dag.car(root)
+    tree = TreeOutput(str(tmp_path / "out"), root)
+    verifier = DagVerifier(root, scope="all")
+    tree.handle(verifier.feed(car[: len(car) * 2 // 3]))
+    with pytest.raises(CargetError):
+        verifier.feed_eof()
+    tree.abandon(keep=True)
+    return dag, root, car
+
+
+def _resume(tmp_path: Path, root: CID, car: bytes) -> None:
+    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.verifier import DagVerifier
+
+    tree = TreeOutput(str(tmp_path / "out"), root)
+    tree.resume()
+    for path, cid in tree.remaining("", root):
+        sub = tree.under(path)
+        verifier = DagVerifier(cid, scope="all")
+        sub.handle(verifier.feed(car))  # a gateway that sends the whole DAG: the rest skipped
+        if not verifier.done:
+            sub.handle(verifier.feed_eof())
+    assert tree.remaining("", root) == []
+    tree.commit()
+
+
+def test_a_kept_partial_tree_replaced_by_a_symlink_is_not_swept_through(
+        tmp_path: Path) -> None:
+    _, root, _ = _kept_tree(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "out").mkdir(parents=True)
+    (elsewhere / "out" / "keepme").write_bytes(b"keep")
+    remove_tree(str(tmp_path / "out.carget-partial"))
+    (tmp_path / "out.carget-partial").symlink_to(elsewhere)
+    from carget.fetcher.output import TreeOutput
+
+    tree = TreeOutput(str(tmp_path / "out"), root)
+    tree.resume()
+    tree.abandon(keep=False)
+    assert (elsewhere / "out" / "keepme").read_bytes() == b"keep"
+
+
+def test_a_kept_directory_that_is_gone_is_fetched_again(tmp_path: Path) -> None:
+    _, root, car = _kept_tree(tmp_path)
+    remove_tree(str(tmp_path / "out.carget-partial" / "out" / "a"))
+    _resume(tmp_path, root, car)
+    assert (tmp_path / "out" / "a" / "x.txt").read_bytes() == b"x" * 3000
+    assert (tmp_path / "out" / "c" / "z.txt").read_bytes() == b"z" * 3000
+
+
+@pytest.mark.parametrize("command", ["get", "extract"])
+async def test_a_name_longer_than_255_bytes_is_the_dags_fault(tmp_path: Path,
+                                                              command: str) -> None:
+    dag = Dag()
+    root = dag.directory([("é" * 128, dag.file(b"x"))])
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    code, err, out = await run_command(command, dag.car(root), root, tmp_path)
+    assert code == 4, err
+    assert_refused_cleanly(tmp_path, before, out)
+
+
+async def test_car_extract_into_a_symlink_to_a_directory(tmp_path: Path) -> None:
+    """The output directory is the user's choice: reaching it through a link is fine."""
+    dag = Dag()
+    root = dag.tree({"a.txt": b"a"})
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "hostile.car").write_bytes(dag.car(root))
+    code, err = await carget("car", "extract", "-f", str(tmp_path / "hostile.car"),
+                             "-o", str(tmp_path / "link"))
+    assert code == 0, err
+    assert (tmp_path / "real" / "a.txt").read_bytes() == b"a"
+
+
+def _hamt_chain(dag: Dag, levels: int) -> CID:
+    """Shards of fanout 256 nested ``levels`` deep over one entry: deeper than the 64-bit
+    hash reaches past 8 levels."""
+    from carget.unixfs.dagpb import PBLink, encode_node
+    from carget.unixfs.data import DataType, UnixFSData, encode_data
+
+    data = encode_data(UnixFSData(DataType.HAMT_SHARD, data=b"\x01", hash_type=0x22,
+                                  fanout=256))
+    cid = dag.put(encode_node([PBLink(dag.file(b"x"), "00f", 1)], data))
+    for _ in range(levels - 1):
+        cid = dag.put(encode_node([PBLink(cid, "00", 1)], data))
+    return cid
+
+
+async def test_car_extract_refuses_a_hamt_deeper_than_its_hash(tmp_path: Path) -> None:
+    dag = Dag()
+    root = _hamt_chain(dag, 12)
+    code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
+    assert code == 4, err
+    assert "deeper than its hash" in err
+    assert list((tmp_path / "ext").iterdir()) == []
+
+
+def test_serve_answers_a_duplicate_name_with_502(tmp_path: Path) -> None:
+    import httpx
+
+    from carget.server.testing import running_gateway
+
+    dag = Dag()
+    x = dag.file(b"x")
+    sub = dag.directory([("x", x), ("x", dag.file(b"y"))])
+    root = dag.directory([("dup", sub)])
+    car = dag.write_car(root, tmp_path / "d.car")
+    with running_gateway([car]) as url:
+        r = httpx.get(f"{url}/ipfs/{root}/dup/x?format=car", timeout=10)
+    assert r.status_code == 502
+    assert "twice" in r.text or "2 times" in r.text

@@ -6,9 +6,10 @@ before anything reaches a disk, and every caller uses these functions: ``carget 
 (request path segments) and the directory builder (``carget add``): :func:`is_valid_name`
 says what a directory may hold at all, :func:`is_safe_name` what may be written to disk.
 
-Names. An entry name is one path component: not empty, not ``.`` or ``..``, and free of
-``/``, ``\\`` (a separator on Windows) and NUL; the gateway-conformance ``path_gateway_tar``
-fixtures carry ``../foo`` to test exactly this. A directory (or a HAMT shard, across all
+Names. An entry name is one path component: not empty, not ``.`` or ``..``, at most
+:data:`MAX_NAME_BYTES` bytes, and free of ``/``, ``\\`` (a separator on Windows) and
+NUL; the gateway-conformance ``path_gateway_tar`` fixtures carry ``../foo`` to test
+exactly this. A directory (or a HAMT shard, across all
 its sub-shards) that lists one name twice is refused: the second entry would be written
 over, or *through*, the first (issue: a symlink ``x`` followed by a directory ``x``).
 
@@ -33,6 +34,7 @@ from typing import Final
 from .errors import DuplicateName, UnsafePathError
 
 __all__ = [
+    "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "MAX_SYMLINK_HOPS",
     "DiskEntry",
@@ -48,6 +50,9 @@ __all__ = [
 #: bytes of a relative path inside an output: Linux's PATH_MAX (4096 with the NUL), so
 #: any program can name every file carget writes relative to the output
 MAX_PATH_BYTES: Final = 4095
+#: bytes of one name: NAME_MAX on Linux and most filesystems; a longer name cannot be
+#: written, so it is the DAG's fault (exit 4), not the disk's
+MAX_NAME_BYTES: Final = 255
 #: symlinks followed while resolving one target: Linux's MAXSYMLINKS (40), past which
 #: the kernel itself answers ELOOP; a longer chain is refused as a loop
 MAX_SYMLINK_HOPS: Final = 40
@@ -62,6 +67,8 @@ _FORBIDDEN: Final = ("/", "\\", "\x00")
 def is_safe_name(name: str | None) -> bool:
     """True when ``name`` is safe as one path component on disk (see the module doc)."""
     if not name or name in (".", ".."):
+        return False
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         return False
     return not any(c in name for c in _FORBIDDEN)
 
@@ -118,8 +125,10 @@ def check_link_text(link: str, target: str) -> None:
     """The textual rules for a symlink at ``link`` (relative to the output): a target
     that is relative, not empty, free of NUL and not longer than a path may be.
     Raises :class:`UnsafePathError`."""
-    if (not target or target.startswith("/") or "\x00" in target
-            or len(target.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES):
+    if len(target.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise UnsafePathError(f"symlink {link!r} has a target longer than {MAX_PATH_BYTES} "
+                              f"bytes")
+    if not target or target.startswith("/") or "\x00" in target:
         raise UnsafePathError(f"symlink {link!r} has an unsafe target {target!r} "
                               f"(it must be a relative path)")
 

@@ -28,7 +28,7 @@ from typing import Final
 from .errors import InputError, UnsafePathError
 from .names import DiskEntry, check_link_text, resolve_inside
 
-__all__ = ["SafeTree", "remove_tree"]
+__all__ = ["SafeTree", "is_real_dir", "open_beside", "remove_tree"]
 
 #: directory descriptors kept open for paths recently written into: a DFS walk writes
 #: mostly into the last few directories, and a tree of any depth must stay far below
@@ -44,15 +44,16 @@ def _not_through_link(rel: str, exc: OSError) -> UnsafePathError:
 
 
 class SafeTree:
-    """The tree below ``root`` (an existing directory, not a symlink); see the module doc.
+    """The tree below ``root`` (an existing directory; the path to it may hold symlinks,
+    nothing below it is followed); see the module doc.
 
     Raises :class:`InputError` if ``root`` cannot be opened as a directory.
     """
 
     def __init__(self, root: str) -> None:
         self.root = root
-        try:
-            self._root_fd = os.open(root, _DIR_FLAGS)
+        try:  # the root is the caller's choice and may be reached through a symlink
+            self._root_fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
         except OSError as exc:
             raise InputError(f"{root}: cannot open as a directory: "
                              f"{exc.strerror or exc}") from None
@@ -211,6 +212,29 @@ class SafeTree:
         if self._root_fd >= 0:
             os.close(self._root_fd)
             self._root_fd = -1
+
+
+def is_real_dir(path: str) -> bool:
+    """``path`` is a directory itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def open_beside(path: str, flags: int, mode: int = 0o644) -> int:
+    """Open one of carget's own files beside an output (``OUT.carget-partial``, a journal)
+    with ``O_NOFOLLOW``: a symlink someone planted at that name is removed, never written
+    through (these names are carget's, so nothing of the user's is lost). Raises
+    OSError as ``os.open`` does."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, flags, mode)
 
 
 def remove_tree(path: str) -> None:

@@ -38,7 +38,7 @@ from ..errors import (
     UsageError,
 )
 from ..names import is_safe_name, join
-from ..safetree import SafeTree, remove_tree
+from ..safetree import SafeTree, is_real_dir, open_beside, remove_tree
 from ..unixfs.node import decode_unixfs
 from .verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEvent
 
@@ -251,9 +251,15 @@ class FileOutput:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
+        if os.path.islink(self.partial):  # planted: trust neither it nor the journal
+            os.unlink(self.partial)
+            for p in (self.journal_path, self.journal_path + ".tmp"):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
         created = not os.path.lexists(self.partial)
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self.partial, flags, 0o644)
+        self._fd = open_beside(self.partial, os.O_RDWR | os.O_CREAT)
         try:
             if os.fstat(self._fd).st_size != size:
                 os.ftruncate(self._fd, size)
@@ -445,7 +451,8 @@ class FileOutput:
                "size": self.size, "done": self._done, "nodes": self._nodes,
                "frames": self._frames}
         tmp = self.journal_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        fd = open_beside(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with open(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f)
         os.replace(tmp, self.journal_path)
 
@@ -519,7 +526,9 @@ class TreeOutput:
             if not self._journal_matches():
                 self._remove_partial()
             os.makedirs(os.path.join(self.tmp, "out"), exist_ok=True)
-            self._journal = open(self.journal_path, "a", encoding="utf-8")
+            self._journal = open(open_beside(self.journal_path,
+                                             os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                                 "a", encoding="utf-8")
             if self._journal.tell() == 0:
                 self._log({"version": JOURNAL_VERSION, "target": target, "cid": str(cid),
                            "kind": "tree"})
@@ -639,6 +648,8 @@ class TreeOutput:
         self._cur, self._cur_nodes, self._cur_frames = None, {}, {}
 
     def _journal_matches(self) -> bool:
+        if os.path.islink(self.journal_path) or not is_real_dir(os.path.join(self.tmp, "out")):
+            return False  # a link planted at one of carget's names: start afresh
         try:
             with open(self.journal_path, encoding="utf-8") as f:
                 head = json.loads(f.readline())
@@ -646,7 +657,7 @@ class TreeOutput:
             return False
         return (isinstance(head, dict) and head.get("version") == JOURNAL_VERSION
                 and head.get("kind") == "tree" and head.get("cid") == str(self.cid)
-                and os.path.isdir(os.path.join(self.tmp, "out")))
+                and is_real_dir(self.tmp))
 
     def _remove_partial(self) -> None:
         remove_tree(self.tmp)
@@ -694,8 +705,8 @@ class TreeOutput:
                 node = decode_unixfs(cid, got[1])
             except Exception:
                 continue
-            if node.kind != "directory":
-                continue
+            if node.kind != "directory" or (path and self._tree.lookup(path) != ("dir", None)):
+                continue  # gone from disk (or replaced): fetched again whole
             self._entries[path] = ("directory", cid, 0)
             self._links[path] = [(link.name or "", link.cid) for link in node.links]
             if self.on_block is not None:

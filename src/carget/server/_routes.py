@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from ..car.encoder import encode_header
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
-from ..errors import CargetError, DecodeError, NotFoundError, UsageError
+from ..errors import CargetError, DecodeError, NotFoundError, UnsafePathError, UsageError
 from ..names import is_valid_name
 from ..unixfs.node import decode_dag_cbor, decode_unixfs
 from ._car import (
@@ -222,6 +222,8 @@ def plan_request(method: str, target: str, headers: dict[str, str],
         return _error(501 if isinstance(exc, UnsupportedCodec) else 400, str(exc))
     except DecodeError as exc:
         return _error(502, f"stored block is malformed: {exc}")
+    except UnsafePathError as exc:  # a directory listing a name twice: the content's fault
+        return _error(502, f"the DAG is inconsistent: {exc}")
     except CargetError as exc:
         return _error(500, str(exc))
 

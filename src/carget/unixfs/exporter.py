@@ -21,7 +21,7 @@ from ..cid import CID, RAW
 from ..errors import UnixFSError, UsageError
 from ..names import NameSet, check_entry_name
 from .node import Node, decode_unixfs, identity_data
-from .walk import file_children_in, path_step
+from .walk import check_hamt_depth, file_children_in, path_step
 
 __all__ = [
     "DirEntry",
@@ -33,8 +33,6 @@ __all__ = [
 
 GetBlock = Callable[[CID], "bytes | memoryview"]
 
-#: a 64-bit murmur3 hash spread over fanout-bits per level gives at most 64 levels (fanout 2)
-_MAX_HAMT_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +137,7 @@ class Exporter:
 
     def _hamt_entries(self, shard: Node, depth: int,
                       visited: list[CID] | None) -> Iterator[DirEntry]:
-        if depth > _MAX_HAMT_DEPTH:
-            raise UnixFSError(f"HAMT {shard.cid} nests deeper than its hash allows")
+        check_hamt_depth(shard, depth, shard.cid)
         for name, link in shard.hamt_links():
             if name is not None:
                 yield DirEntry(name, link.cid, link.tsize)

@@ -32,7 +32,19 @@ from ..errors import DuplicateName, PathNotFound, UnixFSError, UnsupportedCodec
 from .dagpb import PBLink
 from .node import Node, cbor_walk, decode_dag_cbor, decode_unixfs
 
-__all__ = ["PathStep", "Span", "file_children_in", "path_step"]
+__all__ = ["HASH_BITS", "PathStep", "Span", "check_hamt_depth", "file_children_in",
+           "path_step"]
+
+#: bits of the murmur3-x64-64 hash a HAMT spends, ``log2(fanout)`` per level: a shard
+#: deeper than they reach (8 levels at fanout 256) cannot be one a real importer made
+HASH_BITS = 64
+
+
+def check_hamt_depth(node: Node, depth: int, cid: CID) -> None:
+    """Raise :class:`UnixFSError` if the HAMT shard ``node`` sits deeper (``depth``, 0 for
+    the root) than its hash can address."""
+    if depth * node.hamt_fanout_bits() >= HASH_BITS:
+        raise UnixFSError(f"HAMT shard {cid} nests deeper than its hash allows")
 
 #: an inclusive byte range of a file, as ``entity-bytes`` gives it: (first, last)
 Span = tuple[int, int]
@@ -81,6 +93,7 @@ def path_step(cid: CID, block: bytes | memoryview, segments: Sequence[str], seg:
             raise PathNotFound(f"no entry {name!r} in directory {cid}")
         return PathStep(matches[0].cid, seg + 1, 0, name)
     if node.kind == "hamt":
+        check_hamt_depth(node, hamt_depth, cid)
         found = node.hamt_lookup(name, hamt_depth)
         if found is None:
             raise PathNotFound(f"no entry {name!r} in HAMT shard {cid}")
