@@ -59,6 +59,19 @@ def test_request_head_limit_is_exact(gateway: str, size: int, status: bytes) -> 
     assert out.split(b" ", 2)[1] == status, out[:200]
 
 
+def test_a_431_reaches_a_client_that_sent_more_than_was_read(gateway: str) -> None:
+    """The server stops reading at the limit; closing with the rest unread would make the
+    kernel reset the connection, which can destroy the 431 before the client reads it."""
+    host, port = gateway.removeprefix("http://").split(":")
+    for _ in range(10):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(_head_of(4 * MAX_HEAD_BYTES))
+            out = b""
+            while chunk := s.recv(65536):  # a reset here fails the test
+                out += chunk
+        assert out.startswith(b"HTTP/1.1 431"), out[:100]
+
+
 # --- item 5: tracebacks and unwritable headers ------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,10 @@ __all__ = ["BufferBudget", "FdBudget", "HTTPServer", "ServedStore", "ServerLimit
 #: CID, a deep path and the usual headers take well under 4 KiB; 16 KiB is h11's default
 #: too. h11 checks its limit only against an *incomplete* head, so a whole head that came
 #: in one read passed even when longer; :meth:`_Connection._next_event` therefore never
+#: how long, and how much, a lingering close after an error answer reads before it closes
+#: anyway: enough for a client to take the answer, too little to hold a slot
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 256 << 10
 #: reads past this many bytes of head, and a head that does not end within them is a 431
 MAX_HEAD_BYTES = 16 * 1024
 #: request bodies are not expected on GET/HEAD; a little is drained, more closes the socket
@@ -490,8 +494,23 @@ class _Connection:
                 await self._send_head(plan.status, plan.headers)
                 await self._send(h11.Data(data=plan.body))
                 await self._send(h11.EndOfMessage())
+                await self._linger()
             except (h11.LocalProtocolError, _Close):
                 pass
+
+    async def _linger(self) -> None:
+        """After an error answer to a request we did not read whole (a 431 head), close
+        our side first and read what the client still sends for a moment: closing with
+        unread input makes the kernel send a reset, which can destroy the answer before
+        the client reads it (RFC 9112 section 9.6, "lingering close")."""
+        try:
+            await self.stream.send_eof()
+            with trio.move_on_after(LINGER_SECONDS):
+                got = 0
+                while got < LINGER_BYTES and (data := await self.stream.receive_some(65536)):
+                    got += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
 
     async def _send(self, event: h11.Event) -> None:
         parts = self.conn.send_with_data_passthrough(event)
