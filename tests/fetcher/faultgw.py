@@ -15,6 +15,9 @@ drip            sends ``drip_size`` bytes every ``drip_delay`` seconds
 stall           sends ``at`` blocks, then nothing, forever
 status          answers ``status`` (e.g. 500, or 429 with ``Retry-After``)
 ignore_scope    ignores dag-scope and entity-bytes: sends the whole DAG
+static          a static server in front of a ready-made CAR (a CDN, object storage,
+                nginx): every request gets the root's whole DAG in DFS order, with
+                Content-Length and a bare ``application/vnd.ipld.car`` (no order given)
 content_type    sends the CAR with a wrong Content-Type
 huge_prefix     sends a section length prefix of 2^60
 never_end       after the honest body, sends junk blocks forever
@@ -68,6 +71,7 @@ class Logged:
     sent: int = 0
     began: float = 0.0  # trio clock: the request arrived
     ended: float = float("inf")  # the answer was over (inf while it is not)
+    chunked: bool = True  # its body is sent in chunks
 
 
 def most_at_once(entries: list[Logged]) -> int:
@@ -130,7 +134,7 @@ class FaultGateway:
         if not piece:
             return
         entry.sent += len(piece)
-        if self.chunked:
+        if entry.chunked:
             await stream.send_all(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         else:
             await stream.send_all(piece)
@@ -186,6 +190,8 @@ class FaultGateway:
             root = CID.parse(segs[0])
             if kind == "ignore_scope":
                 blocks = self.store.select(root, [], "all", None, dups)
+            elif kind == "static":
+                blocks = self.store.select(root, [], "all", None, True)
             else:
                 blocks = self.store.select(root, segs[1:], scope, rng, dups)
         except (NotHere, KeyError):
@@ -205,13 +211,16 @@ class FaultGateway:
         ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=" + ("y" if dups else "n")
         if kind == "content_type":
             ctype = "application/octet-stream"
+        elif kind == "static":
+            ctype = "application/vnd.ipld.car"
         hdrs = [("Content-Type", ctype), ("Connection", "close")]
         header = encode_header([root])
         if kind == "huge_prefix":
             body = header + encode_varint(1 << 60) + b"\x01\x55" + os.urandom(64)
             await self.simple(stream, entry, 200, body, ctype)
             return
-        if not self.chunked:
+        chunked = self.chunked and kind != "static"
+        if not chunked:
             total = len(header) + sum(len(s) for s in sections)
             hdrs.append(("Content-Length", str(total)))
         else:
@@ -221,6 +230,7 @@ class FaultGateway:
             await stream.send_all(fault.chunk_line + b"\r\n" + header + b"\r\n")
             entry.sent += len(header)
             await trio.sleep_forever()
+        entry.chunked = chunked
         send = partial(self.send_body_piece, stream, entry)
         await send(header)
         for i, sec in enumerate(sections):
@@ -246,7 +256,7 @@ class FaultGateway:
                 junk = os.urandom(1024)
                 await send(section_prefix(CID.of(junk, RAW), len(junk)) + junk)
                 await trio.sleep(0)
-        if self.chunked:
+        if chunked:
             await stream.send_all(b"0\r\n\r\n")
 
 

@@ -4,7 +4,10 @@ One run of ``carget get`` / ``carget cat`` / :func:`carget.fetcher.fetch_file`:
 
 1. **Race** every gateway for the path's terminal block (``dag-scope=block``): the first
    verified answer wins and the other requests are cancelled (trio's happy-eyeballs
-   pattern: attempts in one nursery, the winner cancels the scope).
+   pattern: attempts in one nursery, the winner cancels the others). A winning answer
+   that goes on with the file's own blocks (a gateway that ignores ``dag-scope`` and
+   ``entity-bytes``: a static server in front of ready-made CARs) is kept as the file's
+   stream, so such a gateway sends the CAR once; afterwards it gets one stream only.
 2. **Split** a multi-block file among every stream (gateways × connections): the ranges
    start even, cut at the root's child boundaries, one long ``entity-bytes`` request per
    stream; a stream that runs out of work takes over the back half of the busiest
@@ -29,7 +32,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -54,10 +57,11 @@ from .api import FetchResult
 from .gateways import find_providers, normalize_gateway
 from .http import open_http
 from .output import FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
-from .split import Pace, Unit, steal
+from .split import Pace, StreamState, Unit, steal
 from .stream import (
     _CONTENT_ERRORS,
     UNIT_BYTES,
+    Continuation,
     FetchOptions,
     _car_url,
     _Gateway,
@@ -106,36 +110,69 @@ def _identity_events(cid: CID, scope: str) -> list[VerifierEvent]:
     return v.feed(memoryview(encode_header([cid]))) + v.feed_eof()
 
 
-async def _resolve(run: _Run) -> _Resolved:
-    """Race the gateways for the path's terminal block; the first verified answer wins."""
+#: (on trio) given the race's winner, where its answer goes on when that answer carries
+#: the rest of the file (a gateway that ignores dag-scope), or None to end it
+Adopt = Callable[["_Resolved"], Awaitable[Continuation | None]]
+
+
+async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
+    """Race the gateways for the path's terminal block; the first verified answer wins.
+
+    A winning answer that goes on past the block with the file's own blocks (a gateway
+    that ignores ``dag-scope``, such as a static server in front of ready-made CARs) is
+    kept when ``adopt`` says where it goes: the same answer then carries the file (the
+    gateway sends each byte once), and this returns once it has ended; what it did not
+    bring is left to the caller."""
     target = run.target
     winner: list[_Resolved] = []
+    scopes: dict[_Gateway, trio.CancelScope] = {}
 
-    async def attempt(gw: _Gateway, cancel: trio.CancelScope) -> None:
-        while not gw.dropped and not gw.not_found:
-            wait = gw.ready_at - trio.current_time()
-            if wait > 0:
-                await trio.sleep(wait)
-            v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
-            collect: list[VerifierEvent] = []
-            url = _car_url(gw.url, target.cid, target.path, Scope.BLOCK, None)
-            try:
-                await _stream(run, gw, v, None, url, collect)
-            except _CONTENT_ERRORS:
-                raise  # the content itself is bad or absent: every gateway would agree
-            except CargetError as exc:
-                run.failed(gw, exc)
-                if isinstance(exc, NotFoundError):
-                    return
-                continue
-            start = next(e for e in collect if isinstance(e, EntityStart) and e.path == "")
-            block = next((bytes(e.data) for e in collect
-                          if isinstance(e, InnerNode) and e.cid == start.cid), b"")
-            if not winner:
-                winner.append(_Resolved(start.cid, start.kind, start.size, block,
-                                        collect, gw))
-                cancel.cancel()
-            return
+    def resolved(collect: list[VerifierEvent], gw: _Gateway) -> bool:
+        """Take this answer as the winner, unless there is one: cancel the others."""
+        if winner:
+            return False
+        start = next(e for e in collect if isinstance(e, EntityStart) and e.path == "")
+        block = next((bytes(e.data) for e in collect
+                      if isinstance(e, InnerNode) and e.cid == start.cid), b"")
+        winner.append(_Resolved(start.cid, start.kind, start.size, block, collect, gw))
+        for other, scope in scopes.items():
+            if other is not gw:
+                scope.cancel()
+        return True
+
+    async def attempt(gw: _Gateway) -> None:
+        with scopes[gw]:
+            while not gw.dropped and not gw.not_found:
+                wait = gw.ready_at - trio.current_time()
+                if wait > 0:
+                    await trio.sleep(wait)
+                v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
+                collect: list[VerifierEvent] = []
+                url = _car_url(gw.url, target.cid, target.path, Scope.BLOCK, None)
+                kept = False
+
+                async def follow(_: DagVerifier, collect: list[VerifierEvent] = collect
+                                 ) -> Continuation | None:
+                    nonlocal kept
+                    if adopt is None or not resolved(collect, gw):
+                        return None
+                    gw.whole = True
+                    run.event("whole-answer", gateway=gw.url)
+                    cont = await adopt(winner[0])
+                    kept = cont is not None
+                    return cont
+
+                try:
+                    await _stream(run, gw, v, None, url, collect, follow=follow)
+                except _CONTENT_ERRORS:
+                    raise  # the content itself is bad or absent: every gateway would agree
+                except CargetError as exc:
+                    run.failed(gw, exc)
+                    if isinstance(exc, NotFoundError) or kept:
+                        return  # a kept answer that broke: the caller fetches the rest
+                    continue
+                resolved(collect, gw)
+                return
 
     if target.cid.is_identity and not target.path:
         # the CID holds its block (bafkqaaa, --inline): no gateway is asked or trusted
@@ -145,7 +182,8 @@ async def _resolve(run: _Run) -> _Resolved:
         return _Resolved(start.cid, start.kind, start.size, block, local, None)
     async with _nursery() as nursery:
         for gw in run.usable():
-            nursery.start_soon(attempt, gw, nursery.cancel_scope)
+            scopes[gw] = trio.CancelScope()
+            nursery.start_soon(attempt, gw)
     if not winner:
         raise run.final_error(str(target))
     return winner[0]
@@ -188,7 +226,10 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     node = decode_unixfs(res.cid, res.block) if res.cid.codec == DAG_PB else None
     gateways = run.usable()
     per_gateway = max(1, run.opts.streams_per_gateway)
-    workers = per_gateway * len(gateways)
+    # a gateway that answers with the whole DAG gets one stream: each request costs it
+    # the file from its start again
+    order = [gw for i in range(per_gateway) for gw in gateways if i == 0 or not gw.whole]
+    workers = len(order)
     first = min(workers, max(len(gateways), usable_cpus()))  # streams that start at once
     run.streams = max(1, workers)
     todo = sum(b - a for a, b in missing)
@@ -279,7 +320,6 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                 streams[gw] = streams.get(gw, 0) + 1
                 nursery.start_soon(worker, gw)
 
-            order = [gw for _ in range(per_gateway) for gw in gateways]
             for gw in order[:first]:
                 start(gw)
             if first < workers:
@@ -405,32 +445,65 @@ class _CarSink:
 
 async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
     opts = run.opts
-    res = await _resolve(run)
-    run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
-              gateway=res.gateway.url if res.gateway else None)
     car = _CarSink(opts.car_out) if opts.car_out else None
-    ok = False
-    try:
+    opened: list[FileOutput] = []
+
+    def announce(res: _Resolved) -> None:
+        run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
+                  gateway=res.gateway.url if res.gateway else None)
         if car is not None:
             car.set_root(res.cid)
             for e in res.events:
                 if isinstance(e, InnerNode):
                     car(e.cid, e.data)
+
+    async def open_file(res: _Resolved) -> FileOutput:
+        """The file's output, made once (by the race's kept answer or after the race),
+        with what a journal of an earlier run vouches for already in place."""
+        if opened:
+            return opened[0]
+        assert res.size is not None
+        announce(res)
+        run.total = res.size
+        fout = FileOutput(out_path, res.cid, res.size, target=str(run.target))
+        opened.append(fout)
+        fout.on_block = car
+        if opts.digest is not None:
+            fout.start_digest(parse_digest(opts.digest)[0])
+        done = await trio.to_thread.run_sync(fout.resume)
+        if done:
+            kept = sum(b - a for a, b in done)
+            run.detail(f"resuming: {kept} verified bytes kept")
+            run.event("resume", bytes=kept)
+            run.bytes_done = kept
+        return fout
+
+    async def adopt(res: _Resolved) -> Continuation | None:
+        # the race's answer carries the whole file: it goes on into the output, from
+        # the first byte still missing to the end of that gap
+        if res.kind != "file" or res.size is None:
+            return None
+        fout = await open_file(res)
+        missing = fout.missing()
+        if not missing:
+            return None
+        lo, hi = missing[0]
+        return Continuation(fout, lo, hi, StreamState(lo))
+
+    ok = False
+    try:
+        try:
+            res = await _resolve(run, adopt)
+        except BaseException as exc:
+            if opened:  # the kept answer was cut off: as below
+                keep = not isinstance(exc, CargetError) or isinstance(exc, NetworkError)
+                opened[0].abandon(keep=keep and opened[0].written > 0)
+            raise
         if res.kind == "file":
             assert res.size is not None
-            run.total = res.size
-            fout = FileOutput(out_path, res.cid, res.size, target=str(run.target))
-            fout.on_block = car
-            if opts.digest is not None:
-                fout.start_digest(parse_digest(opts.digest)[0])
+            fout = await open_file(res)
             keep = False
             try:
-                done = await trio.to_thread.run_sync(fout.resume)
-                if done:
-                    kept = sum(b - a for a, b in done)
-                    run.detail(f"resuming: {kept} verified bytes kept")
-                    run.event("resume", bytes=kept)
-                    run.bytes_done = kept
                 if res.cid.codec == RAW or not decode_unixfs(res.cid, res.block).links:
                     v = DagVerifier(res.cid, scope=Scope.ENTITY)
                     from ..car.encoder import encode_header, section_prefix
@@ -458,6 +531,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 raise
             size = res.size
         elif res.kind in ("directory", "symlink"):
+            announce(res)
             if opts.digest is not None:
                 raise UsageError("--digest applies to files, and this is a " + res.kind)
 
@@ -477,6 +551,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
             size = tree.file_bytes()
             digest = None
         else:
+            announce(res)
             raise UsageError(f"{res.cid} is {res.cid.codec_name}, not a UnixFS file or "
                              f"directory")
         ok = True

@@ -2,17 +2,22 @@
 
 HTTP status handling (404 → not found, 429/5xx → retry after ``Retry-After`` or a backoff,
 a 200 that is not a CAR → a lying gateway), then the body through the verifier into the
-output. The bulk path for plain TCP is one worker thread per stream that receives with a
-blocking duplicate of the socket (1 MiB reads), verifies, and hands batches to a writer
-thread, because a trio hand-off per piece halved throughput (bench_fetch.py); TLS bodies
-go through the same stages with trio receiving. ``_Run`` holds the gateways' fates: a bad
-block drops a gateway for the run, failures back it off, a 404 retires it.
+output. The bulk path, plain TCP and TLS alike, is one worker thread per stream that
+receives with a blocking duplicate of the socket (1 MiB reads), one that verifies, and one
+that writes, because a trio hand-off per piece halved throughput (bench_fetch.py).
+``_Run`` holds the gateways' fates: a bad block drops a gateway for the run, failures back
+it off, a 404 retires it.
+
+An answer that goes on past what was asked (a gateway that ignores ``dag-scope`` or
+``entity-bytes``) can be kept: the caller's ``follow`` hook decides whether the same
+answer goes on to more of the file (:class:`Continuation`), so such a gateway sends each
+byte once.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
@@ -54,7 +59,7 @@ from .verifier import (
     VerifierEvent,
 )
 
-__all__ = ["FetchOptions", "RetryLater", "WrongAnswer"]
+__all__ = ["Continuation", "FetchOptions", "Follow", "RetryLater", "WrongAnswer"]
 
 CAR_ACCEPT: Final = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
 #: the spec's idle timeout: no new bytes for this long ends a stream
@@ -100,11 +105,33 @@ PROGRESS_POLL: Final = 0.25
 STOP_GRACE: Final = 5.0
 
 
+#: seconds a finished answer waits for the block after its range to tell whether the
+#: gateway is sending more than asked (honest answers end at once, so this is only
+#: reached by a gateway that stops sending without ending its answer)
+LOOK_AHEAD: Final = 1.0
+
+
 class _Output(Protocol):
     @property
     def written(self) -> int: ...
 
     def handle(self, events: list[VerifierEvent]) -> int: ...
+
+
+@dataclass
+class Continuation:
+    """Where an answer that goes on past its range continues: the terminal file's bytes
+    ``[lo, hi)`` into ``out``, tracked by ``state``."""
+
+    out: _Output
+    lo: int
+    hi: int
+    state: _StreamState
+
+
+#: called (on trio) when an answer's range is complete and its next block lies past it:
+#: returns where the same answer goes on, or None to end it there
+Follow = Callable[[DagVerifier], Awaitable[Continuation | None]]
 
 
 @dataclass
@@ -127,7 +154,7 @@ class FetchOptions:
 
 
 class _Gateway:
-    __slots__ = ("dropped", "failures", "last_error", "not_found", "ready_at", "url")
+    __slots__ = ("dropped", "failures", "last_error", "not_found", "ready_at", "url", "whole")
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -136,6 +163,9 @@ class _Gateway:
         self.not_found = False
         self.ready_at = 0.0
         self.last_error: CargetError | None = None
+        #: it answers with the whole DAG whatever dag-scope and entity-bytes ask (seen
+        #: once): every request to it costs the file again, so it gets one stream
+        self.whole = False
 
 
 async def _hold_back(gw: _Gateway, pace: Pace, work_left: bool,
@@ -357,6 +387,15 @@ class _Channel(Generic[_T]):
         self._room.put(None)
         return item
 
+    def get_within(self, seconds: float) -> _T | None:
+        """:meth:`get`, or None after ``seconds``."""
+        try:
+            item: _T = self._items.get(timeout=seconds)
+        except Empty:
+            return None
+        self._room.put(None)
+        return item
+
 #: the receiver thread's last item
 _FINISHED: Final = object()
 
@@ -405,7 +444,8 @@ class _Discards:
 
 async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
                           out: _Output | None, collect: list[VerifierEvent] | None,
-                          state: _StreamState, discards: _Discards) -> None:
+                          state: _StreamState, discards: _Discards,
+                          follow: Follow | None = None) -> None:
     """The bulk path for plain TCP: three worker threads joined by bounded queues,
 
     receive (blocking 1 MiB reads) → verify (CAR parsing, hashing) → write (pwrite),
@@ -416,13 +456,20 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
     (set by the verifier when it is done or failed: the receiver stops, the writer
     finishes what is verified) and ``cancelled`` (set when trio cancels the stream: every
     thread stops within :data:`~carget.fetcher.http.STOP_POLL` seconds, and the socket
-    is shut so the receiver returns at once)."""
+    is shut so the receiver returns at once).
 
+    With ``follow``, an answer whose range is complete but whose next block lies past it
+    is offered to ``follow`` (see :class:`Continuation`): the verifier is extended and
+    the same answer goes on, into the continuation's output."""
+
+    token = trio.lowlevel.current_trio_token()
+    sink: list[Any] = [out, state]  # the output and state now written to (follow moves them)
     cancelled = threading.Event()
     enough = threading.Event()
     pieces: _Channel[_Piece | object] = _Channel(PIPE_DEPTH, cancelled)
     queue: _Channel[list[VerifierEvent] | None] = _Channel(WRITE_QUEUE, cancelled)
     failed: list[BaseException] = []
+    pending: list[object] = []  # a receiver's item the look-ahead took out of turn
 
     def receiver() -> None:
         # ends with exactly one _FINISHED (unless cancelled), after the body's None or
@@ -454,35 +501,67 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             while (events := queue.get()) is not None:
                 if failed:
                     continue
+                into, st = sink
                 try:
-                    assert out is not None
-                    state.written += out.handle(events)
+                    st.written += into.handle(events)
                 except BaseException as exc:
                     failed.append(exc)
                     continue
-                state.note(events)
+                st.note(events)
         except _Stopped:
             pass
 
     def verify() -> None:
-        while not verifier.done:
-            piece = pieces.get()
-            if failed:
-                raise failed[0]
-            if isinstance(piece, NetworkError):
-                raise _torn(verifier, resp, piece)
-            if piece is _FINISHED:  # pragma: no cover - the receiver always ends with None
-                raise NetworkError(f"{resp.url}: body ended without its end")
-            assert piece is None or isinstance(piece, memoryview)
-            state.apply(verifier)
-            events = verifier.feed_eof() if piece is None else verifier.feed(piece)
+        nonlocal collect
+        while True:
+            while not verifier.done:
+                piece = pieces.get()
+                if failed:
+                    raise failed[0]
+                if isinstance(piece, NetworkError):
+                    raise _torn(verifier, resp, piece)
+                if piece is _FINISHED:  # pragma: no cover - the receiver always ends with None
+                    raise NetworkError(f"{resp.url}: body ended without its end")
+                assert piece is None or isinstance(piece, memoryview)
+                sink[1].apply(verifier)
+                events = verifier.feed_eof() if piece is None else verifier.feed(piece)
+                del piece
+                passed_on(events)
+                del events
+            if follow is None or not look_ahead():
+                return
+            cont = trio.from_thread.run(follow, verifier, trio_token=token)
+            if cont is None:
+                return
+            # the same answer goes on into the continuation's output; what it verified
+            # before (a race's terminal block) is the caller's already
+            collect = None
+            sink[:] = [cont.out, cont.state]
+            discards.allowance = DISCARD_LIMIT + cont.hi - cont.lo
+            passed_on(verifier.extend(cont.hi, cont.lo))
+
+    def passed_on(events: list[VerifierEvent]) -> None:
+        discards.check(events)
+        if collect is not None:
+            collect.extend(events)
+        if sink[0] is not None and events:
+            queue.put(events)
+
+    def look_ahead() -> bool:
+        """Whether the block after the range lies past it (verifier.beyond), waiting up
+        to LOOK_AHEAD for the bytes that tell."""
+        seen = verifier.beyond()
+        while seen is None:
+            piece = pieces.get_within(LOOK_AHEAD)
+            if not isinstance(piece, memoryview):
+                if piece is not None:
+                    # the answer ended or broke there: hand the receiver's last item back
+                    # for verify_stage's drain, which waits for _FINISHED
+                    pending.append(piece)
+                return False
+            seen = verifier.beyond(piece)
             del piece
-            discards.check(events)
-            if collect is not None:
-                collect.extend(events)
-            if out is not None and events:
-                queue.put(events)
-            del events
+        return seen
 
     def verify_stage() -> None:
         try:
@@ -494,15 +573,17 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             resp.abort()  # done early or failed: the receiver need not wait for more
             try:
                 queue.put(None)  # the writer ends after what is verified
-                while pieces.get() is not _FINISHED:  # let a receiver blocked on put finish
-                    pass
+                if _FINISHED not in pending:
+                    while pieces.get() is not _FINISHED:  # let a blocked receiver finish
+                        pass
             except _Stopped:
                 pass
 
     def report() -> None:
-        n = state.written - state.reported
+        st = sink[1]
+        n = st.written - st.reported
         if n:
-            state.reported += n
+            st.reported += n
             run.progressed(n)
 
     def stop_threads() -> None:
@@ -590,7 +671,7 @@ async def _watch_progress(verifier: DagVerifier, idle: float, scope: trio.Cancel
 
 async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
                   url: str, collect: list[VerifierEvent] | None = None,
-                  state: _StreamState | None = None) -> None:
+                  state: _StreamState | None = None, follow: Follow | None = None) -> None:
     """One CAR request, as a three-stage pipeline joined by bounded channels:
 
     network (1 MiB reads) → verifier (worker thread: CAR parsing, hashing) → output
@@ -598,13 +679,14 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
     Raises what the request, the verifier or the output raised; :class:`FetchTimeout`
     when no new verified block arrives for the idle timeout (from the request on, so a
     head that drips in counts too); :class:`LimitExceeded` for an answer that keeps
-    sending blocks it has sent before (:class:`_Discards`).
+    sending blocks it has sent before (:class:`_Discards`). ``follow``: see
+    :func:`_body_on_thread`.
     """
     idle = run.opts.idle_timeout
     with trio.CancelScope() as stalled:
         async with _nursery() as nursery:
             nursery.start_soon(_watch_progress, verifier, idle, stalled)
-            await _answer(run, gw, verifier, out, url, collect, state)
+            await _answer(run, gw, verifier, out, url, collect, state, follow)
             nursery.cancel_scope.cancel()
     if stalled.cancelled_caught:
         raise FetchTimeout(f"{url}: no new verified block for {idle:g} s")
@@ -612,7 +694,7 @@ async def _stream(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
 
 async def _answer(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output | None,
                   url: str, collect: list[VerifierEvent] | None,
-                  state: _StreamState | None) -> None:
+                  state: _StreamState | None, follow: Follow | None) -> None:
     """:func:`_stream` without its progress watchdog."""
     async with open_http(url, headers={"Accept": CAR_ACCEPT},
                          idle_timeout=run.opts.idle_timeout) as resp:
@@ -632,75 +714,5 @@ async def _answer(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
                   for p in ctype.split(";")[1:]}
         verifier.ordered = params.get("order") == "dfs"
         discards = _Discards(verifier, run.total or 0)
-        if resp.detachable:
-            await _body_on_thread(run, resp, verifier, out, collect, state or _StreamState(),
-                                  discards)
-            return
-        # TLS: the same stages with trio receiving and worker threads verifying, writing
-        # items: body pieces, None at the end of the body, or the error that broke it
-        send, recv = trio.open_memory_channel[_Piece](PIPE_DEPTH)
-        wsend, wrecv = trio.open_memory_channel[list[VerifierEvent]](PIPE_DEPTH)
-
-        def verify(pieces: list[_Piece]) -> list[VerifierEvent]:
-            events: list[VerifierEvent] = []
-            if state is not None:
-                state.apply(verifier)
-            for piece in pieces:
-                if isinstance(piece, NetworkError):
-                    raise _torn(verifier, resp, piece)
-                placed = verifier.feed_eof() if piece is None else verifier.feed(piece)
-                discards.check(placed)
-                events += placed
-                if verifier.done:
-                    break
-            return events
-
-        def write(events: list[VerifierEvent]) -> int:
-            assert out is not None
-            n = out.handle(events)
-            if state is not None:
-                state.note(events)
-            return n
-
-        async def reader() -> None:
-            async with send:
-                while True:
-                    try:
-                        piece: _Piece = await resp.receive()
-                    except NetworkError as exc:
-                        piece = exc
-                    await send.send(piece)
-                    if not isinstance(piece, memoryview):
-                        return
-
-        async def writer() -> None:
-            async with wrecv:
-                async for events in wrecv:
-                    n = await trio.to_thread.run_sync(write, events)
-                    if n:
-                        run.progressed(n)
-
-        async with _nursery() as outer:
-            if out is not None:
-                outer.start_soon(writer)
-            async with wsend:
-                async with _nursery() as inner:
-                    inner.start_soon(reader)
-                    async with recv:
-                        while not verifier.done:
-                            batch: list[_Piece] = [await recv.receive()]
-                            while isinstance(batch[-1], memoryview):
-                                try:
-                                    batch.append(recv.receive_nowait())
-                                except (trio.WouldBlock, trio.EndOfChannel):
-                                    break
-                            events = await trio.to_thread.run_sync(verify, batch)
-                            if collect is not None:
-                                collect.extend(events)
-                            if out is not None and events:
-                                await wsend.send(events)
-                            if not isinstance(batch[-1], memoryview):
-                                break
-                    # verified to the end: stop reading (a gateway that never ends is cut
-                    # off here); closing wsend lets the writer finish what is verified
-                    inner.cancel_scope.cancel()
+        await _body_on_thread(run, resp, verifier, out, collect, state or _StreamState(),
+                              discards, follow)

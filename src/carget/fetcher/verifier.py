@@ -36,6 +36,7 @@ from ..car.decoder import CAR_END, NEED_DATA, TRUSTLESS_LIMITS, CarDecoder
 from ..car.header import CarHeader
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW, Block
 from ..errors import (
+    CargetError,
     IncompleteDAG,
     LimitExceeded,
     NotFoundError,
@@ -188,8 +189,11 @@ class DagVerifier:
         #: the children the walker's rule gives for its bytes (carget.unixfs.walk); only
         #: dag-scope=all carries every child, empty ones included
         self._file_size = 0
-        self.ordered = ordered
+        self._ordered = ordered
         self._buffer_limit = ORDERED_BUFFER_LIMIT if ordered else UNORDERED_BUFFER_LIMIT
+        #: a block read past the end of the asked range by :meth:`beyond`, placed by
+        #: :meth:`extend` (or dropped)
+        self._ahead: Block | None = None
         self._dec = CarDecoder(verify=True, limits=TRUSTLESS_LIMITS)
         self._stack: list[_Want] = []
         self._wanted: dict[CID, int] = {}
@@ -215,6 +219,17 @@ class DagVerifier:
         self._drain()
 
     # --- public ---------------------------------------------------------------------------
+
+    @property
+    def ordered(self) -> bool:
+        """The gateway promised ``order=dfs`` (set from its Content-Type before the first
+        feed): blocks may wait for their turn in a small buffer, else a larger one."""
+        return self._ordered
+
+    @ordered.setter
+    def ordered(self, value: bool) -> None:
+        self._ordered = value
+        self._buffer_limit = ORDERED_BUFFER_LIMIT if value else UNORDERED_BUFFER_LIMIT
 
     @property
     def done(self) -> bool:
@@ -270,12 +285,57 @@ class DagVerifier:
                 keep.append(w)
         self._stack = keep
 
+    def beyond(self, data: bytes | bytearray | memoryview | None = None) -> bool | None:
+        """Once :attr:`done`: does the answer go on past what was asked with the rest of
+        the terminal file (a gateway that ignores ``dag-scope`` or ``entity-bytes``, e.g.
+        a static server in front of ready-made CARs)? Looks at the next block after the
+        asked range, in the bytes already fed plus ``data``: True if it is a block of the
+        terminal's DAG that was left out as outside the range, False if it is anything
+        else (or the answer ends there, or is garbage past the range), None until a whole
+        block is in. The block is kept for :meth:`extend`. Never raises for what follows
+        the range: the asked range is complete either way."""
+        if not self.done or self.terminal is None:
+            return False
+        if self._ahead is not None:
+            return True
+        dec = self._dec
+        try:
+            if data:
+                dec.feed(data)
+            ev = dec.next_event()
+        except (CargetError, RuntimeError):
+            return False
+        if ev is NEED_DATA:
+            return None
+        if not isinstance(ev, Block) or ev.cid not in self._skipped:
+            return False
+        self._ahead = Block(ev.cid, bytes(ev.data))
+        return True
+
+    def extend(self, hi: int, lo: int | None = None) -> list[VerifierEvent]:
+        """After :meth:`beyond` said True: go on placing the terminal file's bytes
+        ``[lo, hi)`` from the same answer (``lo`` defaults to where the asked range
+        ended; a ``dag-scope=block`` answer becomes an entity answer). The terminal's
+        block and the inner nodes already placed are replayed from memory (their
+        :class:`InnerNode` events come again); returns the events of what is placed at
+        once, the looked-ahead block included."""
+        assert self.done and self.terminal is not None and self._ahead is not None
+        self.lo = self.hi if lo is None else lo
+        self.hi = hi
+        self.scope = Scope.ENTITY
+        self._skipped.clear()  # what lay past the old range is wanted now
+        self._push(_Want(self.terminal, _ENTITY))
+        self._drain()
+        ahead, self._ahead = self._ahead, None
+        self._on_block(ahead.cid, ahead.data)
+        return self.feed(b"")
+
     def feed_eof(self) -> list[VerifierEvent]:
         """Say the body ended. Raises :class:`IncompleteDAG` / :class:`NotFoundError` when
         wanted blocks never came, :class:`~carget.errors.CARError` if it ended mid-block."""
+        dec = self._dec
+        dec.feed_eof()  # also once done: beyond() then sees the end
         if not self.done:
-            dec = self._dec
-            dec.feed_eof()
             while not self.done:
                 ev = dec.next_event()
                 if ev is CAR_END:
@@ -430,6 +490,10 @@ class DagVerifier:
         if kind == "file":
             self._out.append(EntityStart(w.path, "file", cid, node.filesize))
             if self.scope == Scope.BLOCK:
+                # its children lie outside the answer asked for: a gateway that sends
+                # them anyway is noticed by beyond(), and extend() replays this block
+                self._remember(cid, data)
+                self._skipped.update(link.cid for link in node.links)
                 self._out.append(InnerNode(cid, data))
                 return
             if w.path == "":

@@ -1,0 +1,167 @@
+"""Gateways that ignore ``dag-scope`` and ``entity-bytes`` (a static server in front of
+ready-made CARs, or a gateway older than those parameters): the race's answer for the root
+block goes on with the whole file, and carget keeps it as the file's stream instead of
+opening more, so the gateway sends the CAR once.
+
+The byte counts are the fault gateway's own (``Logged.sent``: body bytes it wrote).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from dagstore import DagStore
+from faultgw import Fault, fault_gateway
+from fetchhelp import content
+
+from carget.car.encoder import encode_header, section_prefix
+from carget.cid import CID
+from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from carget.fetcher.verifier import DagVerifier, FileData, Scope
+
+SIZE = 6 * 1024 * 1024 + 12345  # 25 leaves of 256 KiB (a parent above them)
+
+
+def car_bytes(store: DagStore, root: CID) -> int:
+    """The size of the whole DAG's CAR (what a static server holds)."""
+    blocks = store.select(root, [], "all", None, True)
+    return len(encode_header([root])) + sum(
+        len(section_prefix(b.cid, len(b.data))) + len(b.data) for b in blocks)
+
+
+@pytest.mark.parametrize("kind", ["static", "ignore_scope"])
+@pytest.mark.parametrize("streams", [1, 2])
+async def test_one_answer_carries_the_file(store: DagStore, tmp_path: Path, kind: str,
+                                           streams: int) -> None:
+    data = content(SIZE, seed=11)
+    cid = store.add_bytes(data, cid_version=1)
+    out = tmp_path / "out"
+    events: list[dict[str, object]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault(kind)) as gw:
+            await run_get(str(cid), str(out), FetchOptions(
+                [gw.url], streams_per_gateway=streams, unit_bytes=1 << 20,
+                progress=events.append))
+    assert out.read_bytes() == data
+    cars = [e for e in gw.log if e.path.startswith("/ipfs/")]
+    assert len(cars) == 1, [(e.query, e.sent) for e in cars]  # the race's answer, kept
+    assert sum(e.sent for e in cars) <= 1.15 * car_bytes(store, cid)
+    assert any(e["event"] == "whole-answer" for e in events)
+
+
+async def test_beside_an_honest_gateway(store: DagStore, tmp_path: Path) -> None:
+    """A static server and an honest gateway: whichever wins the race, the file is
+    right and the static server sends its CAR at most once."""
+    data = content(SIZE, seed=12)
+    cid = store.add_bytes(data, cid_version=1)
+    out = tmp_path / "out"
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("static")) as static, \
+                fault_gateway(store) as honest:
+            await run_get(str(cid), str(out), FetchOptions(
+                [static.url, honest.url], streams_per_gateway=2, unit_bytes=1 << 20))
+    assert out.read_bytes() == data
+    assert sum(e.sent for e in static.log) <= 1.15 * car_bytes(store, cid)
+
+
+async def test_kept_answer_cut_short_is_finished_by_the_next_request(
+        store: DagStore, tmp_path: Path) -> None:
+    """The kept answer breaks mid-file: what it brought stays, the rest comes from a
+    further request (here the same gateway, honest the second time)."""
+    data = content(SIZE, seed=13)
+    cid = store.add_bytes(data, cid_version=1)
+    out = tmp_path / "out"
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("cut_mid", at=12, times=1)) as gw:
+            gw.fault.kind = "cut_mid"
+            real = gw.respond
+
+            async def respond(stream, entry, headers):  # type: ignore[no-untyped-def]
+                # the first answer is the whole DAG (ignoring the block scope), cut
+                if gw.car_requests == 0:
+                    entry.query["dag-scope"] = "all"
+                    entry.query.pop("entity-bytes", None)
+                await real(stream, entry, headers)
+
+            gw.respond = respond  # type: ignore[method-assign]
+            await run_get(str(cid), str(out), FetchOptions(
+                [gw.url], streams_per_gateway=1, unit_bytes=1 << 20, idle_timeout=5))
+    assert out.read_bytes() == data
+    _, *rest = [e for e in gw.log if e.path.startswith("/ipfs/")]
+    assert rest and "entity-bytes" in rest[0].query
+    assert int(rest[0].query["entity-bytes"].split(":")[0]) > 0  # not from the start
+
+
+async def test_cat_from_a_static_server(store: DagStore) -> None:
+    data = content(SIZE, seed=14)
+    cid = store.add_bytes(data, cid_version=1)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.buf = bytearray()
+
+        def write(self, b: bytes) -> int:
+            self.buf += b
+            return len(b)
+
+        def flush(self) -> None:
+            pass
+
+    sink = Sink()
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("static")) as gw:
+            await run_cat(str(cid), FetchOptions([gw.url], unit_bytes=1 << 20), sink)
+    assert bytes(sink.buf) == data
+
+
+# --- the verifier's part -----------------------------------------------------------------
+
+def _car(store: DagStore, root: CID, order: str = "dfs") -> bytes:
+    blocks = store.select(root, [], "all", None, True)
+    if order == "leaves-first":
+        blocks = blocks[1:] + blocks[:1]
+    return encode_header([root]) + b"".join(
+        section_prefix(b.cid, len(b.data)) + bytes(b.data) for b in blocks)
+
+
+def test_block_answer_that_goes_on_is_extended(store: DagStore) -> None:
+    data = content(SIZE, seed=15)
+    cid = store.add_bytes(data, cid_version=1)
+    v = DagVerifier(cid, scope=Scope.BLOCK)
+    car = _car(store, cid)
+    v.feed(car[:300_000])
+    assert v.done
+    assert v.beyond() is True  # the root's first leaf follows the root
+    got = bytearray(SIZE)
+    events = v.extend(SIZE, 0) + v.feed(car[300_000:]) + v.feed_eof()
+    for ev in events:
+        if isinstance(ev, FileData):
+            got[ev.offset:ev.offset + len(ev.data)] = ev.data
+    assert v.done and bytes(got) == data
+
+
+def test_honest_block_answer_is_not_beyond(store: DagStore) -> None:
+    cid = store.add_bytes(content(SIZE, seed=16), cid_version=1)
+    root_block = store.blocks[cid]
+    v = DagVerifier(cid, scope=Scope.BLOCK)
+    v.feed(encode_header([cid]) + section_prefix(cid, len(root_block)) + root_block)
+    assert v.done
+    assert v.beyond() is None  # nothing more yet
+    v.feed_eof()
+    assert v.beyond() is False
+
+
+def test_order_unknown_set_after_construction_takes_the_larger_buffer(
+        store: DagStore) -> None:
+    """``ordered`` is set from the answer's Content-Type after the verifier is made: a
+    CAR without ``order=dfs`` (a ready-made CAR with its root last) gets the unordered
+    buffer, not the 4 MiB one."""
+    data = content(SIZE, seed=17)
+    cid = store.add_bytes(data, cid_version=1)
+    v = DagVerifier(cid, scope=Scope.ENTITY)
+    v.ordered = False
+    n = sum(len(e.data) for e in v.feed(_car(store, cid, "leaves-first")) + v.feed_eof()
+            if isinstance(e, FileData))
+    assert n == SIZE
