@@ -333,7 +333,11 @@ class _TreeAdder:
                     continue
                 cst = _lstat(cpath)
                 if stat.S_ISDIR(cst.st_mode):
-                    stack.append(self._open(cpath, cdisplay, name, cst, active))
+                    sub = self._open(cpath, cdisplay, name, cst, active)
+                    if not sub.pending and not self.opts.empty_dirs:
+                        active.discard(sub.ident)  # kubo --empty-dirs=false: left out
+                        continue
+                    stack.append(sub)
                     continue
                 cid, tsize = self._leaf(cpath, cdisplay, cst)
                 frame.builder.add(name, cid, tsize)
@@ -369,6 +373,18 @@ class _TreeAdder:
                             digest=self.digest)
         self._tell(res.cid, str(res.cid), res.digest)  # kubo names stdin by its CID
         return res.cid, res.tsize
+
+
+def _empty_dir(path: str, hidden: bool) -> bool:
+    """Whether ``path`` is a directory (not a symlink to one) that lists nothing ``-H``
+    would keep (what kubo's --empty-dirs=false leaves out)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        with os.scandir(path) as listing:
+            return not any(hidden or not e.name.startswith(".") for e in listing)
+    except OSError:
+        return False  # the import itself reports it
 
 
 def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
@@ -443,6 +459,8 @@ def add_paths(
             cid, tsize = adder.stdin()
             wrapper.add(str(cid), cid, tsize)
             continue
+        if not opts.empty_dirs and _empty_dir(path, opts.hidden):
+            continue  # kubo: under -w an argument directory is not the top one, so it goes
         cid, tsize, lines = adder.node(path, name)
         try:
             wrapper.add(name, cid, tsize)

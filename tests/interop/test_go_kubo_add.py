@@ -127,6 +127,9 @@ TREESETS: dict[str, list[str]] = {
     "r-H-dirlinks-4": ["-r", "-H", "--max-directory-links=4"],
     "r-H-dirlinks-3-fanout-16": ["-r", "-H", "--max-directory-links=3", "--max-hamt-fanout=16"],
     "r-H-w-dirlinks-1": ["-r", "-H", "-w", "--max-directory-links=1"],
+    "r-no-empty-dirs": ["-r", "--empty-dirs=false"],
+    "r-H-no-empty-dirs": ["-r", "-H", "--empty-dirs=false"],
+    "r-empty-dirs-true": ["-r", "--empty-dirs=true"],
 }
 
 #: (case id) -> why carget differs from kubo 0.43.1 (strict xfail)
@@ -232,6 +235,11 @@ def fixed_cases() -> list[Case]:
         Case("symlink-arg-mtime", ("--preserve-mtime", "tree/link-file")),
         Case("dir-arg-dotted", ("-r", "tree/.hdir")),
         Case("tree-empty-dir", ("-r", "tree/empty")),
+        Case("tree-empty-dir-no-empty-dirs", ("-r", "--empty-dirs=false", "tree/empty")),
+        Case("wrap-empty-dir-no-empty-dirs", ("-r", "-w", "--empty-dirs=false", "tree/empty",
+                                              "f/b1")),
+        Case("wrap-onlydots-no-empty-dirs", ("-r", "-w", "--empty-dirs=false",
+                                             "tree/onlydots", "tree/nest")),
         # kubo's refusals
         Case("err-fanout-12", ("--max-hamt-fanout=12", "f/b1")),
         Case("err-fanout-4", ("--max-hamt-fanout=4", "f/b1")),
@@ -290,6 +298,9 @@ def _write_tree(root: Path, rng: random.Random) -> None:
     (root / "sub" / "deeper").mkdir(parents=True)
     (root / ".hdir").mkdir()
     (root / "empty").mkdir()
+    (root / "onlydots").mkdir()  # empty without -H
+    (root / "onlydots" / ".z").write_bytes(b"z")
+    (root / "nest" / "empty2").mkdir(parents=True)  # holds only an empty directory
     files = {"a.txt": 10, "é日本.bin": 5000, "sub/b": 300_000, "sub/deeper/c": 0,
              "sub/.hidden": 7, ".hdir/x": 40, "space name": 1, "f": 33}
     for i, (rel, size) in enumerate(files.items()):

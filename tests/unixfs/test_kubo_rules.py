@@ -113,3 +113,34 @@ def test_directory_limits_skip_only_the_top_directory(tmp_path: Path) -> None:
     wrapped = add_paths([str(d)], resolve_options(max_directory_links=2, wrap=True), emit=emit)[0]
     (top,) = decode_node(blocks[wrapped]).links
     assert kind(wrapped) == 1 and kind(top.cid) == 5
+
+
+def test_empty_dirs_false_leaves_out_empty_directories_but_the_top(tmp_path: Path) -> None:
+    """kubo 0.43.1 `--empty-dirs=false`: a directory listing nothing (dot-files count as
+    nothing without -H) is left out, except the top one; under -w an argument is not it."""
+    from carget.tree import add_paths
+    from carget.unixfs.dagpb import decode_node
+
+    d = tmp_path / "d"
+    (d / "empty").mkdir(parents=True)
+    (d / "dots").mkdir()
+    (d / "dots" / ".x").write_bytes(b"x")
+    (d / "f").write_bytes(b"f")
+    blocks: dict[CID, bytes] = {}
+
+    def emit(b: Block) -> None:
+        blocks[b.cid] = bytes(b.data)
+
+    def names(cid: CID) -> list[str]:
+        return [link.name or "" for link in decode_node(blocks[cid]).links]
+
+    root = add_paths([str(d)], resolve_options(empty_dirs=False), emit=emit)[0]
+    assert names(root) == ["f"]
+    assert names(add_paths([str(d)], resolve_options(), emit=emit)[0]) == ["dots", "empty", "f"]
+    assert names(add_paths([str(d)], resolve_options(empty_dirs=False, hidden=True),
+                           emit=emit)[0]) == ["dots", "f"]
+    top = add_paths([str(d / "empty")], resolve_options(empty_dirs=False), emit=emit)[0]
+    assert names(top) == []  # the top directory stays, empty
+    wrapped = add_paths([str(d / "empty"), str(d / "f")],
+                        resolve_options(empty_dirs=False, wrap=True), emit=emit)[0]
+    assert names(wrapped) == ["f"]

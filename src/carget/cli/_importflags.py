@@ -34,6 +34,7 @@ _NAMES = (
     "max_file_links",
     "max_directory_links",
     "max_hamt_fanout",
+    "empty_dirs",
     "jobs",
 )
 
@@ -45,6 +46,8 @@ class KuboFlagsCommand(click.Command):
 
     BARE: ClassVar[dict[str, str]] = {
         "--raw-leaves": "--raw-leaves=true",
+        "--empty-dirs": "--empty-dirs=true",
+        "-E": "--empty-dirs=true",
         "--digest": "--digest=sha256",
     }
 
@@ -136,6 +139,13 @@ def import_flags(fn: F) -> F:
             "not for the top directory of the add).",
         ),
         click.option(
+            "--empty-dirs",
+            "-E",
+            type=click.BOOL,
+            default=True,
+            help="Include empty directories (--empty-dirs[=true|false], default true).",
+        ),
+        click.option(
             "--jobs",
             "-j",
             type=click.IntRange(1),
@@ -170,5 +180,6 @@ def pop_import_options(flags: dict[str, Any]) -> tuple[ImportOptions, int | None
         max_file_links=v["max_file_links"],
         max_directory_links=v["max_directory_links"],
         max_hamt_fanout=v["max_hamt_fanout"],
+        empty_dirs=v["empty_dirs"],
     )
     return opts, v["jobs"]

@@ -56,6 +56,9 @@ class ImportOptions:
     #: --max-directory-links (Import.UnixFSDirectoryMaxLinks): a basic directory of more
     #: entries becomes a HAMT; 0 (or less) means no limit
     max_directory_links: int = 0
+    #: -E/--empty-dirs (Import.UnixFSIncludeEmptyDirs): False leaves out a directory whose
+    #: listing is empty (after -H filtering), except the top one
+    empty_dirs: bool = True
 
     def replace(self, **changes: object) -> ImportOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -112,6 +115,7 @@ def resolve_options(
     max_file_links: int | None = None,
     max_directory_links: int | None = None,
     max_hamt_fanout: int | None = None,
+    empty_dirs: bool = True,
 ) -> ImportOptions:
     """Turn ``ipfs add`` flags into :class:`ImportOptions`, with kubo's rules.
 
@@ -173,6 +177,7 @@ def resolve_options(
         max_links=file_links,
         hamt_fanout=fanout,
         max_directory_links=max(dir_links, 0),
+        empty_dirs=empty_dirs,
         cid_version=version,
         raw_leaves=raw,
         chunk_size=parse_chunker(chunker) if chunker else base.chunk_size,
