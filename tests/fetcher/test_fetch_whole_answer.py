@@ -114,6 +114,9 @@ async def test_cat_from_a_static_server(store: DagStore) -> None:
         async with fault_gateway(store, Fault("static")) as gw:
             await run_cat(str(cid), FetchOptions([gw.url], unit_bytes=1 << 20), sink)
     assert bytes(sink.buf) == data
+    cars = [e for e in gw.log if e.path.startswith("/ipfs/")]
+    assert len(cars) == 1  # the race's answer went on to stdout
+    assert sum(e.sent for e in cars) <= 1.15 * car_bytes(store, cid)
 
 
 # --- the verifier's part -----------------------------------------------------------------

@@ -677,25 +677,45 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
     algo = parse_digest(opts.digest)[0] if opts.digest else None
     out = StreamOutput(stream if stream is not None else sys.stdout.buffer, algo)
 
-    async def go() -> FetchResult:
-        res = await _resolve(run)
+    announced: list[_Resolved] = []
+
+    def announce(res: _Resolved) -> None:
+        if announced:
+            return
+        announced.append(res)
         run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
                   gateway=res.gateway.url if res.gateway else None)
         if res.kind != "file":
             raise UsageError(f"{run.target} is a {res.kind}: cat needs a file")
         run.total = res.size
-        assert res.size is not None
         if car is not None:
             car.set_root(res.cid)
             for e in res.events:
                 if isinstance(e, InnerNode):
                     car(e.cid, e.data)
+
+    async def adopt(res: _Resolved) -> Continuation | None:
+        # the race's answer carries the whole file (a gateway that ignores dag-scope):
+        # it goes on to stdout, in order, from the first byte
+        if res.kind != "file" or res.size is None or out.pos:
+            return None
+        announce(res)
+        return Continuation(out, 0, res.size, StreamState(0))
+
+    async def go() -> FetchResult:
+        res = await _resolve(run, adopt)
+        announce(res)
+        assert res.size is not None
         gws = [g for g in (res.gateway,) if g] + [g for g in run.gateways if g is not res.gateway]
         if res.gateway is None:  # an identity CID: its bytes are already here
             await trio.to_thread.run_sync(out.handle, _identity_events(res.cid, Scope.ENTITY))
             gws = []
+        if out.pos >= res.size:  # the race's kept answer brought it all
+            gws = []
         usable = [g for g in gws if not g.dropped and not g.not_found]
-        workers = [g for g in usable for _ in range(max(1, opts.streams_per_gateway))]
+        # a gateway that answers with the whole DAG gets one stream (see _fetch_file_units)
+        workers = [g for i in range(max(1, opts.streams_per_gateway)) for g in usable
+                   if i == 0 or not g.whole]
         multi_block = res.cid.codec == DAG_PB and bool(decode_unixfs(res.cid, res.block).links)
         if len(usable) > 1 and multi_block and res.size > opts.unit_bytes:
             # several gateways, the bytes still in order: a window of segments in memory
