@@ -21,12 +21,18 @@ One trust store for every request carget makes (:func:`ssl_context`): the system
 default verify paths, which OpenSSL takes from ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``
 when they are set; httpx is handed the same context (delegated routing).
 
+Proxies (:mod:`carget.fetcher.proxy`): the connection goes to the proxy; ``https``
+through a ``CONNECT`` tunnel, the TLS session then end to end with the gateway. The
+gateway's name is never looked up locally when a proxy carries the request.
+
 Errors: :class:`~carget.errors.NetworkError` (refused, broken, TLS failures, naming the
-certificate problem), :class:`~carget.errors.FetchTimeout` while connecting.
+certificate problem, a proxy that refuses the tunnel), :class:`~carget.errors.FetchTimeout`
+while connecting.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import ssl
@@ -36,9 +42,11 @@ from typing import Final, cast
 import trio
 
 from ..errors import FetchTimeout, NetworkError
+from .framing import NEED_DATA, Head, ResponseReader
+from .proxy import Proxy
 
 __all__ = ["RCVBUF", "TLS_RECORD", "BlockingReader", "Connection", "open_connection",
-           "ssl_context"]
+           "proxy_authorization", "ssl_context"]
 
 #: socket receive buffer asked for (the kernel may cap it at net.core.rmem_max): a big
 #: buffer lets one receive return up to a read's size, so the verifier gets fewer,
@@ -210,17 +218,55 @@ class BlockingReader:
         return memoryview(buf)[:got]
 
 
-async def open_connection(url: str, scheme: str, host: str, port: int, idle: float
-                          ) -> Connection:
-    """Connect to ``host:port`` (with TLS for ``https``). Raises :class:`FetchTimeout`
-    after ``idle`` seconds, :class:`NetworkError` when it cannot connect (``url`` starts
-    the message)."""
+def proxy_authorization(proxy: Proxy) -> str:
+    """The ``Proxy-Authorization`` header line for ``proxy`` ("" without credentials)."""
+    if proxy.auth is None:
+        return ""
+    token = base64.b64encode(":".join(proxy.auth).encode()).decode("ascii")
+    return f"Proxy-Authorization: Basic {token}\r\n"
+
+
+async def _tunnel(conn: Connection, url: str, proxy: Proxy) -> None:
+    """Ask the proxy for a tunnel to ``conn.host:conn.port`` (``CONNECT``); its name is
+    the proxy's to resolve. Raises :class:`NetworkError` when the proxy refuses."""
+    host = f"[{conn.host}]" if ":" in conn.host else conn.host
+    await conn.send_all(f"CONNECT {host}:{conn.port} HTTP/1.1\r\nHost: {host}:{conn.port}\r\n"
+                        f"{proxy_authorization(proxy)}\r\n".encode("latin-1"))
+    reader = ResponseReader(f"{url}: proxy {proxy.host}:{proxy.port}", connect=True)
+    while True:
+        event = reader.next_event()
+        if event is NEED_DATA:
+            data = await conn.receive_some(TLS_RECORD)
+            if data:
+                reader.feed(data)
+            else:
+                reader.feed_eof()
+            continue
+        assert isinstance(event, Head)
+        if not 200 <= event.status < 300:
+            raise NetworkError(f"{url}: proxy {proxy.host}:{proxy.port} refused the tunnel: "
+                               f"{event.status} {event.reason}")
+        return
+
+
+async def open_connection(url: str, scheme: str, host: str, port: int, idle: float,
+                          proxy: Proxy | None = None) -> Connection:
+    """Connect to ``host:port`` (with TLS for ``https``), through ``proxy`` if given (a
+    ``CONNECT`` tunnel for ``https``; for ``http`` the connection is to the proxy, and the
+    request names the target in absolute form). Raises :class:`FetchTimeout` after
+    ``idle`` seconds, :class:`NetworkError` when it cannot connect (``url`` starts the
+    message)."""
     tcp: trio.SocketStream | None = None
     try:
         with trio.fail_after(idle):
-            tcp = await trio.open_tcp_stream(host, port)
+            if proxy is None:
+                tcp = await trio.open_tcp_stream(host, port)
+            else:
+                tcp = await trio.open_tcp_stream(proxy.host, proxy.port)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             conn = Connection(tcp, host, port)
+            if proxy is not None and scheme == "https":
+                await _tunnel(conn, url, proxy)
             if scheme == "https":
                 await conn.start_tls(ssl_context(), host)
             return conn
@@ -228,6 +274,10 @@ async def open_connection(url: str, scheme: str, host: str, port: int, idle: flo
         if tcp is not None:
             tcp.socket.close()
         raise FetchTimeout(f"{url}: connecting took more than {idle:g} s") from None
+    except NetworkError:
+        if tcp is not None:
+            tcp.socket.close()
+        raise
     except (OSError, trio.BrokenResourceError) as exc:  # ssl.SSLError is an OSError
         if tcp is not None:
             tcp.socket.close()

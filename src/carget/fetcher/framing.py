@@ -116,8 +116,11 @@ class ResponseReader:
     """Frames one HTTP/1.1 response (see the module docstring). ``where`` (the URL) starts
     every error message."""
 
-    def __init__(self, where: str = "") -> None:
+    def __init__(self, where: str = "", *, connect: bool = False) -> None:
         self.where = where
+        #: this answers a CONNECT: a 2xx has no body, the tunnel starts after its head
+        #: (RFC 9112 §6.3 item 2)
+        self._connect = connect
         self._state = _STATUS
         self._buf = _EMPTY  # fed bytes not yet consumed
         self._partial = bytearray()  # the start of a line whose CRLF has not arrived
@@ -370,7 +373,7 @@ class ResponseReader:
         self._fields = []
         chunked = False
         length: int | None = None
-        if status in (204, 304):
+        if status in (204, 304) or (self._connect and status < 300):
             length = 0  # RFC 9112 §6.3: no body, whatever the fields say
         elif codings:
             if lengths:

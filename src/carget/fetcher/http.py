@@ -8,8 +8,15 @@ reader (:class:`~carget.fetcher.framing.ResponseReader`), which returns body pie
 memoryview slices of the receive buffers (no copies) for Content-Length, chunked and
 close-delimited bodies. The same reader frames the body whether trio receives it
 (:meth:`HttpResponse.receive`) or a worker thread does
-(:meth:`HttpResponse.read_body_blocking`). httpx stays for the small JSON requests
-(delegated routing).
+(:meth:`HttpResponse.read_body_blocking`), for plain TCP and TLS alike
+(:mod:`carget.fetcher.connection`). httpx stays for the small JSON requests (delegated
+routing), with the same trust store.
+
+Proxies: every request here (gateway CAR and raw requests, the ``--fallback-url``
+mirror) goes through the proxy the environment names for its URL (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, matched as httpx matches them:
+:mod:`carget.fetcher.proxy`): ``http`` in absolute form to the proxy, ``https`` through a
+``CONNECT`` tunnel; the gateway's name is then resolved by the proxy alone.
 
 Redirects (:func:`open_http`'s ``redirects``), the one policy for every request carget
 makes with this module:
@@ -39,8 +46,9 @@ from urllib.parse import urljoin, urlsplit
 import trio
 
 from ..errors import FetchTimeout, NetworkError
-from .connection import RCVBUF, Connection, open_connection, ssl_context
+from .connection import RCVBUF, Connection, open_connection, proxy_authorization, ssl_context
 from .framing import END, NEED_DATA, Head, ResponseReader
+from .proxy import proxy_for
 
 __all__ = ["MAX_REDIRECTS", "RCVBUF", "READ_SIZE", "STOP_POLL", "HttpResponse",
            "RedirectPolicy", "open_http", "ssl_context"]
@@ -173,11 +181,19 @@ async def _connect(url: str, idle: float) -> tuple[Connection, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NetworkError(f"unsupported URL {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    conn = await open_connection(url, parts.scheme, parts.hostname, port, idle)
+    try:
+        proxy = proxy_for(url)
+    except ValueError as exc:
+        raise NetworkError(f"{url}: {exc}") from None
+    conn = await open_connection(url, parts.scheme, parts.hostname, port, idle, proxy)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     host = parts.netloc.rpartition("@")[2]
+    if proxy is not None and parts.scheme == "http":
+        # absolute form to the proxy (RFC 9112 §3.2.2): the proxy resolves the name
+        return conn, (f"GET http://{host}{target} HTTP/1.1\r\nHost: {host}\r\n"
+                      f"{proxy_authorization(proxy)}")
     return conn, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
 
 
