@@ -150,7 +150,7 @@ class _TreeAdder:
         self.emit = emit
         self.digest = digest
         self.report = report
-        self.meta = opts.preserve_mode or opts.preserve_mtime
+        self.meta = bool(opts.preserve_mode or opts.preserve_mtime or opts.mode or opts.mtime)
         self._leaves = LeafEncoder(opts)
         self._one_leaf = opts.layout == "balanced"
         self._chunk = opts.chunk_size
@@ -162,10 +162,14 @@ class _TreeAdder:
     # --- metadata (UnixFS 1.5) ---------------------------------------------------------
 
     def _mode(self, st: os.stat_result) -> int | None:
+        if self.opts.mode is not None:
+            return self.opts.mode  # kubo --mode: the same for every entry
         # boxo ModePermsToUnixPerms: permission bits + setuid/setgid/sticky, no file type
         return (stat.S_IMODE(st.st_mode) or None) if self.opts.preserve_mode else None
 
     def _mtime(self, st: os.stat_result) -> UnixTime | None:
+        if self.opts.mtime is not None:
+            return UnixTime(self.opts.mtime[0], self.opts.mtime[1] or None)  # kubo --mtime
         if not self.opts.preserve_mtime:
             return None
         seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)  # Go: Unix(), Nanosecond()
@@ -449,10 +453,14 @@ def add_paths(
                     report(line[0], line[1], None)
             roots.append(cid)
         return roots
-    # -w: kubo adds the arguments as the entries of one directory (no mode or mtime)
+    # -w: kubo adds the arguments as the entries of one directory (no mode or mtime from
+    # --preserve-*, but --mode/--mtime's)
     from .unixfs.directory import DirectoryBuilder
 
-    wrapper = DirectoryBuilder(top_directory_options(opts))
+    # (kubo --mode/--mtime reach the wrapper too: it is the top directory they are set on)
+    wrapper = DirectoryBuilder(top_directory_options(opts), mode=opts.mode,
+                               mtime=UnixTime(opts.mtime[0], opts.mtime[1] or None)
+                               if opts.mtime else None)
     sub: dict[str, list[_DirLine]] = {}
     for path, name in args:
         if name is None:

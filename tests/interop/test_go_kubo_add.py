@@ -73,6 +73,12 @@ FLAGSETS: dict[str, list[str]] = {
     "preserve-mode": ["--preserve-mode"],
     "preserve-mtime": ["--preserve-mtime"],
     "preserve-both-v1": ["--preserve-mode", "--preserve-mtime", "--cid-version=1"],
+    "mode-0644": ["--mode=0644"],
+    "mode-decimal-420": ["--mode=420"],
+    "mode-04755-mtime-nsecs": ["--mode=04755", "--mtime=1700000000", "--mtime-nsecs=5"],
+    "mtime-negative": ["--mtime=-5"],
+    "mtime-nsecs-v1": ["--mtime=10", "--mtime-nsecs=999999999", "--cid-version=1"],
+    "mode-over-preserve": ["--mode=0600", "--preserve-mode", "--preserve-mtime"],
     "size-1000": ["--chunker=size-1000"],
     "size-max": ["--chunker=size-2096896"],
     "size-max-v1": ["--chunker=size-2096896", "--cid-version=1"],
@@ -128,6 +134,9 @@ TREESETS: dict[str, list[str]] = {
     "r-H-dirlinks-3-fanout-16": ["-r", "-H", "--max-directory-links=3", "--max-hamt-fanout=16"],
     "r-H-w-dirlinks-1": ["-r", "-H", "-w", "--max-directory-links=1"],
     "r-no-empty-dirs": ["-r", "--empty-dirs=false"],
+    "r-H-mode-0700": ["-r", "-H", "--mode=0700"],
+    "r-H-mtime-nsecs": ["-r", "-H", "--mtime=1234567890", "--mtime-nsecs=999999999"],
+    "r-H-w-mode-mtime": ["-r", "-H", "-w", "--mode=0755", "--mtime=42"],
     "r-H-no-empty-dirs": ["-r", "-H", "--empty-dirs=false"],
     "r-empty-dirs-true": ["-r", "--empty-dirs=true"],
 }
@@ -150,11 +159,11 @@ class Case:
                 profile = a.split("=", 1)[1]
             else:
                 args.append(a)
-        # kubo 0.43.1 `add --only-hash -r --preserve-mode/-mtime DIR` fails ("ipld: could
-        # not find"): those jobs store into the throwaway repository instead
-        meta = {"--preserve-mode", "--preserve-mtime"} & set(args)
+        # kubo 0.43.1 `add --only-hash` of a directory (-r, -w) with mode or mtime fails
+        # ("ipld: could not find"): those jobs store into the throwaway repository instead
+        meta = {a for a in args if a.startswith(("--preserve-", "--mode", "--mtime"))}
         return Job(tuple(args), profile=profile, cwd=str(root),
-                   only_hash=not (meta and "-r" in args))
+                   only_hash=not (meta and {"-r", "-w"} & set(args)))
 
 
 def _hamt_names(count: int, per_link: int, target: int, width: int) -> list[str]:
@@ -251,6 +260,10 @@ def fixed_cases() -> list[Case]:
         Case("err-mtime-raw-v1", ("--preserve-mtime", "--raw-leaves=true", "--cid-version=1",
                                   "f/b1")),
         Case("err-size-0", ("--chunker=size-0", "f/b1")),
+        Case("err-nsecs-alone", ("--mtime-nsecs=5", "f/b1")),
+        Case("err-nsecs-over", ("--mtime=10", "--mtime-nsecs=1000000000", "f/b1")),
+        Case("err-custom-mode-raw", ("--mode=0644", "--raw-leaves", "f/b1")),
+        Case("wrap-files-mode", ("-w", "--mode=0640", "--mtime=7", "f/b1", "f/k1000")),
         Case("err-hash-unknown", ("--hash=nope", "f/b1")),
     ]
     return [*cases, *hamt_cases()]
@@ -283,7 +296,9 @@ def random_cases(rng: random.Random, count: int) -> tuple[list[Case], dict[str, 
         if rng.random() < 0.3:
             flags.append(f"--max-file-links={rng.randrange(2, 300)}")
         if rng.random() < 0.1:
-            flags.append(rng.choice(["--preserve-mode", "--preserve-mtime"]))
+            flags.append(rng.choice(["--preserve-mode", "--preserve-mtime",
+                                     f"--mode=0{rng.randrange(0o10000):o}",
+                                     f"--mtime={rng.randrange(-10**9, 10**10)}"]))
         if size // 16 > 20_000 and any(f.startswith("--chunker=size-") for f in flags):
             size = min(size, 20_000 * 16)
             sizes[name] = size

@@ -144,3 +144,35 @@ def test_empty_dirs_false_leaves_out_empty_directories_but_the_top(tmp_path: Pat
     wrapped = add_paths([str(d / "empty"), str(d / "f")],
                         resolve_options(empty_dirs=False, wrap=True), emit=emit)[0]
     assert names(wrapped) == ["f"]
+
+
+def test_custom_mode_and_mtime() -> None:
+    opts = resolve_options(mode=0o4755, mtime=12, mtime_nsecs=5)
+    assert (opts.mode, opts.mtime, opts.raw_leaves) == (0o755, (12, 5), False)
+    assert resolve_options(mode=0, mtime=0).mode is None  # 0 is "not given", as kubo
+    both = resolve_options(mode=0o600, preserve_mode=True, preserve_mtime=True, mtime=3)
+    assert not both.preserve_mode and not both.preserve_mtime  # the given values win
+    with pytest.raises(UsageError, match="requires"):
+        resolve_options(mtime_nsecs=5)
+    with pytest.raises(UsageError, match=r"\[1, 999999999\]"):
+        resolve_options(mtime=1, mtime_nsecs=10**9)
+    with pytest.raises(UsageError, match="raw-leaves"):
+        resolve_options(mode=0o644, raw_leaves=True)
+
+
+@pytest.mark.parametrize(("text", "mode"), [("0644", 0o644), ("0o644", 0o644), ("420", 0o644),
+                                             ("0x1a4", 0o644)])
+def test_mode_is_read_as_go_reads_a_uint(text: str, mode: int) -> None:
+    from carget.cli._importflags import pop_import_options
+
+    flags = {n: None for n in ("wrap", "hidden", "cid_version", "raw_leaves", "chunker",
+                               "trickle", "hash_name", "inline", "inline_limit", "profile",
+                               "preserve_mode", "preserve_mtime", "max_file_links",
+                               "max_directory_links", "max_hamt_fanout", "mtime",
+                               "mtime_nsecs", "jobs")}
+    flags |= {"wrap": False, "hidden": False, "trickle": False, "inline": False,
+              "preserve_mode": False, "preserve_mtime": False, "empty_dirs": True}
+    from carget.cli._importflags import _GoUint
+
+    flags["mode"] = _GoUint().convert(text, None, None)
+    assert pop_import_options(flags)[0].mode == mode

@@ -35,6 +35,9 @@ _NAMES = (
     "max_directory_links",
     "max_hamt_fanout",
     "empty_dirs",
+    "mode",
+    "mtime",
+    "mtime_nsecs",
     "jobs",
 )
 
@@ -60,6 +63,29 @@ class KuboFlagsCommand(click.Command):
                 break
             fixed.append(self.BARE[arg] if arg in self.BARE and arg in names else arg)
         return super().parse_args(ctx, fixed)
+
+
+class _GoUint(click.ParamType):  # type: ignore[type-arg]
+    """An unsigned number as kubo's command parser reads it (Go ``strconv.ParseUint(s, 0,
+    32)``): ``0644`` and ``0o644`` are octal, ``0x1a4`` hex, ``420`` decimal."""
+
+    name = "uint"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).replace("_", "")
+        try:
+            if len(text) > 1 and text[0] == "0" and text[1].isdigit():
+                n = int(text[1:], 8)  # Go's leading-zero octal
+            else:
+                n = int(text, 0)
+        except ValueError:
+            self.fail(f"{value!r} is not an unsigned number", param, ctx)
+        if not 0 <= n < 2**32:
+            self.fail(f"{value!r} is out of range (0 to 2^32-1)", param, ctx)
+        return n
 
 
 def import_flags(fn: F) -> F:
@@ -146,6 +172,24 @@ def import_flags(fn: F) -> F:
             help="Include empty directories (--empty-dirs[=true|false], default true).",
         ),
         click.option(
+            "--mode",
+            type=_GoUint(),
+            default=None,
+            help="Store this POSIX mode (e.g. 0644) in every file and directory (UnixFS 1.5).",
+        ),
+        click.option(
+            "--mtime",
+            type=int,
+            default=None,
+            help="Store this modification time (seconds since the Unix epoch) in every entry.",
+        ),
+        click.option(
+            "--mtime-nsecs",
+            type=_GoUint(),
+            default=None,
+            help="The nanoseconds of --mtime.",
+        ),
+        click.option(
             "--jobs",
             "-j",
             type=click.IntRange(1),
@@ -181,5 +225,8 @@ def pop_import_options(flags: dict[str, Any]) -> tuple[ImportOptions, int | None
         max_directory_links=v["max_directory_links"],
         max_hamt_fanout=v["max_hamt_fanout"],
         empty_dirs=v["empty_dirs"],
+        mode=v["mode"],
+        mtime=v["mtime"],
+        mtime_nsecs=v["mtime_nsecs"],
     )
     return opts, v["jobs"]

@@ -59,6 +59,11 @@ class ImportOptions:
     #: -E/--empty-dirs (Import.UnixFSIncludeEmptyDirs): False leaves out a directory whose
     #: listing is empty (after -H filtering), except the top one
     empty_dirs: bool = True
+    #: --mode (UnixFS 1.5): one mode for every file and directory (kubo casts the number to
+    #: a Go os.FileMode, so only the 0o777 permission bits survive); None: not given
+    mode: int | None = None
+    #: --mtime / --mtime-nsecs: one (seconds, nanoseconds) for every entry; None: not given
+    mtime: tuple[int, int] | None = None
 
     def replace(self, **changes: object) -> ImportOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -116,6 +121,9 @@ def resolve_options(
     max_directory_links: int | None = None,
     max_hamt_fanout: int | None = None,
     empty_dirs: bool = True,
+    mode: int | None = None,
+    mtime: int | None = None,
+    mtime_nsecs: int | None = None,
 ) -> ImportOptions:
     """Turn ``ipfs add`` flags into :class:`ImportOptions`, with kubo's rules.
 
@@ -151,7 +159,18 @@ def resolve_options(
         raw = base.raw_leaves if profile is not None else version > 0
     else:
         raw = raw_leaves
-    if preserve_mode or preserve_mtime:
+    # kubo: --mode/--mtime of 0 mean "not given"; a given one wins over --preserve-*
+    custom_mode = (mode & 0o777) or None if mode else None
+    if mtime_nsecs and not mtime:
+        raise UsageError('option "mtime-nsecs" requires "mtime" to be provided as well')
+    if mtime_nsecs is not None and mtime_nsecs > 999_999_999:
+        raise UsageError("mtime nanoseconds must be in range [1, 999999999]")
+    custom_mtime = (mtime, mtime_nsecs or 0) if mtime else None
+    if mode:
+        preserve_mode = False
+    if mtime:
+        preserve_mtime = False
+    if preserve_mode or preserve_mtime or mode or mtime:
         # kubo core/commands/add.go: mode/mtime need a dag-pb root, so raw leaves go off,
         # and asking for them explicitly (flag, or a profile's config) is an error
         if raw_leaves or (raw_leaves is None and profile is not None and base.raw_leaves):
@@ -178,6 +197,8 @@ def resolve_options(
         hamt_fanout=fanout,
         max_directory_links=max(dir_links, 0),
         empty_dirs=empty_dirs,
+        mode=custom_mode,
+        mtime=custom_mtime,
         cid_version=version,
         raw_leaves=raw,
         chunk_size=parse_chunker(chunker) if chunker else base.chunk_size,
