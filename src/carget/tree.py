@@ -239,6 +239,11 @@ class _TreeAdder:
         mode, mtime = self._mode(st), self._mtime(st)
         if not mode and mtime is None:
             return self._import(path, st, self.emit)
+        return self._with_metadata(lambda emit: self._import(path, st, emit)[1:], mode, mtime)
+
+    def _with_metadata(self, build: Callable[[Emit], tuple[int, str | None]],
+                       mode: int | None, mtime: UnixTime | None) -> tuple[CID, int, str | None]:
+        """Import with ``build(emit) -> (tsize, digest)``, then give the root mode/mtime."""
         # the root gets mode/mtime after the layout (boxo SetFileAttributes): hold back the
         # last block seen, which at the end is the root, and re-encode it
         held: list[Block] = []
@@ -249,7 +254,7 @@ class _TreeAdder:
                 out(held[0])
             held[:] = [Block(block.cid, bytes(block.data))]
 
-        _, plain_tsize, digest = self._import(path, st, hold)
+        plain_tsize, digest = build(hold)
         from .unixfs.directory import with_metadata
 
         root, tsize = with_metadata(held[0], plain_tsize, self.opts, mode, mtime)
@@ -373,10 +378,22 @@ class _TreeAdder:
 
     def stdin(self) -> tuple[CID, int]:
         stream = cast(Readable, sys.stdin.buffer)  # typeshed's BinaryIO.readinto is narrower
-        res = import_stream(stream, self.opts, jobs=self.jobs, emit=self.emit,
-                            digest=self.digest)
-        self._tell(res.cid, str(res.cid), res.digest)  # kubo names stdin by its CID
-        return res.cid, res.tsize
+
+        def build(emit: Emit | None) -> tuple[CID, int, str | None]:
+            res = import_stream(stream, self.opts, jobs=self.jobs, emit=emit,
+                                digest=self.digest)
+            return res.cid, res.tsize, res.digest
+
+        # kubo gives stdin --mode/--mtime too (never --preserve-*: a pipe has no stat)
+        mtime = UnixTime(self.opts.mtime[0], self.opts.mtime[1] or None) \
+            if self.opts.mtime else None
+        if self.opts.mode or mtime is not None:
+            cid, tsize, digest = self._with_metadata(lambda emit: build(emit)[1:],
+                                                     self.opts.mode, mtime)
+        else:
+            cid, tsize, digest = build(self.emit)
+        self._tell(cid, str(cid), digest)  # kubo names stdin by its CID
+        return cid, tsize
 
 
 def _empty_dir(path: str, hidden: bool) -> bool:

@@ -151,6 +151,7 @@ class Case:
 
     id: str
     args: tuple[str, ...]
+    stdin: str | None = None  # a corpus file given as standard input
 
     def kubo_job(self, root: Path) -> Job:
         args, profile = [], None
@@ -163,7 +164,8 @@ class Case:
         # ("ipld: could not find"): those jobs store into the throwaway repository instead
         meta = {a for a in args if a.startswith(("--preserve-", "--mode", "--mtime"))}
         return Job(tuple(args), profile=profile, cwd=str(root),
-                   only_hash=not (meta and {"-r", "-w"} & set(args)))
+                   only_hash=not (meta and {"-r", "-w"} & set(args)),
+                   stdin=str(root / self.stdin) if self.stdin else None)
 
 
 def _hamt_names(count: int, per_link: int, target: int, width: int) -> list[str]:
@@ -260,6 +262,12 @@ def fixed_cases() -> list[Case]:
         Case("err-mtime-raw-v1", ("--preserve-mtime", "--raw-leaves=true", "--cid-version=1",
                                   "f/b1")),
         Case("err-size-0", ("--chunker=size-0", "f/b1")),
+        Case("stdin", (), stdin="f/k1000"),
+        Case("stdin-v1-mode", ("--cid-version=1", "--mode=0644"), stdin="f/k1000"),
+        Case("stdin-mtime", ("--mtime=5", "-"), stdin="f/c262145"),
+        Case("stdin-preserve", ("--preserve-mode", "--preserve-mtime", "-"), stdin="f/b1"),
+        Case("stdin-and-a-file", ("f/b1", "-"), stdin="f/k1000"),
+        Case("stdin-wrapped", ("-w", "f/b1", "-"), stdin="f/k1000"),
         Case("err-nsecs-alone", ("--mtime-nsecs=5", "f/b1")),
         Case("err-nsecs-over", ("--mtime=10", "--mtime-nsecs=1000000000", "f/b1")),
         Case("err-custom-mode-raw", ("--mode=0644", "--raw-leaves", "f/b1")),
@@ -360,7 +368,8 @@ def _carget(root: Path, case: Case) -> Result:
     old = os.getcwd()
     os.chdir(root)
     try:
-        res = CliRunner().invoke(cli, ["add", *case.args])
+        data = (root / case.stdin).read_bytes() if case.stdin else b""
+        res = CliRunner().invoke(cli, ["add", *case.args], input=data)
     finally:
         os.chdir(old)
     out = Result(res.exit_code)

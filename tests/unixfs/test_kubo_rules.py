@@ -176,3 +176,18 @@ def test_mode_is_read_as_go_reads_a_uint(text: str, mode: int) -> None:
 
     flags["mode"] = _GoUint().convert(text, None, None)
     assert pop_import_options(flags)[0].mode == mode
+
+
+def test_stdin_takes_mode_and_mtime_as_a_file_does(tmp_path: Path) -> None:
+    """kubo 0.43.1 gives `--mode`/`--mtime` to stdin as to a named file."""
+    from click.testing import CliRunner
+
+    from carget.cli import cli
+
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 1000)
+    flags = ["add", "-Q", "--mode=0644", "--mtime=5"]
+    named = CliRunner().invoke(cli, [*flags, str(f)]).output.strip()
+    piped = CliRunner().invoke(cli, flags, input=f.read_bytes()).output.strip()
+    plain = CliRunner().invoke(cli, ["add", "-Q"], input=f.read_bytes()).output.strip()
+    assert piped == named != plain

@@ -51,6 +51,8 @@ class Job:
     #: ``ipfs add --only-hash -r --preserve-mode/--preserve-mtime DIR`` fails with
     #: "ipld: could not find <cid>" (MFS reads back a node --only-hash never stored)
     only_hash: bool = True
+    #: a file to give kubo as its standard input
+    stdin: str | None = None
 
     def setup(self) -> tuple[str | None, tuple[tuple[str, Any], ...]]:
         return self.profile, self.config
@@ -93,7 +95,8 @@ def _script(jobs: list[Job], ipfs: Path) -> str:
         args = " ".join(q(a) for a in job.args)
         lines.append(f"echo {_MARK} {i}")
         n = "--only-hash " if job.only_hash else ""
-        lines.append(f"( {cd}{q(str(ipfs))} add {n}{args} ) 2>&1; echo {_MARK} rc $?")
+        feed = f" < {q(job.stdin)}" if job.stdin else " < /dev/null"
+        lines.append(f"( {cd}{q(str(ipfs))} add {n}{args}{feed} ) 2>&1; echo {_MARK} rc $?")
     return "\n".join(lines) + "\n"
 
 
