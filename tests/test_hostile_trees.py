@@ -532,13 +532,15 @@ def _hamt_chain(dag: Dag, levels: int) -> CID:
     return cid
 
 
-async def test_car_extract_refuses_a_hamt_deeper_than_its_hash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["get", "extract"])
+async def test_a_hamt_deeper_than_its_hash_is_refused(tmp_path: Path, command: str) -> None:
     dag = Dag()
     root = _hamt_chain(dag, 12)
-    code, err = await extract(dag.car(root), tmp_path, tmp_path / "ext")
+    before = snapshot(tmp_path, tmp_path / "__none__")
+    code, err, out = await run_command(command, dag.car(root), root, tmp_path)
     assert code == 4, err
     assert "deeper than its hash" in err
-    assert list((tmp_path / "ext").iterdir()) == []
+    assert_refused_cleanly(tmp_path, before, out)
 
 
 def test_serve_answers_a_duplicate_name_with_502(tmp_path: Path) -> None:

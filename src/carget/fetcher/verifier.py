@@ -51,7 +51,7 @@ from ..unixfs.node import (
     decode_unixfs,
     identity_data,
 )
-from ..unixfs.walk import file_children_in, path_step
+from ..unixfs.walk import check_hamt_depth, file_children_in, path_step
 
 __all__ = [
     "DUP_CACHE_LIMIT",
@@ -529,6 +529,7 @@ class DagVerifier:
     def _shard(self, w: _Want, node: Node) -> None:
         if node.kind != "hamt":
             raise UnixFSError(f"{w.cid} should be a HAMT shard but is {node.kind}")
+        check_hamt_depth(node, w.depth, w.cid)
         wants: list[_Want] = []
         for name, link in node.hamt_links():
             if name is None:
