@@ -26,6 +26,11 @@ bad_chunk       a chunked 200 whose first chunk-size line is ``chunk_line`` (e.g
 redirect        answers 302 to ``location`` + the request's path and query
 =============== =====================================================================
 
+``keep_alive`` answers without ``Connection: close`` and reads further requests on the
+connection after a complete answer (at most ``per_connection`` of them, then it closes
+without a word, as servers with an idle timeout do); ``tls`` (a server SSLContext)
+speaks HTTPS. ``accepts`` counts connections (TLS handshakes, with ``tls``).
+
 ``times`` limits a fault to the first N CAR requests (of dag-scope ``only_scope``).
 Every request is logged in ``log`` (path, query, status, body bytes sent), which
 tests use to prove what was (re)fetched. ``/routing/v1/providers/{cid}`` answers with ``providers``.
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -72,6 +78,7 @@ class Logged:
     began: float = 0.0  # trio clock: the request arrived
     ended: float = float("inf")  # the answer was over (inf while it is not)
     chunked: bool = True  # its body is sent in chunks
+    complete: bool = False  # the answer was sent whole (the connection may carry more)
 
 
 def most_at_once(entries: list[Logged]) -> int:
@@ -94,30 +101,48 @@ class FaultGateway:
     log: list[Logged] = field(default_factory=list)
     url: str = ""
     car_requests: int = 0
+    keep_alive: bool = False
+    per_connection: int = 1 << 30
+    tls: ssl.SSLContext | None = None
+    accepts: int = 0
 
     # --- HTTP ---------------------------------------------------------------------------
 
-    async def handle(self, stream: trio.SocketStream) -> None:
+    def close_header(self) -> list[tuple[str, str]]:
+        return [] if self.keep_alive else [("Connection", "close")]
+
+    async def handle(self, tcp: trio.SocketStream) -> None:
+        self.accepts += 1
+        stream: Any = tcp
         try:
+            if self.tls is not None:
+                stream = trio.SSLStream(tcp, self.tls, server_side=True)
+                await stream.do_handshake()
             buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
+            for _ in range(self.per_connection):
+                while b"\r\n\r\n" not in buf:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buf += data
+                raw, buf = buf.split(b"\r\n\r\n", 1)
+                head = raw.decode("latin-1").split("\r\n")
+                _method, target, _ = head[0].split(" ", 2)
+                headers = {}
+                for line in head[1:]:
+                    k, _, v = line.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                parts = urlsplit(target)
+                entry = Logged(parts.path, dict(parse_qsl(parts.query)),
+                               began=trio.current_time())
+                self.log.append(entry)
+                try:
+                    await self.respond(stream, entry, headers)
+                finally:
+                    entry.ended = trio.current_time()
+                if not (self.keep_alive and entry.complete) or \
+                        headers.get("connection", "").lower() == "close":
                     return
-                buf += data
-            head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-            _method, target, _ = head[0].split(" ", 2)
-            headers = {}
-            for line in head[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-            parts = urlsplit(target)
-            entry = Logged(parts.path, dict(parse_qsl(parts.query)), began=trio.current_time())
-            self.log.append(entry)
-            try:
-                await self.respond(stream, entry, headers)
-            finally:
-                entry.ended = trio.current_time()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -144,10 +169,11 @@ class FaultGateway:
                      extra: list[tuple[str, str]] | None = None) -> None:
         await self.send_head(stream, entry, status, [("Content-Type", ctype),
                                                      ("Content-Length", str(len(body))),
-                                                     ("Connection", "close"),
+                                                     *self.close_header(),
                                                      *(extra or [])])
         entry.sent += len(body)
         await stream.send_all(body)
+        entry.complete = True
 
     # --- gateway ------------------------------------------------------------------------
 
@@ -213,7 +239,7 @@ class FaultGateway:
             ctype = "application/octet-stream"
         elif kind == "static":
             ctype = "application/vnd.ipld.car"
-        hdrs = [("Content-Type", ctype), ("Connection", "close")]
+        hdrs = [("Content-Type", ctype), *self.close_header()]
         header = encode_header([root])
         if kind == "huge_prefix":
             body = header + encode_varint(1 << 60) + b"\x01\x55" + os.urandom(64)
@@ -258,17 +284,20 @@ class FaultGateway:
                 await trio.sleep(0)
         if chunked:
             await stream.send_all(b"0\r\n\r\n")
+        entry.complete = True
 
 
 @asynccontextmanager
 async def fault_gateway(store: DagStore, fault: Fault | None = None, *, chunked: bool = True,
-                        providers: list[dict[str, Any]] | None = None
-                        ) -> AsyncIterator[FaultGateway]:
-    gw = FaultGateway(store, fault or Fault(), chunked, providers or [])
+                        providers: list[dict[str, Any]] | None = None,
+                        keep_alive: bool = False, per_connection: int = 1 << 30,
+                        tls: ssl.SSLContext | None = None) -> AsyncIterator[FaultGateway]:
+    gw = FaultGateway(store, fault or Fault(), chunked, providers or [],
+                      keep_alive=keep_alive, per_connection=per_connection, tls=tls)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, gw.handle, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        gw.url = f"http://127.0.0.1:{port}"
+        gw.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:
             yield gw
         finally:

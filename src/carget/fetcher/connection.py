@@ -45,8 +45,8 @@ from ..errors import FetchTimeout, NetworkError
 from .framing import NEED_DATA, Head, ResponseReader
 from .proxy import Proxy
 
-__all__ = ["RCVBUF", "TLS_RECORD", "BlockingReader", "Connection", "open_connection",
-           "proxy_authorization", "ssl_context"]
+__all__ = ["POOL_PER_ORIGIN", "RCVBUF", "TLS_RECORD", "BlockingReader", "Connection",
+           "ConnectionPool", "PoolKey", "open_connection", "proxy_authorization", "ssl_context"]
 
 #: socket receive buffer asked for (the kernel may cap it at net.core.rmem_max): a big
 #: buffer lets one receive return up to a read's size, so the verifier gets fewer,
@@ -83,6 +83,10 @@ class Connection:
         self.port = port
         self._tls = tls
         self._in, self._out = bios if bios is not None else (ssl.MemoryBIO(), ssl.MemoryBIO())
+        #: bytes trio's side received since the last request was sent (an answer began)
+        self.received = 0
+        #: shut down by abort(): never to be kept
+        self.aborted = False
 
     @property
     def is_tls(self) -> bool:
@@ -113,6 +117,7 @@ class Connection:
         await self._flush()
 
     async def send_all(self, data: bytes) -> None:
+        self.received = 0
         if self._tls is None:
             await self.tcp.send_all(data)
             return
@@ -123,10 +128,14 @@ class Connection:
         """Some bytes (b"" at the end of the stream)."""
         tls = self._tls
         if tls is None:
-            return bytes(await self.tcp.receive_some(max_bytes))
+            data = bytes(await self.tcp.receive_some(max_bytes))
+            self.received += len(data)
+            return data
         while True:
             try:
-                return tls.read(min(max_bytes, TLS_RECORD))
+                data = tls.read(min(max_bytes, TLS_RECORD))
+                self.received += len(data)
+                return data
             except ssl.SSLWantReadError:
                 data = await self.tcp.receive_some(max(max_bytes, TLS_RECORD))
                 if data:
@@ -139,7 +148,9 @@ class Connection:
                 return b""
 
     def abort(self) -> None:
-        """Shut the connection down so a blocking read on any thread ends at once."""
+        """Shut the connection down so a blocking read on any thread ends at once (it
+        is never kept after this)."""
+        self.aborted = True
         try:
             self.tcp.socket.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -247,6 +258,41 @@ async def _tunnel(conn: Connection, url: str, proxy: Proxy) -> None:
             raise NetworkError(f"{url}: proxy {proxy.host}:{proxy.port} refused the tunnel: "
                                f"{event.status} {event.reason}")
         return
+
+
+#: idle connections kept per origin: a run opens at most a handful of streams to one
+#: gateway (--streams), and each returns its connection after a complete answer
+POOL_PER_ORIGIN: Final = 8
+
+PoolKey = tuple[str, str, int, "Proxy | None"]
+
+
+class ConnectionPool:
+    """Kept connections of one run (trio objects: a pool lives inside one trio run), by
+    (scheme, host, port, proxy). :meth:`take` an idle one or None; :meth:`put` one back
+    after a complete answer that allowed it; :meth:`close` at the end of the run."""
+
+    def __init__(self) -> None:
+        self._idle: dict[PoolKey, list[Connection]] = {}
+        #: connections opened for the run: tests count handshakes with it
+        self.opened = 0
+
+    def take(self, key: PoolKey) -> Connection | None:
+        idle = self._idle.get(key)
+        return idle.pop() if idle else None
+
+    def put(self, key: PoolKey, conn: Connection) -> None:
+        idle = self._idle.setdefault(key, [])
+        if len(idle) < POOL_PER_ORIGIN and not conn.aborted:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
 
 
 async def open_connection(url: str, scheme: str, host: str, port: int, idle: float,

@@ -624,6 +624,8 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
         run.log(f"IPFS: {exc}")
         left = None if deadline is None else max(0.0, deadline - trio.current_time())
         result = await _bounded(left, lambda: _fallback(run, out_path))
+    finally:
+        run.close()
     run.event("done", cid=result.cid, size=result.size, digest=result.digest,
               source=result.source, path=out_path)
     return result
@@ -757,6 +759,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         result: FetchResult = await _bounded(opts.timeout, go)
         ok = True
     finally:
+        run.close()
         if car is not None:
             car.close(ok)
     run.event("done", cid=result.cid, size=result.size, digest=result.digest, source="ipfs")

@@ -92,6 +92,9 @@ class Head:
     headers: dict[str, str]
     chunked: bool
     length: int | None
+    #: the connection may carry another request once this body is complete: HTTP/1.1
+    #: without ``Connection: close``, a body framed by length or chunks (RFC 9112 §9.3)
+    keep_alive: bool = False
 
 
 ReaderEvent = Head | memoryview | _Signal
@@ -130,6 +133,7 @@ class ResponseReader:
         self._head_bytes = 0  # of the head (or trailer section) being read
         self._interim = 0
         self._status = 0
+        self._http11 = False
         self._reason = ""
         self._fields: list[tuple[str, str]] = []
         self._left = 0  # Content-Length bytes, or bytes of the current chunk, still to come
@@ -297,6 +301,7 @@ class ResponseReader:
             if m is None:
                 raise self._fail(f"not an HTTP/1.x status line: {line[:80]!r}")
             self._status = int(m.group(1))
+            self._http11 = line[5:8] == b"1.1"
             self._reason = (m.group(2) or b"").decode("latin-1")
             self._fields = []
             self._state = _FIELDS
@@ -396,4 +401,6 @@ class ResponseReader:
             self._left = length
         else:
             self._state = _SIZE if chunked else _CLOSE
-        return Head(status, self._reason, headers, chunked, length)
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        keep = self._http11 and "close" not in tokens and (chunked or length is not None)
+        return Head(status, self._reason, headers, chunked, length, keep)

@@ -46,12 +46,20 @@ from urllib.parse import urljoin, urlsplit
 import trio
 
 from ..errors import FetchTimeout, NetworkError
-from .connection import RCVBUF, Connection, open_connection, proxy_authorization, ssl_context
+from .connection import (
+    RCVBUF,
+    Connection,
+    ConnectionPool,
+    PoolKey,
+    open_connection,
+    proxy_authorization,
+    ssl_context,
+)
 from .framing import END, NEED_DATA, Head, ResponseReader
 from .proxy import proxy_for
 
-__all__ = ["MAX_REDIRECTS", "RCVBUF", "READ_SIZE", "STOP_POLL", "HttpResponse",
-           "RedirectPolicy", "open_http", "ssl_context"]
+__all__ = ["MAX_REDIRECTS", "RCVBUF", "READ_SIZE", "STOP_POLL", "ConnectionPool",
+           "HttpResponse", "RedirectPolicy", "open_http", "ssl_context"]
 
 #: bytes asked of each receive: large reads are what make the body path fast
 READ_SIZE: Final = 1 << 20
@@ -76,6 +84,20 @@ class HttpResponse:
     _idle: float
     _reader: ResponseReader = field(default_factory=ResponseReader)
     received: int = 0  # body bytes handed out so far
+    key: PoolKey | None = None  # where its connection goes back to in a pool
+    keep_alive: bool = False  # the server allows another request on the connection
+
+    @property
+    def finished(self) -> bool:
+        """True once the whole body was read."""
+        return self._reader.finished
+
+    @property
+    def reusable(self) -> bool:
+        """The connection may carry another request: the body is complete, and the
+        server allows it."""
+        return (self.keep_alive and self._reader.finished and self.key is not None
+                and not self._conn.aborted)
 
     @property
     def garbled(self) -> bool:
@@ -176,7 +198,10 @@ class HttpResponse:
         return event
 
 
-async def _connect(url: str, idle: float) -> tuple[Connection, str]:
+async def _connect(url: str, idle: float, pool: ConnectionPool | None
+                   ) -> tuple[Connection, str, PoolKey, bool]:
+    """A connection for ``url`` (a kept one from ``pool`` if there is one), the start of
+    its request, its pool key, and whether it was kept."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NetworkError(f"unsupported URL {url!r}")
@@ -185,7 +210,13 @@ async def _connect(url: str, idle: float) -> tuple[Connection, str]:
         proxy = proxy_for(url)
     except ValueError as exc:
         raise NetworkError(f"{url}: {exc}") from None
-    conn = await open_connection(url, parts.scheme, parts.hostname, port, idle, proxy)
+    key: PoolKey = (parts.scheme, parts.hostname, port, proxy)
+    conn = pool.take(key) if pool is not None else None
+    kept = conn is not None
+    if conn is None:
+        conn = await open_connection(url, parts.scheme, parts.hostname, port, idle, proxy)
+        if pool is not None:
+            pool.opened += 1
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -193,32 +224,45 @@ async def _connect(url: str, idle: float) -> tuple[Connection, str]:
     if proxy is not None and parts.scheme == "http":
         # absolute form to the proxy (RFC 9112 §3.2.2): the proxy resolves the name
         return conn, (f"GET http://{host}{target} HTTP/1.1\r\nHost: {host}\r\n"
-                      f"{proxy_authorization(proxy)}")
-    return conn, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
+                      f"{proxy_authorization(proxy)}"), key, kept
+    return conn, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n", key, kept
 
 
-async def _open_once(url: str, headers: dict[str, str], idle: float) -> HttpResponse:
-    conn, request = await _connect(url, idle)
-    try:
-        lines = [request, f"User-Agent: {USER_AGENT}\r\n", "Connection: close\r\n"]
-        lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
-        lines.append("\r\n")
+async def _open_once(url: str, headers: dict[str, str], idle: float,
+                     pool: ConnectionPool | None) -> HttpResponse:
+    for _ in range(2):
+        conn, request, key, kept = await _connect(url, idle, pool)
         try:
-            with trio.fail_after(idle):
-                await conn.send_all("".join(lines).encode("latin-1"))
-        except trio.TooSlowError:
-            raise FetchTimeout(f"{url}: sending the request took more than {idle:g} s") from None
-        except (trio.BrokenResourceError, OSError) as exc:
-            raise NetworkError(f"{url}: connection broke: {exc}") from None
-        resp = HttpResponse(url, 0, "", {}, conn, idle, ResponseReader(url))
-        head = await resp._next_event()
-        if not isinstance(head, Head):  # pragma: no cover - the reader gives a head first
-            raise NetworkError(f"{url}: no response head")
-        resp.status, resp.reason, resp.headers = head.status, head.reason, head.headers
-        return resp
-    except BaseException:
-        await conn.aclose()
-        raise
+            # without a pool, say so: the server need not wait for another request
+            lines = [request, f"User-Agent: {USER_AGENT}\r\n"]
+            if pool is None:
+                lines.append("Connection: close\r\n")
+            lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
+            lines.append("\r\n")
+            try:
+                with trio.fail_after(idle):
+                    await conn.send_all("".join(lines).encode("latin-1"))
+            except trio.TooSlowError:
+                raise FetchTimeout(f"{url}: sending the request took more than {idle:g} s"
+                                   ) from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise NetworkError(f"{url}: connection broke: {exc}") from None
+            resp = HttpResponse(url, 0, "", {}, conn, idle, ResponseReader(url), key=key)
+            head = await resp._next_event()
+            if not isinstance(head, Head):  # pragma: no cover - the reader gives a head first
+                raise NetworkError(f"{url}: no response head")
+            resp.status, resp.reason, resp.headers = head.status, head.reason, head.headers
+            resp.keep_alive = head.keep_alive
+            return resp
+        except NetworkError:
+            await conn.aclose()
+            if kept and not conn.received:
+                continue  # a kept connection the server had closed meanwhile: a fresh one
+            raise
+        except BaseException:
+            await conn.aclose()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -242,18 +286,22 @@ def _may_follow(policy: RedirectPolicy, here: str, there: str) -> bool:
 @asynccontextmanager
 async def open_http(url: str, *, headers: dict[str, str] | None = None,
                     idle_timeout: float = 30.0,
-                    redirects: RedirectPolicy = "same-origin") -> AsyncIterator[HttpResponse]:
+                    redirects: RedirectPolicy = "same-origin",
+                    pool: ConnectionPool | None = None) -> AsyncIterator[HttpResponse]:
     """GET ``url`` and yield the response once its head is in, following redirects as
     ``redirects`` allows (see the module docstring).
 
-    The connection is closed when the context exits (each request is its own
-    connection: on loopback and LAN the handshake is cheap next to a CAR body). Raises
+    With a ``pool``, the request takes a kept connection to the same origin when there
+    is one (a kept connection the server closed meanwhile is replaced once, before any
+    byte of an answer), and gives it back when the context exits after a complete body
+    the server allows to keep (:attr:`HttpResponse.reusable`); otherwise the connection
+    is closed then (and, without a pool, the request says ``Connection: close``). Raises
     :class:`NetworkError` (also for a redirect the policy refuses, or more than
     :data:`MAX_REDIRECTS`) / :class:`FetchTimeout`.
     """
     hdrs = dict(headers or {})
     for _ in range(MAX_REDIRECTS + 1):
-        resp = await _open_once(url, hdrs, idle_timeout)
+        resp = await _open_once(url, hdrs, idle_timeout, pool)
         location = resp.headers.get("location")
         if resp.status in (301, 302, 303, 307, 308) and location:
             await resp._conn.aclose()
@@ -267,6 +315,9 @@ async def open_http(url: str, *, headers: dict[str, str] | None = None,
         try:
             yield resp
         finally:
-            await resp._conn.aclose()
+            if pool is not None and resp.reusable and resp.key is not None:
+                pool.put(resp.key, resp._conn)
+            else:
+                await resp._conn.aclose()
         return
     raise NetworkError(f"{url}: more than {MAX_REDIRECTS} redirects")

@@ -17,6 +17,7 @@ byte once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from ..errors import (
 )
 from .api import ProgressCallback
 from .gateways import normalize_gateway
-from .http import READ_SIZE, STOP_POLL, HttpResponse, open_http
+from .http import READ_SIZE, STOP_POLL, ConnectionPool, HttpResponse, open_http
 from .split import Pace
 from .split import StreamState as _StreamState
 from .target import Target
@@ -105,6 +106,9 @@ PROGRESS_POLL: Final = 0.25
 STOP_GRACE: Final = 5.0
 
 
+#: body bytes a complete answer may still send before its end, for its connection to be
+#: kept (a chunked answer's last chunk is 5; more means it goes on, and it is cut off)
+SETTLE_BYTES: Final = 64 << 10
 #: seconds a finished answer waits for the block after its range to tell whether the
 #: gateway is sending more than asked (honest answers end at once, so this is only
 #: reached by a gateway that stops sending without ending its answer)
@@ -217,6 +221,12 @@ class _Run:
         self.bytes_done = 0
         self.total: int | None = None
         self._last_progress = 0.0
+        #: kept connections to the gateways (closed by :meth:`close`)
+        self.pool = ConnectionPool()
+
+    def close(self) -> None:
+        """Close the kept connections (at the end of the run)."""
+        self.pool.close()
 
     # --- reporting ----------------------------------------------------------------------
 
@@ -563,14 +573,40 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             del piece
         return seen
 
+    def settle() -> None:
+        """After a complete answer: let the receiver read the body's end (a chunked
+        answer's last chunk, usually in the same read), so the connection can carry the
+        next request; give up after SETTLE_BYTES more bytes or LOOK_AHEAD seconds."""
+        extra = 0
+        deadline = time.monotonic() + LOOK_AHEAD
+        while (left := deadline - time.monotonic()) > 0:
+            item = pieces.get_within(left)
+            if isinstance(item, memoryview):
+                extra += len(item)
+                if extra > SETTLE_BYTES:
+                    return
+                continue
+            if item is None and not resp.finished:
+                return  # waited LOOK_AHEAD in vain
+            if item is _FINISHED:
+                pending.append(item)
+                return
+            if item is not None:  # the body broke after the answer was complete
+                return
+
     def verify_stage() -> None:
+        clean = False
         try:
             verify()
+            clean = not failed
         except _Stopped:
             return
         finally:
+            if clean and _FINISHED not in pending:
+                settle()
             enough.set()
-            resp.abort()  # done early or failed: the receiver need not wait for more
+            if not resp.finished:
+                resp.abort()  # done early or failed: the receiver need not wait for more
             try:
                 queue.put(None)  # the writer ends after what is verified
                 if _FINISHED not in pending:
@@ -697,7 +733,7 @@ async def _answer(run: _Run, gw: _Gateway, verifier: DagVerifier, out: _Output |
                   state: _StreamState | None, follow: Follow | None) -> None:
     """:func:`_stream` without its progress watchdog."""
     async with open_http(url, headers={"Accept": CAR_ACCEPT},
-                         idle_timeout=run.opts.idle_timeout) as resp:
+                         idle_timeout=run.opts.idle_timeout, pool=run.pool) as resp:
         status = resp.status
         if status in (404, 410):
             raise NotFoundError(f"{gw.url} answered {status} for {url}")
