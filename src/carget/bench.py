@@ -212,6 +212,10 @@ def _fetch(path: Path, cid: str, out: Path, digest: str) -> float:
             return time.perf_counter() - start
         finally:
             server.terminate()
+            try:  # the Popen's exit waits for it: never forever
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def run_bench(
