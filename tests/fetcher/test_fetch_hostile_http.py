@@ -23,7 +23,7 @@ from fetchhelp import content, run_cli
 from carget.errors import FetchTimeout, NetworkError
 from carget.fetcher import http as carget_http
 from carget.fetcher.engine import FetchOptions, run_get
-from carget.fetcher.http import _may_follow, open_http
+from carget.fetcher.http import may_follow, open_http
 
 #: bytes of the test file: many 64 KiB leaves, so a dripping answer never finishes
 SIZE = 2 << 20
@@ -225,17 +225,17 @@ async def test_a_byte_drip_ends_with_the_idle_timeout(big: tuple[DagStore, str, 
 
 def test_redirect_policy() -> None:
     here = "http://127.0.0.1:8080/ipfs/x"
-    assert _may_follow("same-origin", here, "http://127.0.0.1:8080/elsewhere")
-    assert _may_follow("same-origin", here, "HTTP://127.0.0.1:8080/x")
-    assert not _may_follow("same-origin", here, "http://127.0.0.1:8081/ipfs/x")
-    assert not _may_follow("same-origin", here, "http://localhost:8080/ipfs/x")
-    assert not _may_follow("same-origin", here, "https://127.0.0.1:8080/ipfs/x")
-    assert not _may_follow("same-origin", "https://a/x", "https://b/x")
-    assert _may_follow("https", "https://a/x", "https://b:444/x")
-    assert _may_follow("https", "http://a/x", "https://b/x")
-    assert not _may_follow("https", "https://a/x", "http://b/x")
-    assert not _may_follow("https", "http://a/x", "http://b/x")
-    assert _may_follow("https", "https://a/x", "https://a:443/y")
+    assert may_follow("same-origin", here, "http://127.0.0.1:8080/elsewhere")
+    assert may_follow("same-origin", here, "HTTP://127.0.0.1:8080/x")
+    assert not may_follow("same-origin", here, "http://127.0.0.1:8081/ipfs/x")
+    assert not may_follow("same-origin", here, "http://localhost:8080/ipfs/x")
+    assert not may_follow("same-origin", here, "https://127.0.0.1:8080/ipfs/x")
+    assert not may_follow("same-origin", "https://a/x", "https://b/x")
+    assert may_follow("https", "https://a/x", "https://b:444/x")
+    assert may_follow("https", "http://a/x", "https://b/x")
+    assert not may_follow("https", "https://a/x", "http://b/x")
+    assert not may_follow("https", "http://a/x", "http://b/x")
+    assert may_follow("https", "https://a/x", "https://a:443/y")
 
 
 async def test_cross_origin_redirect_is_not_followed(big: tuple[DagStore, str, bytes],

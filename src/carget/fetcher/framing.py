@@ -7,8 +7,8 @@ pull events with :meth:`~ResponseReader.next_event`:
 * a :class:`Head` once a final response head is in (1xx interim heads are skipped);
 * ``memoryview`` pieces of the body, slices of the fed buffers (no copies: the bulk path
   stays lean);
-* :data:`END` once the body is complete (anything after it is ignored: every request
-  says ``Connection: close``);
+* :data:`END` once the body is complete (what follows belongs to the connection's next
+  answer, which is read by a new reader: carget sends one request at a time);
 * :data:`NEED_DATA` when it needs more bytes (or, after ``feed_eof``, never: a body that
   ends early is an error).
 

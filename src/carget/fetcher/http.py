@@ -12,9 +12,9 @@ close-delimited bodies. The same reader frames the body whether trio receives it
 (:mod:`carget.fetcher.connection`). httpx stays for the small JSON requests (delegated
 routing), with the same trust store.
 
-Proxies: every request here (gateway CAR and raw requests, the ``--fallback-url``
-mirror) goes through the proxy the environment names for its URL (``HTTP_PROXY``,
-``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, matched as httpx matches them:
+Proxies: every request here (gateway CAR and raw requests) goes through the proxy the
+environment names for its URL (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
+``NO_PROXY``, matched as httpx matches them, so the httpx requests agree:
 :mod:`carget.fetcher.proxy`): ``http`` in absolute form to the proxy, ``https`` through a
 ``CONNECT`` tunnel; the gateway's name is then resolved by the proxy alone.
 
@@ -25,9 +25,10 @@ makes with this module:
   only to the same scheme, host and port, at most :data:`MAX_REDIRECTS` times. A gateway
   that redirects elsewhere is failing (:class:`NetworkError` naming the target), so a
   gateway can never aim carget's requests at another ``host:port``.
-* ``"https"`` (the ``--fallback-url`` mirror, whose bytes ``--digest`` checks): also
-  follows redirects to ``https`` URLs on any host (mirrors hand off to CDNs), never from
-  ``https`` down to ``http``.
+* ``"https"`` (the ``--fallback-url`` mirror, whose bytes ``--digest`` checks; fetched
+  with httpx, which asks :func:`may_follow` about each redirect): also follows redirects
+  to ``https`` URLs on any host (mirrors hand off to CDNs), never from ``https`` down to
+  ``http``.
 
 Every receive has the idle timeout (no bytes for that long is :class:`FetchTimeout`).
 Errors: :class:`NetworkError` for refused connections, broken streams, malformed HTTP and
@@ -58,8 +59,8 @@ from .connection import (
 from .framing import END, NEED_DATA, Head, ResponseReader
 from .proxy import proxy_for
 
-__all__ = ["MAX_REDIRECTS", "RCVBUF", "READ_SIZE", "STOP_POLL", "ConnectionPool",
-           "HttpResponse", "RedirectPolicy", "open_http", "ssl_context"]
+__all__ = ["MAX_REDIRECTS", "RCVBUF", "READ_SIZE", "STOP_POLL", "USER_AGENT", "ConnectionPool",
+           "HttpResponse", "RedirectPolicy", "may_follow", "open_http", "ssl_context"]
 
 #: bytes asked of each receive: large reads are what make the body path fast
 READ_SIZE: Final = 1 << 20
@@ -275,7 +276,7 @@ def _origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
 
 
-def _may_follow(policy: RedirectPolicy, here: str, there: str) -> bool:
+def may_follow(policy: RedirectPolicy, here: str, there: str) -> bool:
     """The redirect policy of the module docstring: same origin always; with ``"https"``
     also any ``https`` URL."""
     if _origin(there) == _origin(here):
@@ -306,7 +307,7 @@ async def open_http(url: str, *, headers: dict[str, str] | None = None,
         if resp.status in (301, 302, 303, 307, 308) and location:
             await resp._conn.aclose()
             there = urljoin(url, location)
-            if not _may_follow(redirects, url, there):
+            if not may_follow(redirects, url, there):
                 allowed = "same-origin or https" if redirects == "https" else "same-origin"
                 raise NetworkError(f"{url} redirects to {there[:200]}: not followed (only "
                                    f"{allowed} redirects are)")
