@@ -84,7 +84,6 @@ class HttpResponse:
     _conn: Connection
     _idle: float
     _reader: ResponseReader = field(default_factory=ResponseReader)
-    received: int = 0  # body bytes handed out so far
     key: PoolKey | None = None  # where its connection goes back to in a pool
     keep_alive: bool = False  # the server allows another request on the connection
 
@@ -127,7 +126,6 @@ class HttpResponse:
             while True:
                 event = reader.next_event()
                 if isinstance(event, memoryview):
-                    self.received += len(event)
                     if consume(event) or stopped():
                         return
                 elif event is END:
@@ -194,8 +192,6 @@ class HttpResponse:
         event = await self._next_event()
         if isinstance(event, Head):  # pragma: no cover - the head was taken by _open_once
             raise NetworkError(f"{self.url}: a second response head")
-        if event is not None:
-            self.received += len(event)
         return event
 
 

@@ -60,7 +60,6 @@ JOURNAL_EVERY: Final = 16 << 20
 #: ... or after this many seconds, so a slow download killed hard loses little too
 JOURNAL_SECONDS: Final = 1.0
 JOURNAL_VERSION: Final = 1
-DIGESTS: Final = ("sha256", "sha512")
 _READ: Final = 1 << 20
 #: pieces per pwritev (Linux's IOV_MAX)
 _IOV_MAX: Final = 1024
@@ -487,9 +486,6 @@ class FileOutput:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-
-    def read_back(self) -> str:
-        return self.partial
 
 
 class TreeOutput:

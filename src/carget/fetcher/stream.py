@@ -150,7 +150,6 @@ class FetchOptions:
     car_out: str | None = None
     streams_per_gateway: int = STREAMS_PER_GATEWAY
     unit_bytes: int = UNIT_BYTES
-    use_hint: bool = True
     log: Callable[[str], None] | None = None
     #: also log each attempt's failure (a retry, a gateway's 404, a dropped gateway);
     #: otherwise only the final error names what failed with each gateway
@@ -212,7 +211,7 @@ class _Run:
         self.target = target
         self.opts = opts
         urls = [normalize_gateway(g) for g in opts.gateways]
-        if opts.use_hint and target.gateway_hint:
+        if target.gateway_hint:
             urls.append(normalize_gateway(target.gateway_hint))
         self.gateways = [_Gateway(u) for u in dict.fromkeys(urls)]
         self.errors: list[CargetError] = []

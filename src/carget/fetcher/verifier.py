@@ -21,7 +21,8 @@ trustless-gateway, IPIP-402 ``dag-scope``, IPIP-412 ``order=dfs``):
   whose CAR lacks the path's last block means "not found").
 
 File bytes come out as :class:`FileData` in file order, with the offset they belong at,
-so the writer can ``pwrite`` them and a failed stream can resume at :attr:`file_end`.
+so the writer can ``pwrite`` them; a failed stream resumes after the last bytes its
+output wrote (:class:`~carget.fetcher.split.StreamState`).
 Never imports trio: the fetcher runs :meth:`DagVerifier.feed` on a worker thread.
 """
 
@@ -211,8 +212,6 @@ class DagVerifier:
         self._hamts: dict[str, NameSet] = {}
         #: the CID the path resolved to, once its block is verified
         self.terminal: CID | None = None
-        #: end offset of the last file bytes placed (the terminal file): resume point
-        self.file_end = self.lo if byte_range is not None else 0
         #: verified bytes received (blocks placed), for progress and statistics
         self.placed_bytes = 0
         self._push(_Want(root, _PATH if self.segments else _ENTITY))
@@ -602,5 +601,3 @@ class DagVerifier:
     def _emit(self, w: _Want, offset: int, data: memoryview | bytes, cid: CID,
               frame: tuple[bytes, bytes] | None) -> None:
         self._out.append(FileData(w.path, offset, data, cid, frame))
-        if w.path == "":
-            self.file_end = offset + len(data)
