@@ -168,3 +168,25 @@ def test_order_unknown_set_after_construction_takes_the_larger_buffer(
     n = sum(len(e.data) for e in v.feed(_car(store, cid, "leaves-first")) + v.feed_eof()
             if isinstance(e, FileData))
     assert n == SIZE
+
+
+
+def test_the_look_ahead_wait_answers_cancellation() -> None:
+    """The look-ahead's timed wait (a race's loser waits there for the block after its
+    range) stops within STOP_POLL once its stream is cancelled, as every wait of the
+    worker threads does, not after LOOK_AHEAD: a cancelled race waited on it."""
+    import threading
+    import time
+
+    import pytest
+
+    from carget.fetcher.http import STOP_POLL
+    from carget.fetcher.stream import _Channel, _Stopped
+
+    stop = threading.Event()
+    chan: _Channel[object] = _Channel(1, stop)
+    threading.Timer(0.05, stop.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(_Stopped):
+        chan.get_within(10.0)
+    assert time.monotonic() - t0 < 0.05 + 2 * STOP_POLL

@@ -397,13 +397,21 @@ class _Channel(Generic[_T]):
         return item
 
     def get_within(self, seconds: float) -> _T | None:
-        """:meth:`get`, or None after ``seconds``."""
-        try:
-            item: _T = self._items.get(timeout=seconds)
-        except Empty:
-            return None
-        self._room.put(None)
-        return item
+        """:meth:`get`, or None after ``seconds`` (raises :class:`_Stopped` as soon as
+        ``stop`` is set, as every wait here does)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                item: _T = self._items.get(timeout=min(left, STOP_POLL))
+            except Empty:
+                continue
+            self._room.put(None)
+            return item
 
 #: the receiver thread's last item
 _FINISHED: Final = object()
@@ -602,7 +610,10 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
             return
         finally:
             if clean and _FINISHED not in pending:
-                settle()
+                try:
+                    settle()
+                except _Stopped:
+                    pass
             enough.set()
             if not resp.finished:
                 resp.abort()  # done early or failed: the receiver need not wait for more
