@@ -8,6 +8,7 @@ The byte counts are the fault gateway's own (``Logged.sent``: body bytes it wrot
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,39 @@ def test_the_look_ahead_wait_answers_cancellation() -> None:
     with pytest.raises(_Stopped):
         chan.get_within(10.0)
     assert time.monotonic() - t0 < 0.05 + 2 * STOP_POLL
+
+
+async def test_entity_bytes_ignored_one_answer_takes_the_ranges_after_it(
+        store: DagStore, tmp_path: Path) -> None:
+    """A gateway that answers dag-scope=block honestly but ignores entity-bytes: its
+    first range's answer goes on past the range, and takes over the queued ranges that
+    follow, one after another, instead of each being asked for (each answer would start
+    from the file's first byte again)."""
+    data = content(SIZE, seed=19)
+    cid = store.add_bytes(data, cid_version=1)
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("ignore_scope", only_scope="entity")) as gw:
+            # --digest hands out unit-sized ranges in file order: seven of them here
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            await run_get(str(cid), str(tmp_path / "out"), FetchOptions(
+                [gw.url], streams_per_gateway=1, unit_bytes=1 << 20, digest=digest))
+    assert (tmp_path / "out").read_bytes() == data
+    ranges = [e for e in gw.log if e.query.get("dag-scope") == "entity"]
+    assert len(ranges) == 1
+    assert sum(e.sent for e in ranges) <= 1.15 * car_bytes(store, cid)
+
+
+def test_extend_returns_what_the_looked_ahead_block_completes(store: DagStore) -> None:
+    """When the looked-ahead block alone completes the new range (the file's last leaf),
+    extend() still returns its bytes."""
+    data = content(SIZE, seed=20)
+    cid = store.add_bytes(data, cid_version=1)
+    last = SIZE - SIZE % (256 << 10)
+    v = DagVerifier(cid, scope=Scope.ENTITY, byte_range=(0, last))
+    car = _car(store, cid)
+    n = sum(len(e.data) for e in v.feed(car) if isinstance(e, FileData))
+    assert v.done and n == last
+    assert v.beyond() is True
+    tail = v.extend(SIZE)
+    assert [(e.offset, len(e.data)) for e in tail if isinstance(e, FileData)] == \
+        [(last, SIZE - last)]

@@ -140,12 +140,14 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
         return True
 
     async def attempt(gw: _Gateway) -> None:
+        last: list[DagVerifier] = []  # this gateway's latest answer
         with scopes[gw]:
             while not gw.dropped and not gw.not_found:
                 wait = gw.ready_at - trio.current_time()
                 if wait > 0:
                     await trio.sleep(wait)
                 v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
+                last[:] = [v]
                 collect: list[VerifierEvent] = []
                 url = _car_url(gw.url, target.cid, target.path, Scope.BLOCK, None)
                 kept = False
@@ -153,9 +155,9 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
                 async def follow(_: DagVerifier, collect: list[VerifierEvent] = collect
                                  ) -> Continuation | None:
                     nonlocal kept
+                    gw.whole = True
                     if adopt is None or not resolved(collect, gw):
                         return None
-                    gw.whole = True
                     run.event("whole-answer", gateway=gw.url)
                     cont = await adopt(winner[0])
                     kept = cont is not None
@@ -172,6 +174,11 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
                     continue
                 resolved(collect, gw)
                 return
+        # cancelled: another gateway won. If this answer was going on with the file's
+        # blocks, this gateway sends whole DAGs (and has just sent one): see
+        # _fetch_file_units
+        if last and last[0].beyond():
+            gw.whole = True
 
     if target.cid.is_identity and not target.path:
         # the CID holds its block (bafkqaaa, --inline): no gateway is asked or trusted
@@ -208,6 +215,14 @@ def _units(node: Node | None, missing: list[tuple[int, int]], unit_bytes: int = 
     return units
 
 
+def _spare_whole(gateways: list[_Gateway]) -> list[_Gateway]:
+    """The gateways to split ranges among: those that answer with the whole DAG only when
+    no other is left (each range asked of them costs the file from its start again,
+    and they have sent it once already in the race)."""
+    honest = [g for g in gateways if not g.whole]
+    return honest or gateways
+
+
 async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
                             missing: list[tuple[int, int]]) -> None:
     """Fetch the missing byte ranges with every usable stream (gateways × connections).
@@ -223,7 +238,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
     (:data:`SPLIT_AFTER`, :data:`SPLIT_BELOW` a stream): where the CPU, not the network,
     is the limit, more streams only contend for it."""
     node = decode_unixfs(res.cid, res.block) if res.cid.codec == DAG_PB else None
-    gateways = run.usable()
+    gateways = _spare_whole(run.usable())
     per_gateway = max(1, run.opts.streams_per_gateway)
     # a gateway that answers with the whole DAG gets one stream: each request costs it
     # the file from its start again
@@ -261,6 +276,9 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
 
     async def work(gw: _Gateway) -> None:
         while not gw.dropped and not gw.not_found:
+            if gw.whole and any(not g.whole and not g.dropped and not g.not_found
+                                for g in gateways):
+                return  # each further range would cost the file from its start again
             if await _hold_back(gw, pace, bool(queue or inflight), lambda: changed):
                 continue
             if queue:
@@ -279,9 +297,22 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
             serving[unit] = gw
             v = DagVerifier(res.cid, scope=Scope.ENTITY, byte_range=(lo, hi))
             began = trio.current_time()
+
+            async def follow(_: DagVerifier, unit: Unit = unit) -> Continuation | None:
+                # the answer goes on past its range (the gateway ignores entity-bytes):
+                # it takes the queued range that starts where this one ends, if any
+                gw.whole = True
+                for i, (a, b) in enumerate(queue):
+                    if a == unit.hi:
+                        del queue[i]
+                        unit.hi = b
+                        return Continuation(out, a, b, unit.state)
+                return None
+
             try:
                 await _stream(run, gw, v, out, _car_url(gw.url, res.cid, (), Scope.ENTITY,
-                                                        (lo, hi)), state=unit.state)
+                                                        (lo, hi)), state=unit.state,
+                              follow=follow)
                 pace.record(gw, unit.state.written_end - lo, trio.current_time() - began)
             except _CONTENT_ERRORS:
                 raise
@@ -738,7 +769,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
             gws = []
         if out.pos >= res.size:  # the race's kept answer brought it all
             gws = []
-        usable = [g for g in gws if not g.dropped and not g.not_found]
+        usable = _spare_whole([g for g in gws if not g.dropped and not g.not_found])
         # a gateway that answers with the whole DAG gets one stream (see _fetch_file_units)
         workers = [g for i in range(max(1, opts.streams_per_gateway)) for g in usable
                    if i == 0 or not g.whole]

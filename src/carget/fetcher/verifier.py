@@ -327,7 +327,10 @@ class DagVerifier:
         self._drain()
         ahead, self._ahead = self._ahead, None
         self._on_block(ahead.cid, ahead.data)
-        return self.feed(b"")
+        # blocks already buffered may complete the range; feed() returns nothing once
+        # done, so what the look-ahead block placed is taken here too
+        placed: list[VerifierEvent] = self.feed(b"") if not self.done else []
+        return placed + self._take()
 
     def feed_eof(self) -> list[VerifierEvent]:
         """Say the body ended. Raises :class:`IncompleteDAG` / :class:`NotFoundError` when
