@@ -363,6 +363,10 @@ class _Stopped(Exception):
     """A stream's threads were told to stop (the run was cancelled)."""
 
 
+#: put into a channel by :meth:`_Channel.wake`
+_WAKE: Final = object()
+
+
 class _Channel(Generic[_T]):
     """A bounded hand-off between two threads, made of two C-level ``SimpleQueue``s (items,
     and room tokens). ``queue.Queue`` runs a Python-level Condition on every put and get:
@@ -393,8 +397,16 @@ class _Channel(Generic[_T]):
 
     def get(self) -> _T:
         item: _T = self._wait(self._items)
+        if item is _WAKE:
+            raise _Stopped
         self._room.put(None)
         return item
+
+    def wake(self) -> None:
+        """After ``stop`` is set: end the waits blocked on this channel now rather than
+        at their next look at the flag (a cancelled race waited STOP_POLL on them)."""
+        self._items.put(_WAKE)  # type: ignore[arg-type]
+        self._room.put(None)
 
     def get_within(self, seconds: float) -> _T | None:
         """:meth:`get`, or None after ``seconds`` (raises :class:`_Stopped` as soon as
@@ -410,6 +422,8 @@ class _Channel(Generic[_T]):
                 item: _T = self._items.get(timeout=min(left, STOP_POLL))
             except Empty:
                 continue
+            if item is _WAKE:
+                raise _Stopped
             self._room.put(None)
             return item
 
@@ -634,6 +648,8 @@ async def _body_on_thread(run: _Run, resp: HttpResponse, verifier: DagVerifier,
 
     def stop_threads() -> None:
         cancelled.set()
+        pieces.wake()
+        queue.wake()
         resp.abort()
 
     async def ticker() -> None:
