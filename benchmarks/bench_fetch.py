@@ -23,10 +23,17 @@ three. On this 2-core box the gateway shares the cores: once two streams verify 
 once (two connections, or two gateways) both cores are busy, so more streams cannot go
 faster here, only over a real network.
 
-Two kinds of gateway: a minimal sendfile gateway (so the server does not eat the CPU
-the client needs on a 2-core box), then ``carget serve``.
+Four kinds of gateway (``--gateways``): a minimal sendfile gateway that honours
+dag-scope and entity-bytes (so the server does not eat the CPU the client needs on a
+2-core box); a static server in front of the same ready-made CAR (DFS order), which
+answers every request with the whole CAR (a CDN, object storage, nginx); the sendfile
+gateway over HTTPS (a trustme test CA, trusted by the clients through SSL_CERT_FILE; the
+server encrypts with the ssl module on the same cores, which caps even curl); and
+``carget serve``. Each also shows curl's time for the same CAR, and the sendfile kinds
+the most CAR bytes the server sent for one ``get`` (its ``/stats``), as a multiple of the
+CAR's size.
 
-    python benchmarks/bench_fetch.py [--mib 512] [--rounds 5]
+    python benchmarks/bench_fetch.py [--mib 512] [--rounds 5] [--gateways static,tls] [--quick]
 
 Peak RSS is the client process's (``wait4``); ``--mib 1024`` checks the 100 MiB budget.
 """
