@@ -15,7 +15,10 @@ content, :class:`~carget.errors.VerificationError` when every answer lied or was
 Nothing is left at ``out_path`` unless it is complete and verified.
 
 Submodules: ``target`` (input parsing), ``gateways`` (discovery, delegated routing),
-``verifier`` (sans-IO CAR + DAG verification), ``http`` (lean HTTP/1.1 body path),
+``verifier`` (sans-IO CAR + DAG verification), ``http`` (lean HTTP/1.1 requests and
+redirects), ``framing`` (sans-IO response reader), ``connection`` (TCP or TLS readable
+from trio and from a worker thread, kept connections, the trust store), ``proxy``
+(sans-IO: the environment's proxy rules),
 ``stream`` (one request: receive, verify and write on three threads), ``split`` (sans-IO:
 sharing a range among streams, take-overs, gateway pace), ``output`` (atomic files, trees,
 resume journal, cat's segments), ``engine`` (racing, splitting, failover) and ``inorder``
