@@ -655,14 +655,17 @@ async def _fallback(run: _Run, out_path: str) -> FetchResult:
     return FetchResult("", os.path.getsize(out_path), digest, "fallback")
 
 
-async def _bounded(timeout: float | None, fn: Callable[[], Any]) -> Any:
+async def _bounded(timeout: float | None, fn: Callable[[], Any], run: _Run) -> Any:
     if timeout is None:
         return await fn()
     try:
         with trio.fail_after(timeout):
             return await fn()
     except trio.TooSlowError:
-        raise FetchTimeout(f"the run took longer than --timeout {timeout:g} s") from None
+        # with retries silent, the timeout is the one line: it names what failed so far
+        failed = run.gateway_failures()
+        raise FetchTimeout(f"the run took longer than --timeout {timeout:g} s"
+                           + (f" ({failed})" if failed else "")) from None
 
 
 async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchResult:
@@ -672,13 +675,13 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
     if not out_path:
         out_path = run.target.default_name
     try:
-        result: FetchResult = await _bounded(opts.timeout, lambda: _ipfs_get(run, out_path))
+        result: FetchResult = await _bounded(opts.timeout, lambda: _ipfs_get(run, out_path), run)
     except CargetError as exc:
         if opts.fallback_url is None or isinstance(exc, UsageError):
             raise
         run.log(f"IPFS: {exc}")
         left = None if deadline is None else max(0.0, deadline - trio.current_time())
-        result = await _bounded(left, lambda: _fallback(run, out_path))
+        result = await _bounded(left, lambda: _fallback(run, out_path), run)
     finally:
         run.close()
     run.event("done", cid=result.cid, size=result.size, digest=result.digest,
@@ -811,7 +814,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
     out.on_block = car
     ok = False
     try:
-        result: FetchResult = await _bounded(opts.timeout, go)
+        result: FetchResult = await _bounded(opts.timeout, go, run)
         ok = True
     finally:
         run.close()

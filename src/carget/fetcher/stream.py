@@ -288,6 +288,12 @@ class _Run:
             gw.dropped = True
             self.event("gateway-dropped", gateway=gw.url, reason=str(exc))
 
+    def gateway_failures(self) -> str:
+        """What last failed with each gateway that failed, in one line ("" if none)."""
+        if not any(g.last_error is not None for g in self.gateways):
+            return ""
+        return _each_gateway(self.gateways)
+
     def final_error(self, what: str) -> CargetError:
         """The error that describes why no gateway could serve ``what``."""
         if not self.gateways:
