@@ -8,8 +8,7 @@ Ctrl-C never leaves a partial file at the final path.
 from __future__ import annotations
 
 import os
-import signal
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -18,7 +17,24 @@ from .errors import InputError
 
 __all__ = ["atomic_file", "new_file_mode"]
 
-_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _create_beside(target: str, path: str, made: list[str]) -> int:
+    """Create a new temporary file beside ``target`` and return its descriptor. Its name
+    goes into ``made`` *before* the file exists, so a caller that removes what ``made``
+    names on any exception leaves nothing behind, wherever an interrupt lands (Ctrl-C is
+    raised between bytecodes, whichever thread the signal reached). Raises
+    :class:`InputError`."""
+    prefix = os.path.join(os.path.dirname(target), f".{os.path.basename(target)[:64]}.")
+    while True:
+        made[:] = [f"{prefix}{secrets.token_hex(8)}.carget-tmp"]
+        try:
+            return os.open(made[0], os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            made.clear()  # someone else's: never ours to remove
+        except OSError as exc:
+            made.clear()
+            raise InputError(f"{path}: cannot write there: {exc.strerror or exc}") from None
 
 
 def new_file_mode() -> int:
@@ -45,17 +61,10 @@ def atomic_file(
     Raises :class:`InputError` when the directory cannot take a new file.
     """
     target = os.path.abspath(path)
-    # an interrupt between mkstemp and the try below would leak the temporary: hold the
-    # signals that stop carget (SIGINT, SIGTERM, SIGHUP) until inside it
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    made: list[str] = []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)[:64]}.",
-                                   suffix=".carget-tmp", dir=os.path.dirname(target))
-    except OSError as exc:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        raise InputError(f"{path}: cannot write there: {exc.strerror or exc}") from None
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        fd = _create_beside(target, path, made)
+        tmp = made[0]
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f, tmp
         os.chmod(tmp, new_file_mode() if file_mode is None else file_mode)
@@ -63,8 +72,9 @@ def atomic_file(
             before_rename(tmp)
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        for name in made:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
         raise
