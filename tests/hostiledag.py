@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-
-import trio
 
 from carget.car.encoder import encode_header, section_prefix
 from carget.cid import CID, DAG_PB, RAW
 from carget.unixfs.dagpb import PBLink, decode_node, encode_node
 from carget.unixfs.data import DataType, UnixFSData, encode_data
+from loopback import http_answer, one_answer
 
 
 @dataclass
@@ -115,27 +113,6 @@ def snapshot(base: Path, skip: Path) -> dict[str, tuple[str, bytes | str | None]
 async def car_gateway(car: bytes) -> AsyncIterator[str]:
     """A loopback gateway that answers every request with the same CAR (a gateway that
     ignores paths and scopes, which the trustless spec allows): the client must judge."""
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car;"
-                                  b" version=1; order=dfs; dups=y\r\nConnection: close\r\n"
-                                  b"Content-Length: " + str(len(car)).encode() + b"\r\n\r\n")
-            await stream.send_all(car)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            nursery.cancel_scope.cancel()
+    ctype = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
+    async with one_answer(http_answer("200 OK", {"Content-Type": ctype}, car)) as url:
+        yield url

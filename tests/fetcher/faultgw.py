@@ -53,6 +53,7 @@ from dagstore import DagStore, NotHere
 
 from carget.car.encoder import encode_header, section_prefix
 from carget.cid import CID, RAW, encode_varint
+from loopback import http_answer, one_answer
 
 
 @dataclass
@@ -307,26 +308,6 @@ async def fault_gateway(store: DagStore, fault: Fault | None = None, *, chunked:
 @asynccontextmanager
 async def plain_server(content: bytes) -> AsyncIterator[str]:
     """A plain HTTP mirror serving ``content`` at any path (the --fallback-url)."""
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream"
-                                  b"\r\nConnection: close\r\nContent-Length: "
-                                  + str(len(content)).encode() + b"\r\n\r\n" + content)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
-        try:
-            yield f"http://127.0.0.1:{port}/file.bin"
-        finally:
-            nursery.cancel_scope.cancel()
+    answer = http_answer("200 OK", {"Content-Type": "application/octet-stream"}, content)
+    async with one_answer(answer) as url:
+        yield f"{url}/file.bin"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +20,14 @@ from fetchhelp import content
 from carget.errors import NetworkError
 from carget.fetcher import connection
 from carget.fetcher.engine import FetchOptions, run_get
+from loopback import http_answer, one_answer
 
 
 @asynccontextmanager
 async def redirector(location: str) -> AsyncIterator[str]:
     """Answers every request with 302 to ``location``."""
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            await stream.send_all(b"HTTP/1.1 302 Found\r\nLocation: " + location.encode()
-                                  + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-        try:
-            yield f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/img"
-        finally:
-            nursery.cancel_scope.cancel()
+    async with one_answer(http_answer("302 Found", {"Location": location})) as url:
+        yield f"{url}/img"
 
 
 async def test_fallback_goes_through_httpx_with_the_trust_store(
