@@ -66,15 +66,17 @@ def _survey(ex: Exporter, cid: CID, node: Node) -> _Survey:
         if c in memo:
             stack.pop()
             continue
+        if c in kids:  # a directory whose children are all counted now
+            below = kids.pop(c)
+            memo[c] = (1 + sum(memo[k][0] for k in below), sum(memo[k][1] for k in below))
+            stack.pop()
+            continue
         n = nodes.pop(c, None) or ex.node(c)
         if n.kind in _DIRS:
-            if c not in kids:
-                kids[c] = [e.cid for e in ex.list_dir(c, n)]
-                stack.extend(k for k in kids[c] if k not in memo)
-                continue
-            memo[c] = (1 + sum(memo[k][0] for k in kids[c]), sum(memo[k][1] for k in kids[c]))
-            del kids[c]
-        elif n.kind == "symlink":
+            kids[c] = [e.cid for e in ex.list_dir(c, n)]
+            stack.extend(k for k in kids[c] if k not in memo)
+            continue
+        if n.kind == "symlink":
             memo[c] = (1, 0)
         else:
             memo[c] = (1, ex.file_size(c, n))
