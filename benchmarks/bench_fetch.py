@@ -193,7 +193,8 @@ srv.serve_forever()
 #: the whole-process figures include); argv: ROOT OUT STREAMS URL...
 IN_PROCESS = """
 import sys, time, trio
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
 root, out, streams, urls = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 t = time.perf_counter()
 trio.run(run_get, root, out, FetchOptions(urls, streams_per_gateway=streams))

@@ -14,8 +14,9 @@ from dagstore import DagStore
 from faultgw import fault_gateway
 from fetchhelp import content
 
-from carget.fetcher import connection
-from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from carget.fetcher import FetchOptions, connection
+from carget.fetcher.cat import run_cat
+from carget.fetcher.get import run_get
 
 SIZE = 4 << 20
 

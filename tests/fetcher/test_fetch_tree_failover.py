@@ -11,7 +11,8 @@ from faultgw import Fault, fault_gateway
 from fetchhelp import content
 
 from carget.cid import CID, Block
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
 from carget.tree import add_paths
 from carget.unixfs.options import resolve_options
 
