@@ -460,9 +460,9 @@ def _resume(tmp_path: Path, root: CID, car: bytes) -> None:
 
     tree = TreeOutput(str(tmp_path / "out"), root)
     tree.resume()
-    for path, cid in tree.remaining("", root):
+    for path, cid, part in tree.remaining("", root):
         sub = tree.under(path)
-        verifier = DagVerifier(cid, scope="all")
+        verifier = DagVerifier(cid, scope="all" if part is None else "entity", byte_range=part)
         sub.handle(verifier.feed(car))  # a gateway that sends the whole DAG: the rest skipped
         if not verifier.done:
             sub.handle(verifier.feed_eof())

@@ -3,7 +3,8 @@
 
 When an answer fails, what it completed stays in place: the next request (this gateway
 after its back-off, or the next one) asks only for the subtrees still missing, entry by
-entry under the directories already verified (:class:`TreeTarget`'s ``remaining``).
+entry under the directories already verified, and for a file left half-written only its
+missing byte ranges (``entity-bytes``), as :class:`TreeTarget`'s ``remaining`` says.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import trio
 from ..cid import CID
 from ..errors import CargetError, NetworkError
 from .outputs import EventOutput
+from .outputs.tree import Missing
 from .race import Resolved
 from .request import car_url, request_car
 from .run import FATAL_ERRORS, Run
@@ -32,7 +34,9 @@ class TreeTarget(Protocol):
         """Take back what an earlier run left (blocking): the bytes kept."""
         ...
 
-    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]: ...
+    def remaining(self, path: str, cid: CID) -> list[Missing]:
+        """What is still missing under ``path``: subtrees, or byte ranges of a file."""
+        ...
 
     def under(self, prefix: str) -> EventOutput: ...
 
@@ -48,9 +52,9 @@ async def fetch_tree(run: Run, res: Resolved, make_out: Callable[[], _Out]) -> _
     When an answer fails, what it completed stays in place: the next request (this
     gateway after its back-off, or the next one) asks only for the subtrees still
     missing, entry by entry under the directories already verified (a sharded directory
-    or a partly written file is asked for again whole). A run that is interrupted keeps
-    the partial tree and its journal; the next one re-verifies them and goes on from
-    there (:meth:`TreeOutput.resume`)."""
+    is asked for again whole), and only the missing byte ranges of a file partly
+    written. A run that is interrupted keeps the partial tree and its journal; the next
+    one re-verifies them and goes on from there (:meth:`TreeOutput.resume`)."""
     first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
     out = make_out()
     try:
@@ -64,16 +68,20 @@ async def fetch_tree(run: Run, res: Resolved, make_out: Callable[[], _Out]) -> _
                 wait = gw.ready_at - trio.current_time()
                 if wait > 0:
                     await trio.sleep(wait)
-                path, cid = pending[0]
-                v = DagVerifier(cid, scope=Scope.ALL)
+                path, cid, part = pending[0]
+                # a subtree whole, or a byte range of a file partly in place
+                scope = Scope.ALL if part is None else Scope.ENTITY
+                v = DagVerifier(cid, scope=scope, byte_range=part)
                 try:
                     await request_car(run, gw, v, out.under(path),
-                                  car_url(gw.url, cid, (), Scope.ALL, None))
+                                      car_url(gw.url, cid, (), scope, part))
                     pending.pop(0)
                 except FATAL_ERRORS:
                     raise
                 except CargetError as exc:
-                    pending[0:1] = out.remaining(path, cid)
+                    # what this answer left of its item (a file's other ranges may be
+                    # queued already: each is asked for once)
+                    pending = list(dict.fromkeys(out.remaining(path, cid) + pending[1:]))
                     if pending:
                         run.log(f"continuing with {len(pending)} missing subtree(s)")
                     run.failed(gw, exc)

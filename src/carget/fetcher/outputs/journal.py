@@ -5,9 +5,10 @@ A file's journal (``OUT.carget-journal``) is one JSON document, rewritten atomic
 the file fills in: the byte ranges written, the verified DAG nodes (so the next run can
 re-derive every leaf CID from the root) and the frames of dag-pb leaves. A tree's
 journal is a log of JSON lines, appended as the tree fills in: a header, then one line
-per verified directory and per finished file, each with the blocks needed to check it
-again. Neither is trusted: :mod:`~carget.fetcher.outputs.recheck` re-hashes what it
-vouches for.
+per verified directory, per finished file and, now and then, per file being written
+(the ranges written so far: the last such line of a file counts), each with the blocks
+needed to check it again. Neither is trusted: :mod:`~carget.fetcher.outputs.recheck`
+re-hashes what it vouches for.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "JOURNAL_VERSION",
     "PARTIAL_SUFFIX",
     "KeptFile",
+    "KeptTree",
     "TreeJournal",
     "encode_blocks",
     "encode_frame",
@@ -158,31 +160,49 @@ class TreeJournal:
         """A finished file, with its inner nodes and leaf frames."""
         self.log({"file": path, "cid": str(cid), "size": size, **encode_blocks(nodes, frames)})
 
+    def part(self, path: str, cid: CID, size: int, done: list[tuple[int, int]],
+             nodes: dict[str, bytes], frames: dict[str, tuple[bytes, bytes]]) -> None:
+        """A file being written: the byte ranges of it in place so far, with the blocks
+        to check them."""
+        self.log({"part": path, "cid": str(cid), "size": size, "done": done,
+                  **encode_blocks(nodes, frames)})
+
     def close(self) -> None:
         self._f.close()
 
 
-#: a tree journal's finished file: path, CID, size, and its blocks
-KeptTreeFile = tuple[str, CID, int, KeptFile]
+#: a tree journal's file: CID, size, and its blocks (with the ranges done, for a part)
+KeptTreeFile = tuple[CID, int, KeptFile]
 
 
-def read_tree_journal(journal_path: str
-                      ) -> tuple[dict[str, tuple[CID, bytes]], list[KeptTreeFile]]:
-    """(verified directories by path: CID and node; finished files: path, CID, size and
-    blocks) as a tree journal lists them; lines cut short or malformed are skipped.
-    Raises OSError when it cannot be read."""
-    dirs: dict[str, tuple[CID, bytes]] = {}
-    files: list[KeptTreeFile] = []
+@dataclass
+class KeptTree:
+    """What a tree journal lists: verified directories (CID and node), finished files
+    and files partly written (the last line of each), by path."""
+
+    dirs: dict[str, tuple[CID, bytes]]
+    files: dict[str, KeptTreeFile]
+    parts: dict[str, KeptTreeFile]
+
+
+def read_tree_journal(journal_path: str) -> KeptTree:
+    """What the tree journal at ``journal_path`` lists; lines cut short or malformed are
+    skipped. Raises OSError when it cannot be read."""
+    kept = KeptTree({}, {}, {})
     for doc in _lines(journal_path):
         try:
             if "dir" in doc:
-                dirs[str(doc["dir"])] = (CID.parse(doc["cid"]), base64.b64decode(doc["node"]))
+                kept.dirs[str(doc["dir"])] = (CID.parse(doc["cid"]),
+                                              base64.b64decode(doc["node"]))
             elif "file" in doc:
-                files.append((str(doc["file"]), CID.parse(doc["cid"]), int(doc["size"]),
-                              _decode(doc)))
+                kept.files[str(doc["file"])] = (CID.parse(doc["cid"]), int(doc["size"]),
+                                                _decode(doc))
+            elif "part" in doc:
+                kept.parts[str(doc["part"])] = (CID.parse(doc["cid"]), int(doc["size"]),
+                                                _decode(doc))
         except (KeyError, TypeError, ValueError, AttributeError, CargetError):
             continue  # a malformed line (a bad CID too) vouches for nothing
-    return dirs, files
+    return kept
 
 
 def _lines(journal_path: str) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,7 @@ from ...errors import UnixFSError
 from ..split import gaps, merge_ranges
 from ..types import BlockSink
 from ..verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEvent
-from .tree import TreeLedger, Under
+from .tree import Missing, TreeLedger, Under
 
 __all__ = ["BlockFileOutput", "BlockTreeOutput", "SinkFailed", "give_events"]
 
@@ -105,13 +105,13 @@ class BlockTreeOutput:
         with self._lock:  # one answer at a time, but keep the ledger whole regardless
             for ev in events:
                 if isinstance(ev, FileData):
-                    self.ledger.got_bytes(ev.path, len(ev.data))
+                    self.ledger.got_leaf(ev.path, ev.offset, len(ev.data))
                     _give(self.sink, ev.cid, ev.block())
                     placed += len(ev.data)
                 elif isinstance(ev, EntityStart):
                     self.ledger.start(ev)
                 elif isinstance(ev, SymlinkEntry):
-                    self.ledger.got[ev.path] = 1
+                    self.ledger.symlinks.add(ev.path)
                 else:
                     self.ledger.directory(ev)
                     _give(self.sink, ev.cid, ev.data)
@@ -121,7 +121,7 @@ class BlockTreeOutput:
     def resume(self) -> int:
         return 0  # nothing kept between runs
 
-    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
+    def remaining(self, path: str, cid: CID) -> list[Missing]:
         with self._lock:
             return self.ledger.remaining(path, cid)
 

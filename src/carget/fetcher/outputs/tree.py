@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import time
 
 from ...cid import CID, RAW
 from ...errors import InputError, UnsafePathError, UsageError
@@ -18,38 +19,64 @@ from ..verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierE
 from . import EventOutput
 from .disk import reserve, writing
 from .journal import (
+    JOURNAL_EVERY,
+    JOURNAL_SECONDS,
     JOURNAL_SUFFIX,
     PARTIAL_SUFFIX,
+    KeptFile,
     TreeJournal,
     read_tree_journal,
     remove_journal,
 )
 from .recheck import recheck
 
-__all__ = ["TreeLedger", "TreeOutput", "Under"]
+__all__ = ["Missing", "TreeLedger", "TreeOutput", "Under"]
+
+#: what a tree still lacks: the subtree at a path (the entity with that CID) to ask for
+#: whole (range None), or the byte range ``[lo, hi)`` of the file there
+Missing = tuple[str, CID, tuple[int, int] | None]
 
 
 class TreeLedger:
     """What of a tree is in place, for continuing after a failed answer (sans-IO): each
-    entity announced (kind, CID, size), each file's bytes and each symlink received, and
-    each plain directory's entries (the node right after its EntityStart). HAMT shards
-    are not listed: a sharded directory is fetched again whole."""
+    entity announced (kind, CID, size), each file's verified byte ranges, each symlink
+    received, and each plain directory's entries (the node right after its
+    EntityStart). HAMT shards are not listed: a sharded directory is fetched again
+    whole."""
 
     def __init__(self) -> None:
         self.entries: dict[str, tuple[str, CID, int]] = {}  # path -> (kind, cid, size)
-        self.got: dict[str, int] = {}  # file path -> bytes written (a symlink: 1)
+        #: file path -> the byte ranges of it in place (merged by file_missing)
+        self.spans: dict[str, list[tuple[int, int]]] = {}
+        self.symlinks: set[str] = set()
         self.links: dict[str, list[tuple[str, CID]]] = {}  # directory path -> entries
         self._pending_dir: tuple[str, CID] | None = None  # announced, node not yet seen
 
-    def start(self, ev: EntityStart) -> None:
-        self.entries[ev.path] = (ev.kind, ev.cid, ev.size or 0)
+    def start(self, ev: EntityStart) -> bool:
+        """Note an entity announced. True for a file whose verified part (from an earlier
+        answer or run) stays: the same file at the same path, some of it in place."""
+        entry = (ev.kind, ev.cid, ev.size or 0)
+        kept = ev.kind == "file" and self.entries.get(ev.path) == entry and bool(
+            self.spans.get(ev.path))
+        self.entries[ev.path] = entry
         if ev.kind == "directory":
             self._pending_dir = (ev.path, ev.cid)
-        elif ev.kind == "file":
-            self.got[ev.path] = 0
+        elif ev.kind == "file" and not kept:
+            self.spans[ev.path] = []
+        return kept
 
-    def got_bytes(self, path: str, n: int) -> None:
-        self.got[path] = self.got.get(path, 0) + n
+    def got_leaf(self, path: str, offset: int, n: int) -> None:
+        """Verified bytes ``[offset, offset + n)`` of the file at ``path`` are in place."""
+        spans = self.spans.setdefault(path, [])
+        if spans and spans[-1][1] == offset:  # leaves arrive in order: one growing range
+            spans[-1] = (spans[-1][0], offset + n)
+        else:
+            spans.append((offset, offset + n))
+
+    def file_missing(self, path: str) -> list[tuple[int, int]]:
+        """The byte ranges of the file at ``path`` not yet in place."""
+        spans = self.spans[path] = merge_ranges(self.spans.get(path, []))
+        return gaps(spans, 0, self.entries[path][2])
 
     def directory(self, ev: InnerNode) -> tuple[str, CID] | None:
         """Note a directory's node if it is the one just announced: returns its (path,
@@ -75,12 +102,12 @@ class TreeLedger:
             entry = self.entries.get(p)
             if entry is None:
                 return False
-            kind, _, size = entry
+            kind = entry[0]
             if kind == "file":
-                if self.got.get(p, -1) < size:
+                if self.file_missing(p):
                     return False
             elif kind == "symlink":
-                if p not in self.got:
+                if p not in self.symlinks:
                     return False
             else:
                 links = self.links.get(p)
@@ -89,12 +116,12 @@ class TreeLedger:
                 stack.extend(f"{p}/{name}" if p else name for name, _ in links)
         return True
 
-    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
+    def remaining(self, path: str, cid: CID) -> list[Missing]:
         """What is still missing under ``path`` (the entity ``cid``) after a failed answer,
-        as (path, cid) subtrees to ask for, in DAG order: nothing if it is complete, its
-        incomplete entries if it is a directory whose entries are known, else the whole
-        of it."""
-        out: list[tuple[str, CID]] = []
+        in DAG order: nothing if it is complete, the missing byte ranges of a file partly
+        in place, its incomplete entries if it is a directory whose entries are known,
+        else the whole of it."""
+        out: list[Missing] = []
         stack = [(path, cid)]
         while stack:
             p, c = stack.pop()
@@ -102,9 +129,12 @@ class TreeLedger:
                 continue
             links = self.links.get(p)
             entry = self.entries.get(p)
+            if entry is not None and entry[0] == "file" and entry[1] == c and self.spans.get(p):
+                out.extend((p, c, r) for r in self.file_missing(p))
+                continue
             if (links is None or entry is None or entry[1] != c
                     or not all(is_safe_name(name) for name, _ in links)):
-                out.append((p, c))  # the verifier refuses bad names: ask for all of it
+                out.append((p, c, None))  # the verifier refuses bad names: ask for all of it
                 continue
             stack.extend(reversed([(f"{p}/{name}" if p else name, child)
                                    for name, child in links]))
@@ -128,11 +158,13 @@ class TreeOutput:
     macOS, often 1024 on Linux).
 
     Resumable: the tree is built in ``path.carget-partial/`` and a journal
-    (``path.carget-journal``, one JSON line per verified directory and finished file,
-    with the blocks needed to check it again) grows as it fills in. An interrupted
-    run keeps both (:meth:`abandon` with ``keep``); the next run for the same CID
-    re-verifies them (:meth:`resume`: directory blocks against their CIDs, files leaf by
-    leaf from disk) and asks only for what is still missing. No walk here recurses, so
+    (``path.carget-journal``: one JSON line per verified directory and finished file,
+    and for the file being written its ranges so far, each with the blocks needed to
+    check it again) grows as it fills in. An interrupted run keeps both
+    (:meth:`abandon` with ``keep``); the next run for the same CID re-verifies them
+    (:meth:`resume`: directory blocks against their CIDs, files leaf by leaf from disk)
+    and asks only for what is still missing, down to the byte ranges of a file left
+    half-written. No walk here recurses, so
     a tree as deep as the names rules allow is handled like any other."""
 
     def __init__(self, path: str, cid: CID, target: str = "") -> None:
@@ -153,6 +185,10 @@ class TreeOutput:
         self._cur: str | None = None
         self._cur_nodes: dict[str, bytes] = {}
         self._cur_frames: dict[str, tuple[bytes, bytes]] = {}
+        # files left incomplete (a failed answer, or an earlier run): their blocks so far
+        self._parts: dict[str, tuple[dict[str, bytes], dict[str, tuple[bytes, bytes]]]] = {}
+        self._since_journal = 0
+        self._journal_at = time.monotonic()
         self._files: dict[str, int] = {}
         self.written = 0
         self.on_block: BlockSink | None = None
@@ -173,7 +209,7 @@ class TreeOutput:
         tree = self._tree
         for ev in events:
             if isinstance(ev, FileData):
-                self.ledger.got_bytes(ev.path, len(ev.data))
+                self.ledger.got_leaf(ev.path, ev.offset, len(ev.data))
                 if ev.frame is not None and ev.path == self._cur:
                     self._cur_frames[str(ev.cid)] = ev.frame
                 fd = self._files.get(ev.path)
@@ -186,22 +222,29 @@ class TreeOutput:
                 written += len(ev.data)
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.block())
-                if ev.path == self._cur and self.ledger.complete(ev.path):
-                    self._file_done(ev.path)
+                if ev.path == self._cur:
+                    if self.ledger.complete(ev.path):
+                        self._file_done(ev.path)
+                    else:
+                        self._since_journal += len(ev.data)
             elif isinstance(ev, EntityStart):
-                self.ledger.start(ev)
+                kept = self.ledger.start(ev)
                 if ev.kind == "directory":
                     tree.makedirs(ev.path)
                 elif ev.kind == "file":
                     if not ev.path:
                         raise UsageError(f"{ev.cid} is a file, not a tree")
-                    self._cur, self._cur_nodes, self._cur_frames = ev.path, {}, {}
-                    self._close_files()  # the previous file is complete
-                    tree.remove(ev.path)  # fetched again after a failed answer
-                    fd = tree.open_file(ev.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-                    self._files[ev.path] = fd
-                    os.ftruncate(fd, ev.size or 0)
-                    reserve(fd, ev.size or 0)
+                    self._switch_to(ev.path)
+                    self._close_files()  # only the file being written stays open
+                    if kept:  # its verified part stays: the rest is written around it
+                        fd = tree.open_file(ev.path, os.O_WRONLY)
+                        self._files[ev.path] = fd
+                    else:
+                        tree.remove(ev.path)  # fetched again after a failed answer
+                        fd = tree.open_file(ev.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                        self._files[ev.path] = fd
+                        os.ftruncate(fd, ev.size or 0)
+                        reserve(fd, ev.size or 0)
                 elif ev.kind != "symlink":
                     raise UsageError(f"{ev.cid} at {ev.path or '/'} is not UnixFS "
                                      f"({ev.cid.codec_name}); carget get writes UnixFS only")
@@ -213,7 +256,7 @@ class TreeOutput:
                         f"symlink alone would point outside its output; get what it "
                         f"points to instead")
                 tree.add_link(ev.path, ev.target)  # made last, at commit()
-                self.ledger.got[ev.path] = 1
+                self.ledger.symlinks.add(ev.path)
             elif isinstance(ev, InnerNode):
                 self._note_directory(ev)
                 if self._cur is not None and ev.cid.codec != RAW:
@@ -221,7 +264,20 @@ class TreeOutput:
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.data)
         self.written += written
+        if self._cur is not None and (self._since_journal >= JOURNAL_EVERY or (
+                self._since_journal and time.monotonic() - self._journal_at >= JOURNAL_SECONDS)):
+            self._journal_part(self._cur, self._cur_nodes, self._cur_frames)
         return written
+
+    def _switch_to(self, path: str) -> None:
+        """The file at ``path`` is the one being written now (again, after a failed
+        answer, with the blocks it had); one left incomplete keeps its blocks aside."""
+        if path == self._cur:
+            return
+        if self._cur is not None:
+            self._parts[self._cur] = (self._cur_nodes, self._cur_frames)
+        self._cur = path
+        self._cur_nodes, self._cur_frames = self._parts.pop(path, ({}, {}))
 
     def _note_directory(self, ev: InnerNode) -> None:
         listed = self.ledger.directory(ev)
@@ -238,6 +294,16 @@ class TreeOutput:
             self._journal.file(path, cid, size, self._cur_nodes, self._cur_frames)
         self._cur, self._cur_nodes, self._cur_frames = None, {}, {}
 
+    def _journal_part(self, path: str, nodes: dict[str, bytes],
+                      frames: dict[str, tuple[bytes, bytes]]) -> None:
+        """Log what of the incomplete file at ``path`` is in place (the next run keeps it)."""
+        self._since_journal = 0
+        self._journal_at = time.monotonic()
+        entry = self.ledger.entries.get(path)
+        if self._journal is None or entry is None or not self.ledger.file_missing(path):
+            return
+        self._journal.part(path, entry[1], entry[2], self.ledger.spans[path], nodes, frames)
+
     def _remove_partial(self) -> None:
         remove_tree(self.tmp)
         remove_journal(self.journal_path)
@@ -248,9 +314,10 @@ class TreeOutput:
         deleted). A file counts only if a verified directory lists it at that path.
         Returns the bytes kept; :meth:`remaining` then says what to ask for."""
         try:
-            dirs, files = read_tree_journal(self.journal_path)
+            journal = read_tree_journal(self.journal_path)
         except OSError:
             return 0
+        dirs = journal.dirs
         # directories: from the root down, each listed by a verified parent
         pending = [("", self.cid)]
         while pending:
@@ -275,20 +342,52 @@ class TreeOutput:
                 except UnsafePathError:
                     continue  # the verifier refuses it when it is fetched
         kept = 0
-        for path, cid, size, blocks in files:
-            parent, _, name = path.rpartition("/")
-            if (name, cid) not in self.ledger.links.get(parent, []) or not is_safe_name(name):
+        for path, (cid, size, blocks) in journal.files.items():
+            if not self._listed(path, cid):
                 continue  # not where a verified directory puts this file
             if self._check_file(path, cid, size, blocks.nodes, blocks.frames):
                 self.ledger.entries[path] = ("file", cid, size)
-                self.ledger.got[path] = size
+                self.ledger.spans[path] = [(0, size)]
                 kept += size
+        for path, (cid, size, blocks) in journal.parts.items():
+            if path in self.ledger.spans or not self._listed(path, cid):
+                continue  # finished after all, or not where a verified directory puts it
+            good = self._check_part(path, cid, size, blocks)
+            if good:
+                self.ledger.entries[path] = ("file", cid, size)
+                self.ledger.spans[path] = good
+                self._parts[path] = (blocks.nodes, blocks.frames)
+                kept += sum(b - a for a, b in good)
         self._sweep()
         return kept
 
+    def _listed(self, path: str, cid: CID) -> bool:
+        """A verified directory lists the entity ``cid`` at ``path``."""
+        parent, _, name = path.rpartition("/")
+        return (name, cid) in self.ledger.links.get(parent, []) and is_safe_name(name)
+
+    def _check_part(self, path: str, cid: CID, size: int, blocks: KeptFile
+                    ) -> list[tuple[int, int]]:
+        """The ranges of a half-written file that a journal vouches for AND whose leaves
+        re-hash to the CIDs the DAG gives (:func:`recheck`)."""
+        try:
+            fd = self._tree.open_file(path, os.O_RDONLY)
+        except (OSError, UnsafePathError):
+            return []
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                return []
+            good: list[tuple[int, int]] = []
+            recheck(fd, cid, 0, size, blocks.nodes, blocks.frames, merge_ranges(blocks.done),
+                    good, self.on_block)
+            return merge_ranges(good)
+        finally:
+            os.close(fd)
+
     def _sweep(self) -> None:
         """Delete what the partial tree holds beyond the re-verified directories and
-        files (partly written files, symlinks, anything else): it is fetched again."""
+        files, whole or in part (symlinks, anything else): it is fetched again."""
         tree = self._tree
         stack = [""]
         while stack:
@@ -304,7 +403,7 @@ class TreeOutput:
                 kind = entry[0] if entry is not None else ""
                 if is_dir and kind == "directory":
                     stack.append(path)
-                elif is_dir or kind != "file" or path not in self.ledger.got:
+                elif is_dir or kind != "file" or path not in self.ledger.spans:
                     tree.remove(path)
 
     def _check_file(self, path: str, cid: CID, size: int, nodes: dict[str, bytes],
@@ -326,7 +425,7 @@ class TreeOutput:
             self._tree.remove(path)
         return ok
 
-    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
+    def remaining(self, path: str, cid: CID) -> list[Missing]:
         """What is still missing under ``path`` (see :meth:`TreeLedger.remaining`)."""
         return self.ledger.remaining(path, cid)
 
@@ -363,9 +462,13 @@ class TreeOutput:
 
     def abandon(self, keep: bool = False) -> None:
         """Stop. ``keep`` (interrupted, resumable) leaves the partial
-        tree and its journal for the next run; otherwise both are removed, however deep
-        the tree."""
+        tree and its journal for the next run (with what of each half-written file is in
+        place); otherwise both are removed, however deep the tree."""
         self._close_files()
+        if keep:
+            self._switch_to("")  # "" is never a file's path: sets the current one aside
+            for path, (nodes, frames) in self._parts.items():
+                self._journal_part(path, nodes, frames)
         self._close_journal()
         self._tree.close()
         if keep:
