@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Run, ensure_bytecode, hashlib_baseline, make_file, run_process, warm
+from _common import Run, ensure_bytecode, hashlib_baseline, make_file, report, run_process, warm
 
 #: a gateway process; argv: FILE. Prints "<root> <port>" once serving.
 SERVER = """
@@ -247,15 +246,6 @@ def server_sent(url: str) -> int:
         return int(r.read())
 
 
-def line(name: str, size: int, runs: list[Run], base: float, extra: str = "") -> None:
-    """The median run's rate and ratio, the range over all rounds, the highest peak RSS."""
-    ratios = sorted(size / r.seconds / 1e6 / base for r in runs)
-    med = statistics.median(ratios)
-    rss = max(r.max_rss_mib for r in runs)
-    print(f"{name:<52} {med * base:7.0f} MB/s  {med:5.2f}x  (range {ratios[0]:.2f}-"
-          f"{ratios[-1]:.2f}x, {len(runs)} runs)  peak RSS {rss:6.1f} MiB{extra}", flush=True)
-
-
 #: the gateways measured, by --gateways name: (label, script, scheme, extra argv)
 GATEWAYS = {
     "sendfile": ("sendfile gateway (honours dag-scope, entity-bytes)", SENDFILE_SERVER,
@@ -313,13 +303,33 @@ def main() -> None:
         cert.cert_chain_pems[0].write_to_path(cert_pem)
         cert.private_key_pem.write_to_path(key_pem)
         os.environ["SSL_CERT_FILE"] = ca_pem  # the clients trust the test CA
+        results: dict[str, dict[str, float]] = {}
         for name in args.gateways.split(","):
             label, script, scheme, extra = GATEWAYS[name]
             if extra == ["--tls"]:
                 extra = ["--tls", cert_pem, key_pem]
             print(f"-- gateways: {label}", flush=True)
             argv = [src] if script is SERVER else [car, *extra]
-            measure(args, size, base, tmp, script, argv, scheme, os.path.getsize(car))
+            results[name] = measure(args, size, base, tmp, script, argv, scheme,
+                                    os.path.getsize(car))
+        summary(results)
+
+
+def summary(results: dict[str, dict[str, float]]) -> None:
+    """The issue's figures in one place: whole ``carget get`` (default flags) from each
+    gateway, curl of the same CAR beside it, and HTTPS against plain HTTP."""
+    print("-- summary: whole carget get, default flags (1 gateway) / curl of the same CAR",
+          flush=True)
+    default = "1 gateway, 2 connections (default)"
+    for name, got in results.items():
+        if default in got:
+            curl_ratio = f"{got['curl']:.2f}x" if "curl" in got else "-"
+            print(f"{GATEWAYS[name][0]:<52} {got[default]:5.2f}x / curl {curl_ratio}",
+                  flush=True)
+    if "tls" in results and "sendfile" in results:
+        for case in ("1 gateway, 1 connection", default):
+            print(f"HTTPS / plain HTTP, {case:<36} "
+                  f"{results['tls'][case] / results['sendfile'][case]:5.2f}", flush=True)
 
 
 def curl(url: str) -> Run | None:
@@ -333,7 +343,9 @@ def curl(url: str) -> Run | None:
 
 
 def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: str,
-            argv: list[str], scheme: str, car_bytes: int) -> None:
+            argv: list[str], scheme: str, car_bytes: int) -> dict[str, float]:
+    """Measure one kind of gateway; return the median ratios by case ("curl" and each
+    ``carget get`` case)."""
     gw1, root, url1 = start_gateway(argv, script, scheme)
     gw2, _, url2 = start_gateway(argv, script, scheme)
     counts = script is SENDFILE_SERVER
@@ -342,8 +354,8 @@ def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: 
         bodies = (("body only: httpx on trio (aiter_raw)", HTTPX_BODY),
                   ("body only: carget lean HTTP/1.1 reader", LEAN_BODY))
         for name, body in bodies if not args.quick else ():
-            line(name, size, [run_process([sys.executable, "-c", body, car_url])
-                              for _ in range(args.rounds)], base)
+            report(name, size, [run_process([sys.executable, "-c", body, car_url])
+                                for _ in range(args.rounds)], base)
         out = os.path.join(tmp, "out.bin")
         cases = (("1 gateway, 1 connection", [url1], "1"),
                  ("1 gateway, 2 connections (default)", [url1], "2"),
@@ -379,13 +391,15 @@ def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: 
                 r.seconds = float(r.stdout)
                 alone[name].append(r)
                 assert os.path.getsize(out) == size
+        got: dict[str, float] = {}
         if curls:
-            line("curl of the CAR (entity), no verification", size, curls, base)
+            got["curl"] = report("curl of the CAR (entity), no verification", size, curls, base)
         for name, _, _ in cases:
             extra = f"  server sent <= {sent[name]:.2f}x the CAR" if counts else ""
-            line("carget get, " + name, size, whole[name], base, extra)
+            got[name] = report("carget get, " + name, size, whole[name], base, extra)
         for name, _, _ in cases if not args.quick else ():
-            line("fetch only, " + name, size, alone[name], base)
+            report("fetch only, " + name, size, alone[name], base, cpu=False)
+        return got
     finally:
         for p in (gw1, gw2):
             p.terminate()
