@@ -52,10 +52,18 @@ SHA2_256: Final = 0x12
 MAX_VARINT_BYTES: Final = 9
 
 
+#: the one-byte varints, made once: lengths and codes below 128 are most of what is encoded
+_ONE_BYTE: Final = tuple(bytes((i,)) for i in range(0x80))
+
+
 def encode_varint(n: int) -> bytes:
     """Unsigned LEB128, as multiformats' unsigned-varint (at most 63 bits)."""
     if n < 0x80:
-        return bytes((n,))
+        if n < 0:
+            raise ValueError(f"negative varint {n}")
+        return _ONE_BYTE[n]
+    if n < 0x4000:  # two bytes: the sizes of small files' blocks
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
