@@ -59,3 +59,12 @@ def test_leaving_the_block_joins_the_threads_and_drops_what_has_not_started() ->
         gate.set()  # the running item finishes; the rest are dropped on the way out
     assert {t.name for t in threading.enumerate()} <= before
     assert len(started) < 5
+
+
+def test_no_thread_starts_before_there_is_work() -> None:
+    before = threading.active_count()
+    with OrderedWork(abs, 4, "t-idle") as work:
+        assert threading.active_count() == before
+        work.submit(-1)
+        assert work.take() == 1
+        assert threading.active_count() == before + 1  # one item, one thread

@@ -8,7 +8,8 @@ importing ``concurrent.futures``, whose ``logging`` import is ~2.5 ms of every s
         ...
         result = work.take()  # the oldest item's result (or its exception, raised here)
 
-Leaving the ``with`` block stops the workers: items not yet started are dropped, the ones
+Threads start with the first items (none for a block that submits nothing). Leaving the
+``with`` block stops the workers: items not yet started are dropped, the ones
 running finish, and the threads are joined, so no thread outlives the block.
 """
 
@@ -47,10 +48,9 @@ class OrderedWork(Generic[T, R]):
         self._todo: queue.SimpleQueue[_Job[T, R] | None] = queue.SimpleQueue()
         self._pending: deque[_Job[T, R]] = deque()
         self._stopped = False
-        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True)
-                         for i in range(max(1, jobs))]
-        for t in self._threads:
-            t.start()
+        self._jobs = max(1, jobs)
+        self._name = name
+        self._threads: list[threading.Thread] = []  # started as items come, up to jobs
 
     def __len__(self) -> int:
         """Items submitted and not yet taken."""
@@ -60,6 +60,11 @@ class OrderedWork(Generic[T, R]):
         job: _Job[T, R] = _Job(item)
         self._pending.append(job)
         self._todo.put(job)
+        if len(self._threads) < self._jobs:
+            t = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def take(self) -> R:
         """The result for the oldest item not yet taken, waiting for it; what ``fn``
