@@ -101,10 +101,20 @@ class LeafEncoder:
             return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
         if self._fast_pb and size:
             # frame() written out: PBNode{Data: UnixFS{Type, Data: chunk, filesize}}
-            n = encode_varint(size)
-            typ = self._type
-            head = b"\x0a" + encode_varint(len(typ) + 2 + 2 * len(n) + size) + typ + b"\x12" + n
-            tail = b"\x18" + n
+            if 0x80 <= size < 0x4000 - 8:
+                # the files of a tree: both varints (size, size + 8) are two bytes, so the
+                # frame is made from its bytes at once (two varints and six joins cost
+                # as much as a sixth of hashing a 4 KiB leaf)
+                lo, hi, whole = (size & 0x7F) | 0x80, size >> 7, size + 8
+                head = bytes((0x0A, (whole & 0x7F) | 0x80, whole >> 7, 0x08, self._type[1],
+                              0x12, lo, hi))
+                tail = bytes((0x18, lo, hi))
+            else:
+                n = encode_varint(size)
+                typ = self._type
+                head = (b"\x0a" + encode_varint(len(typ) + 2 + 2 * len(n) + size) + typ
+                        + b"\x12" + n)
+                tail = b"\x18" + n
             h = sha256(head)
             h.update(chunk)
             h.update(tail)
