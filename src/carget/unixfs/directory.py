@@ -151,14 +151,14 @@ class DirectoryBuilder:
                                     mode=self.mode, mtime=self.mtime)
             return DirResult(cid, tsize, True)
         # name bytes are unique, so sorting the entries sorts by them alone
-        entries = sorted(self._entries.values())
-        fields = [link_field(cid, raw, tsize) for raw, cid, tsize in entries]
+        links = sorted(self._entries.values())
+        fields = [link_field(cid, raw, tsize) for raw, cid, tsize in links]
         fields.append(data_field(self._data))
         body = b"".join(fields)
         cid = make_cid(DAG_PB, (body,), len(body), self.opts, hasher)
         if emit is not None:
             emit(Block(cid, body))
-        return DirResult(cid, len(body) + sum(entry[2] for entry in entries), False)
+        return DirResult(cid, len(body) + sum(link[2] for link in links), False)
 
 
 def _by_name_bytes(item: tuple[str, tuple[bytes, CID, int]]) -> bytes:
