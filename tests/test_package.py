@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import carget
+from carget.cid import Block
 
 
 def test_sans_io_cores_import_no_io_libraries() -> None:
@@ -53,3 +55,35 @@ def test_public_names() -> None:
     )
     for name in carget.__all__:
         assert getattr(carget, name) is not None
+
+
+def test_start_up_imports_nothing_the_command_does_not_use(tmp_path: Path) -> None:
+    """``car verify`` needs no concurrent.futures (its logging import alone is ~2.5 ms of
+    start-up) and no json; ``add -r`` no DAG reader. Issue 16: start-up is a tenth of
+    adding 10,000 small files."""
+    from carget.car.writer import open_car_writer
+    from carget.cid import CID, RAW
+
+    car = tmp_path / "one.car"
+    with open_car_writer(str(car)) as writer:
+        cid = CID.of(b"block", RAW)
+        writer.write_block(Block(cid, b"block"))
+        writer.set_roots([cid])
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "file").write_bytes(b"x" * 3000)
+    unused = {
+        ("car", "verify", "-j", "2", str(car)): ("concurrent.futures", "logging", "json"),
+        ("add", "-r", "-Q", str(tree)): ("concurrent.futures", "carget.unixfs.node"),
+    }
+    for argv, modules in unused.items():
+        code = (
+            "import sys\n"
+            "from carget.cli import main\n"
+            f"sys.argv = ['carget', *{list(argv)!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print(','.join(m for m in {modules!r} if m in sys.modules), file=sys.stderr)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.strip() == "", argv

@@ -52,10 +52,18 @@ SHA2_256: Final = 0x12
 MAX_VARINT_BYTES: Final = 9
 
 
+#: the one-byte varints, made once: lengths and codes below 128 are most of what is encoded
+_ONE_BYTE: Final = tuple(bytes((i,)) for i in range(0x80))
+
+
 def encode_varint(n: int) -> bytes:
     """Unsigned LEB128, as multiformats' unsigned-varint (at most 63 bits)."""
     if n < 0x80:
-        return bytes((n,))
+        if n < 0:
+            raise ValueError(f"negative varint {n}")
+        return _ONE_BYTE[n]
+    if n < 0x4000:  # two bytes: the sizes of small files' blocks
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -150,8 +158,6 @@ def hash_function(name_or_code: str | int) -> HashFunction:
     return found
 
 
-_set = object.__setattr__
-
 
 class CID:
     """A content identifier. Immutable; equal when the binary forms are equal.
@@ -188,11 +194,12 @@ class CID:
     def _unchecked(cls, version: int, codec: int, multihash: bytes, raw: bytes) -> CID:
         """Build a CID from parts the caller has already validated (per-block hot paths:
         parsing CAR sections, hashing leaves), skipping ``__init__``'s checks."""
-        cid = cls.__new__(cls)
-        _set(cid, "version", version)
-        _set(cid, "codec", codec)
-        _set(cid, "multihash", multihash)
-        _set(cid, "_bytes", raw)
+        cid = _new(cls)
+        # the slots' own setters: a third cheaper than object.__setattr__ by name
+        _set_version(cid, version)
+        _set_codec(cid, codec)
+        _set_multihash(cid, multihash)
+        _set_bytes(cid, raw)
         return cid
 
     # --- construction -----------------------------------------------------------------
@@ -308,6 +315,13 @@ class CID:
         return self._bytes
 
 
+_new = object.__new__
+_set_version = CID.__dict__["version"].__set__
+_set_codec = CID.__dict__["codec"].__set__
+_set_multihash = CID.__dict__["multihash"].__set__
+_set_bytes = CID.__dict__["_bytes"].__set__
+
+
 def read_cid(buf: bytes | bytearray | memoryview, pos: int) -> tuple[CID, int]:
     """Parse a binary CID starting at ``pos``; return it and the position after it.
 
@@ -322,6 +336,13 @@ def read_cid(buf: bytes | bytearray | memoryview, pos: int) -> tuple[CID, int]:
             raise IndexError("buffer ends inside CID")
         mh = bytes(buf[pos:end])
         return CID._unchecked(0, DAG_PB, mh, mh), end
+    if buf[pos] == 1 and buf[pos + 1] < 0x80 and buf[pos + 2] == 0x12 and buf[pos + 3] == 0x20:
+        # CIDv1 with a one-byte codec and a sha2-256 multihash: nearly every CID in a CAR
+        end = pos + 36
+        if end > len(buf):
+            raise IndexError("buffer ends inside CID")
+        raw = bytes(buf[pos:end])
+        return CID._unchecked(1, raw[1], raw[2:], raw), end
     version, pos = decode_varint(buf, pos)
     if version != 1:
         raise CIDDecodeError(f"unsupported CID version {version}", start)

@@ -244,7 +244,9 @@ LEAF_OPTS = [
 
 
 @pytest.mark.parametrize("opts", LEAF_OPTS)
-@pytest.mark.parametrize("size", [1, 2, 100, 127, 128, 16383, 16384, 262144])
+# (16375/16376: where the two-byte frame of a tree's small files ends, size + 8 < 16384)
+@pytest.mark.parametrize("size", [1, 2, 100, 119, 120, 127, 128, 129, 4000, 16375, 16376,
+                                  16383, 16384, 262144])
 def test_dag_pb_leaf_fast_path_is_the_general_encoding(opts: ImportOptions, size: int) -> None:
     """The written-out dag-pb leaf (sha2-256, no inlining) is byte for byte the block
     frame() + make_cid() build, and so is its link."""

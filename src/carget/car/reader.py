@@ -23,7 +23,6 @@ import stat
 import sys
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO, Final
 
@@ -36,6 +35,7 @@ from ..errors import (
     UsageError,
     VerificationError,
 )
+from ..ordered import OrderedWork
 from .decoder import CAR_END, DEFAULT_LIMITS, NEED_DATA, CarDecoder, CarLimits, verify_block
 from .header import CarHeader
 from .index import MultihashIndex, decode_index
@@ -54,6 +54,10 @@ RUN_BYTES: Final = 4 << 20
 _WILLNEED: int | None = getattr(mmap, "MADV_WILLNEED", None)
 #: bytes read to parse a section's length and CID (more only for a longer CID)
 _HEAD_PEEK: Final = 80
+#: the first read, which most often holds the header and little else: from a regular file
+#: the workers read the rest, so a full READ_CHUNK here is ~1.5 ms of copying before they
+#: start (a bigger header takes more reads, as the decoder asks)
+_FIRST_READ: Final = 64 << 10
 
 #: a run of sections: (file offset, bytes, [(section offset, data start in the run,
 #: data length, CID)...])
@@ -92,12 +96,15 @@ def _section_head(fd: int, off: int, end: int, limits: CarLimits) -> tuple[int, 
         if not 0 < length <= limits.section or off + p + length > end:
             return None
         try:
-            cid, q = read_cid(memoryview(head)[p : p + length], 0)
+            cid, q = read_cid(head, p)
         except IndexError:
             if len(head) >= p + length:
                 return None
             head = os.pread(fd, p + length, off)  # a long CID (an identity one)
-            cid, q = read_cid(memoryview(head)[p : p + length], 0)
+            cid, q = read_cid(head, p)
+        q -= p
+        if q > length:  # the CID runs past its section
+            return None
     except (IndexError, CIDDecodeError, UsageError):
         return None
     if limits.block is not None and length - q > limits.block:
@@ -144,6 +151,12 @@ def _read_verify_run(fd: int, run: _Run) -> tuple[bytes | memoryview, int, Excep
     return data, len(sections), None
 
 
+def _verify_at(job: tuple[Block, int]) -> None:
+    """verify_block for a block and its section's offset."""
+    block, offset = job
+    verify_block(block.cid, block.data, offset)
+
+
 @contextmanager
 def open_car_input(path: str) -> Iterator[BinaryIO]:
     """Open ``path`` for reading ("-" is stdin). Raises :class:`InputError`."""
@@ -174,12 +187,14 @@ class CarReader:
         self._header: CarHeader | None = None
         self._ended = False  # the file is read to its end
         self._walked = 0  # how far the workers' path has read (see _preading)
+        self._read_size = _FIRST_READ  # READ_CHUNK after the first read
         self.bytes_read = 0
         self.section_offset = 0  # absolute offset of the last block's section
 
     def _fill(self) -> bool:
         try:
-            chunk = self._f.read(READ_CHUNK)
+            chunk = self._f.read(self._read_size)
+            self._read_size = READ_CHUNK
         except OSError as exc:
             raise InputError(f"cannot read CAR: {exc.strerror or exc}") from None
         if not chunk:
@@ -258,31 +273,31 @@ class CarReader:
         self._walked = start = dec.offset
         size = os.fstat(fd).st_size
         end = min(size, dec.payload_end if dec.payload_end is not None else size)
-        pending: deque[tuple[Future[tuple[bytes | memoryview, int, Exception | None]],
-                             _Run]] = deque()
         depth = 2 * self.jobs
-        with ThreadPoolExecutor(self.jobs, thread_name_prefix="carget-verify") as pool:
-            try:
-                runs = self._runs(fd, start, end)
-                while True:
-                    run = next(runs, None)
-                    if run is not None:
-                        pending.append((pool.submit(_read_verify_run, fd, run), run))
-                        if len(pending) <= depth:
-                            continue
-                    if not pending:
-                        break
-                    fut, (_, _, sections) = pending.popleft()
-                    data, good, error = fut.result()
-                    view = memoryview(data)
-                    for sec_off, at, n, cid in sections[:good]:
-                        self.section_offset = sec_off
-                        yield Block(cid, view[at : at + n])
-                    if error is not None:
-                        raise error
-            finally:
-                for fut, _ in pending:
-                    fut.cancel()
+        submitted: deque[_Run] = deque()  # in step with the work's own queue
+
+        def verify_run(run: _Run) -> tuple[bytes | memoryview, int, Exception | None]:
+            return _read_verify_run(fd, run)
+
+        with OrderedWork(verify_run, self.jobs, "carget-verify") as work:
+            runs = self._runs(fd, start, end)
+            while True:
+                run = next(runs, None)
+                if run is not None:
+                    work.submit(run)
+                    submitted.append(run)
+                    if len(submitted) <= depth:
+                        continue
+                if not submitted:
+                    break
+                _, _, sections = submitted.popleft()
+                data, good, error = work.take()
+                view = memoryview(data)
+                for sec_off, at, n, cid in sections[:good]:
+                    self.section_offset = sec_off
+                    yield Block(cid, view[at : at + n])
+                if error is not None:
+                    raise error
         # the decoder takes over where the walk stopped: it reports what is wrong there,
         # or checks the end (and skips a CARv2 index) as it would have anyway
         dec.resume_at(self._walked)
@@ -290,25 +305,19 @@ class CarReader:
         self.bytes_read = self._walked
 
     def _pooled(self) -> Iterator[Block]:
-        pending: deque[tuple[Future[None], Block]] = deque()
+        pending: deque[Block] = deque()  # in step with the work's own queue
         depth = 4 * self.jobs
-        with ThreadPoolExecutor(self.jobs, thread_name_prefix="carget-verify") as pool:
-            try:
-                for ev in self._events():
-                    assert isinstance(ev, Block)
-                    pending.append((pool.submit(verify_block, ev.cid, ev.data,
-                                                self.section_offset), ev))
-                    while len(pending) > depth:
-                        fut, blk = pending.popleft()
-                        fut.result()
-                        yield blk
-                while pending:
-                    fut, blk = pending.popleft()
-                    fut.result()
-                    yield blk
-            finally:
-                for fut, _ in pending:
-                    fut.cancel()
+        with OrderedWork(_verify_at, self.jobs, "carget-verify") as work:
+            for ev in self._events():
+                assert isinstance(ev, Block)
+                work.submit((ev, self.section_offset))
+                pending.append(ev)
+                while len(pending) > depth:
+                    work.take()
+                    yield pending.popleft()
+            while pending:
+                work.take()
+                yield pending.popleft()
 
 
 class CarBlockStore:

@@ -4,7 +4,6 @@ block, malformed CAR, unsafe path)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import Counter
@@ -74,6 +73,8 @@ def roots(car_file: str) -> None:
 @_CAR_IN
 def ls(car_file: str, verbose: bool, as_json: bool) -> None:
     """List the CIDs of the blocks in the CAR (every block is verified on the way)."""
+    import json
+
     from ..car.reader import CarReader, open_car_input
 
     out = sys.stdout
@@ -181,6 +182,8 @@ def inspect(car_file: str, as_json: bool) -> None:
     h = survey.header
     missing = survey.missing()
     if as_json:
+        import json  # only here: ~0.6 ms of every car command's start-up otherwise
+
         doc: dict[str, object] = {"version": h.version}
         if h.v2 is not None:
             doc |= {"data_offset": h.v2.data_offset, "data_size": h.v2.data_size,

@@ -13,7 +13,8 @@ from ..cid import CID, encode_varint
 from ..errors import CIDDecodeError, DagPBError
 from ._wire import LEN, VARINT, Buffer, iter_fields
 
-__all__ = ["PBLink", "PBNode", "decode_node", "encode_link", "encode_node"]
+__all__ = ["PBLink", "PBNode", "data_field", "decode_node", "encode_link", "encode_node",
+           "link_field"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,25 +32,44 @@ class PBNode:
     data: bytes | None = None
 
 
-def encode_link(link: PBLink) -> bytes:
-    h = link.cid.bytes
+def _link_body(h: bytes, name: bytes | None, tsize: int | None) -> bytes:
+    """A PBLink's bytes: Hash (1), Name (2) when present, Tsize (3) when present."""
+    if name is not None and tsize is not None:  # directories and file parents: all three
+        return b"".join((b"\x0a", encode_varint(len(h)), h, b"\x12", encode_varint(len(name)),
+                         name, b"\x18", encode_varint(tsize)))
     parts = [b"\x0a", encode_varint(len(h)), h]
-    if link.name is not None:
-        name = link.name.encode("utf-8")
+    if name is not None:
         parts += [b"\x12", encode_varint(len(name)), name]
-    if link.tsize is not None:
-        parts += [b"\x18", encode_varint(link.tsize)]
+    if tsize is not None:
+        parts += [b"\x18", encode_varint(tsize)]
     return b"".join(parts)
+
+
+def encode_link(link: PBLink) -> bytes:
+    """A PBLink's bytes (without the PBNode field that holds it)."""
+    name = None if link.name is None else link.name.encode("utf-8")
+    return _link_body(link.cid.bytes, name, link.tsize)
+
+
+def link_field(cid: CID, name: bytes | None, tsize: int | None) -> bytes:
+    """One link as a PBNode field (tag, length, PBLink): what a link adds to a node, so
+    that a node is its link fields in order, then :func:`data_field`. ``name`` is the
+    name's UTF-8 bytes (None: absent)."""
+    body = _link_body(cid.bytes, name, tsize)
+    return b"\x12" + encode_varint(len(body)) + body
+
+
+def data_field(data: bytes) -> bytes:
+    """A PBNode's Data field (tag, length, bytes)."""
+    return b"\x0a" + encode_varint(len(data)) + data
 
 
 def encode_node(links: tuple[PBLink, ...] | list[PBLink], data: bytes | None) -> bytes:
     """Encode a PBNode in canonical form: links first, then data."""
-    parts: list[bytes] = []
-    for link in links:
-        body = encode_link(link)
-        parts += [b"\x12", encode_varint(len(body)), body]
+    parts = [link_field(link.cid, None if link.name is None else link.name.encode("utf-8"),
+                        link.tsize) for link in links]
     if data is not None:
-        parts += [b"\x0a", encode_varint(len(data)), data]
+        parts.append(data_field(data))
     return b"".join(parts)
 
 

@@ -15,7 +15,11 @@ from ..cid import encode_varint
 from ..errors import UnixFSError
 from ._wire import I32, LEN, VARINT, Buffer, iter_fields, key, read_varint
 
-__all__ = ["DataType", "UnixFSData", "UnixTime", "decode_data", "encode_data"]
+__all__ = ["HAMT_HASH_MURMUR3", "DataType", "UnixFSData", "UnixTime", "decode_data",
+           "encode_data"]
+
+#: multicodec of murmur3-x64-64, the only HAMT hash UnixFS defines (a shard's hashType)
+HAMT_HASH_MURMUR3 = 0x22
 
 
 class DataType(enum.IntEnum):

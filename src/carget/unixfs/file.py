@@ -25,22 +25,12 @@ from collections.abc import Callable
 from hashlib import sha256
 
 from ..cid import CID, DAG_PB, RAW, SHA2_256, Block, HashFunction, encode_varint, hash_function
-from .dagpb import PBLink, encode_node
+from .dagpb import data_field, encode_node, link_field
 from .data import DataType, UnixFSData, encode_data
 from .layout import Layout, new_layout
 from .options import ImportOptions
 
 __all__ = ["FileImporter", "FileLink", "LeafEncoder", "make_cid"]
-
-
-def _varint(n: int) -> bytes:
-    """encode_varint for a leaf's sizes: one or two bytes inline (files of a tree), else
-    the general loop."""
-    if n < 0x80:
-        return bytes((n,))
-    if n < 0x4000:
-        return bytes(((n & 0x7F) | 0x80, n >> 7))
-    return encode_varint(n)
 
 
 class FileLink:
@@ -111,10 +101,20 @@ class LeafEncoder:
             return FileLink(cid, size, size), Block(cid, chunk) if want_data else None
         if self._fast_pb and size:
             # frame() written out: PBNode{Data: UnixFS{Type, Data: chunk, filesize}}
-            n = _varint(size)
-            typ = self._type
-            head = b"\x0a" + _varint(len(typ) + 2 + 2 * len(n) + size) + typ + b"\x12" + n
-            tail = b"\x18" + n
+            if 0x80 <= size < 0x4000 - 8:
+                # the files of a tree: both varints (size, size + 8) are two bytes, so the
+                # frame is made from its bytes at once (two varints and six joins cost
+                # as much as a sixth of hashing a 4 KiB leaf)
+                lo, hi, whole = (size & 0x7F) | 0x80, size >> 7, size + 8
+                head = bytes((0x0A, (whole & 0x7F) | 0x80, whole >> 7, 0x08, self._type[1],
+                              0x12, lo, hi))
+                tail = bytes((0x18, lo, hi))
+            else:
+                n = encode_varint(size)
+                typ = self._type
+                head = (b"\x0a" + encode_varint(len(typ) + 2 + 2 * len(n) + size) + typ
+                        + b"\x12" + n)
+                tail = b"\x18" + n
             h = sha256(head)
             h.update(chunk)
             h.update(tail)
@@ -170,7 +170,9 @@ class FileImporter:
                 DataType.FILE, filesize=filesize, blocksizes=tuple(c.filesize for c in children)
             )
         )
-        body = encode_node([PBLink(c.cid, "", c.tsize) for c in children], data)
+        fields = [link_field(c.cid, b"", c.tsize) for c in children]  # Name present, empty
+        fields.append(data_field(data))
+        body = b"".join(fields)
         cid = make_cid(DAG_PB, (body,), len(body), self.opts, self._hasher)
         if self._emit is not None:
             self._emit(Block(cid, body))

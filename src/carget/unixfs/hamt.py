@@ -27,10 +27,9 @@ from collections.abc import Callable, Sequence
 from ..cid import CID, DAG_PB, Block, HashFunction
 from ..errors import UnixFSError
 from .dagpb import PBLink, encode_node
-from .data import DataType, UnixFSData, UnixTime, encode_data
+from .data import HAMT_HASH_MURMUR3, DataType, UnixFSData, UnixTime, encode_data
 from .file import make_cid
 from .murmur3 import murmur3_x64_64
-from .node import HAMT_HASH_MURMUR3
 from .options import ImportOptions
 
 __all__ = ["HASH_BITS", "HamtEntry", "build_hamt", "check_fanout", "hamt_order", "name_hash"]

@@ -14,7 +14,7 @@ from typing import Any
 from ..cid import CID, DAG_CBOR, DAG_PB, IDENTITY, RAW, decode_varint
 from ..errors import DagCBORError, NotFoundError, UnixFSError, UsageError
 from .dagpb import PBLink, decode_node
-from .data import DataType, UnixFSData, decode_data
+from .data import HAMT_HASH_MURMUR3, DataType, UnixFSData, decode_data
 from .murmur3 import murmur3_x64_64
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "identity_data",
 ]
 
-#: multicodec of murmur3-x64-64, the only HAMT hash UnixFS defines
-HAMT_HASH_MURMUR3 = 0x22
 
 
 @dataclass(frozen=True, slots=True)
