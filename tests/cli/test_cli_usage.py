@@ -186,16 +186,38 @@ def test_interrupt_says_what_was_kept(tmp_path: Path) -> None:
 # --- 6. network errors: one final line, retries only with -v --------------------------
 
 
+ABSENT = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # served by none
+
+
 def test_one_line_names_each_gateway(served: tuple[str, str, str], tmp_path: Path) -> None:
-    url, _, dcid = served
+    url, _, _ = served
     with running_gateway([]) as empty:
-        p = run(tmp_path, "get", "-g", url, "-g", empty, f"{dcid}/nope", "-o", "x")
+        p = run(tmp_path, "get", "-g", url, "-g", empty, f"{ABSENT}/nope", "-o", "x")
         assert p.returncode == 3
         lines = err(p).splitlines()
         assert len(lines) == 1, lines
         assert f"{url}: answered 404" in lines[0] and f"{empty}: answered 404" in lines[0]
-        v = run(tmp_path, "get", "-v", "-g", url, "-g", empty, f"{dcid}/nope", "-o", "x")
+        v = run(tmp_path, "get", "-v", "-g", url, "-g", empty, f"{ABSENT}/nope", "-o", "x")
         assert len(err(v).splitlines()) == 3, err(v)
+
+
+@pytest.mark.parametrize("command", ["get", "cat"])
+def test_missing_path_names_the_segment(served: tuple[str, str, str], tmp_path: Path,
+                                        command: str) -> None:
+    """A gateway answers a missing path with a bare 404: the verified path blocks say
+    which segment is missing, under which path (exit 3, one line)."""
+    url, _, dcid = served
+    cases = [(f"{dcid}/sub/missing/deeper", f"/ipfs/{dcid}/sub: no entry 'missing'"),
+             (f"{dcid}/nope", f"/ipfs/{dcid}: no entry 'nope'"),
+             (f"{dcid}/index.html/x", f"/ipfs/{dcid}/index.html: ")]
+    with running_gateway([]) as empty:
+        for target, said in cases:
+            p = run(tmp_path, command, "-g", empty, "-g", url, target)
+            assert p.returncode == 3, err(p)
+            lines = err(p).splitlines()
+            assert len(lines) == 1 and said in lines[0], lines
+            assert "not found on any gateway" not in lines[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- 7. --json ----------------------------------------------------------------------------

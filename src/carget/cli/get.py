@@ -17,7 +17,8 @@ Output conventions (so scripts can rely on them):
   bar. The rich bar is drawn only when stderr is a terminal and ``--no-progress`` is not
   given.
 
-Exit codes: 0 ok, 2 usage, 3 not found on any gateway, 4 verification failed or
+Exit codes: 0 ok, 2 usage, 3 not found on any gateway or a path segment that does not
+exist (named in the message), 4 verification failed or
 incomplete, 5 digest mismatch, 6 network or timeout, 130 interrupted (SIGINT, SIGTERM or
 SIGHUP, see :mod:`carget.cli._signals`: temporaries removed; an interrupted ``get`` keeps
 what it verified, says so, and the next run resumes unless ``--no-resume``).
@@ -360,7 +361,8 @@ def get(target: str, gateways: tuple[str, ...], routers: tuple[str, ...], digest
 
     An interrupted run keeps what it verified; the same command resumes it, and
     --no-resume discards it. With --digest the computed digest is printed on stdout;
-    a summary line goes to stderr unless -q."""
+    a summary line goes to stderr unless -q. A path that does not exist exits 3
+    naming the missing segment and where it was looked for."""
     from ..fetcher.target import parse_target
 
     name = parse_target(target).default_name

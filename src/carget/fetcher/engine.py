@@ -50,6 +50,7 @@ from ..errors import (
     NetworkError,
     NotFoundError,
     OutputError,
+    PathNotFound,
     UsageError,
 )
 from ..unixfs.node import Node, decode_unixfs
@@ -191,8 +192,35 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
             scopes[gw] = trio.CancelScope()
             nursery.start_soon(attempt, gw)
     if not winner:
+        if target.path and run.errors and all(isinstance(e, NotFoundError) for e in run.errors):
+            await _prove_missing(run)
         raise run.final_error(str(target))
     return winner[0]
+
+
+async def _prove_missing(run: _Run) -> None:
+    """Every gateway answered 404 for a path, which does not say which segment is
+    missing: ask each such gateway for the path's blocks up to ever shorter prefixes
+    (``dag-scope=block``, longest first) and walk them with a verifier of the whole path.
+    Raises :class:`PathNotFound` (naming the missing segment and where) once a verified
+    block proves a name absent; returns when no answer proves it (the root itself is
+    absent, or a block below the prefix is)."""
+    target = run.target
+    for gw in [g for g in run.gateways if g.not_found and not g.dropped]:
+        for k in range(len(target.path) - 1, -1, -1):
+            v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
+            url = _car_url(gw.url, target.cid, target.path[:k], Scope.BLOCK, None)
+            try:
+                await _stream(run, gw, v, None, url)
+            except PathNotFound:
+                raise
+            except NotFoundError:
+                if v.placed_bytes:
+                    break  # the prefix resolved: the next block is absent, not a name
+                continue  # this prefix is missing too: a shorter one
+            except CargetError:
+                break
+            break
 
 
 # --- phase 2: files, split across gateways ----------------------------------------------
