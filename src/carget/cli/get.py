@@ -38,6 +38,7 @@ import click
 
 from ..errors import CargetError, NetworkError
 from ._flagforms import SwitchCommand
+from ._jsonlines import error_event, write_json
 from ._signals import run_trio
 
 __all__ = ["cat", "figures", "get", "human_size", "output_path"]
@@ -187,8 +188,7 @@ class _Reporter:
             self.progress.update(self.task, completed=done, total=event.get("total"))
 
     def json(self, event: dict[str, Any]) -> None:
-        sys.stderr.write(json.dumps(event, separators=(",", ":")) + "\n")
-        sys.stderr.flush()
+        write_json(sys.stderr, event)
 
     def notice(self, message: str) -> None:
         """One line on stderr, above the bar while it is drawn (not with --json or -q)."""
@@ -316,19 +316,11 @@ def _reporting(reporter: _Reporter, out: str | None, made: str | None) -> Iterat
                 pass
         if reporter.json_events:
             # the error event is the run's last line: nothing in plain text after it
-            if interrupted:
-                code, message = 130, "interrupted"
-            elif isinstance(exc, CargetError):
-                code, message = exc.exit_code, str(exc)
-            elif isinstance(exc, click.ClickException):
-                code, message = exc.exit_code, exc.format_message()
-            elif isinstance(exc, OSError):
-                where = f": {exc.filename}" if exc.filename else ""
-                code, message = 1, f"{exc.strerror or exc}{where}"
-            else:
+            event = error_event(exc)
+            if event is None:
                 raise
-            reporter.json({"event": "error", "code": code, "message": message})
-            raise click.exceptions.Exit(code) from None
+            reporter.json(event)
+            raise click.exceptions.Exit(event["code"]) from None
         raise
     reporter.close()
 
