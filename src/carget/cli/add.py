@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import click
 
 from ..errors import InputError, UsageError
-from ._importflags import KuboFlagsCommand, import_flags, pop_import_options
+from ._importflags import KuboFlagsCommand, add_flags, import_flags, pop_import_options
 
 #: kubo escapes non-printable characters in names it prints (cmdenv.EscNonPrint)
 _PRINTABLE = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
@@ -54,6 +54,7 @@ def _json_line(cid: str, name: str, file_digest: str | None) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Write minimal output: CIDs only.")
 @click.option("-Q", "--quieter", is_flag=True, help="Write only the final CID.")
 @import_flags
+@add_flags
 @click.option(
     "--digest",
     type=click.Choice(["sha256", "sha512"]),
@@ -93,7 +94,8 @@ def add(
         clean = os.path.normpath(p)  # as kubo: cleaned, then lstat-ed (symlinks stay links)
         if not os.path.lexists(clean):
             raise InputError(f"{p}: no such file or directory")
-        if os.path.isdir(clean) and not os.path.islink(clean) and not recursive:
+        followed = opts.dereference_symlinks or opts.dereference_args
+        if os.path.isdir(clean) and (followed or not os.path.islink(clean)) and not recursive:
             raise InputError(f"{p} is a directory (use -r to add directories)")
     if car_out == "-" and not (quiet or quieter):
         raise UsageError("--car - writes the CAR to stdout: combine it with -q or -Q")
