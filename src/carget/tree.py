@@ -483,6 +483,7 @@ def add_paths(
     emit: Emit | None = None,
     digest: str | None = None,
     report: Report | None = None,
+    report_leaves: bool = True,
 ) -> list[CID]:
     """Import each source ("-" is stdin), or all of them in one wrapper directory when
     ``opts.wrap``, and return the root CIDs in order.
@@ -491,9 +492,10 @@ def add_paths(
     :class:`InputError` naming the path for anything that cannot be read: a missing or
     vanished path, an unreadable file or directory, a name that is not UTF-8, a FIFO,
     socket or device inside a tree, a directory loop; :class:`UsageError` for a ``-w``
-    entry name a directory cannot hold.
+    entry name a directory cannot hold. ``report_leaves=False`` (kubo's ``--silent``)
+    reports directories only: kubo prints its directories whatever ``--silent`` says.
     """
-    adder = _TreeAdder(opts, jobs, emit, digest, report)
+    adder = _TreeAdder(opts, jobs, emit, digest, report if report_leaves else None)
     args = _arguments(sources, opts)
     if not opts.wrap:
         roots: list[CID] = []

@@ -304,7 +304,7 @@ def fixed_cases() -> list[Case]:
 def walk_cases() -> list[Case]:
     """--dereference-symlinks / --dereference-args over symlink chains, --ignore and
     --ignore-rules-path (negation, directories, kubo's name-only matching), --stdin-name,
-    and the storing flags that --only-hash ignores or refuses."""
+    --silent, and the storing and providing flags that --only-hash ignores or refuses."""
     return [
         Case("deref-tree", ("-r", "--dereference-symlinks", "links")),
         Case("deref-tree-H-v1", ("-r", "-H", "--dereference-symlinks", "--cid-version=1",
@@ -358,6 +358,13 @@ def walk_cases() -> list[Case]:
         Case("stdin-name-unwrapped-file", ("--stdin-name=x", "f/b1")),
         Case("pin-false-fscache", ("--pin=false", "--fscache", "f/k1000", "f/c262145")),
         Case("pin-bare", ("--pin", "f/b1")),
+        Case("fast-provide", ("--fast-provide-root=false", "--fast-provide-dag",
+                              "--fast-provide-wait=true", "f/b1")),
+        # kubo's --silent drops the lines of files, symlinks and stdin, never directories'
+        Case("silent-files", ("--silent", "f/b1", "f/c262145")),
+        Case("silent-tree", ("--silent", "-r", "-H", "tree")),
+        Case("silent-wrapped", ("--silent", "-r", "-w", "tree/sub", "f/b1", "-"),
+             stdin="f/k1000"),
         Case("err-pin-name", ("--pin-name=x", "f/b1")),
         Case("err-to-files", ("--to-files=/x", "f/b1")),
     ]

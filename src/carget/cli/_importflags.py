@@ -55,6 +55,9 @@ _ADD_DEFAULTS: dict[str, Any] = {
     "pin_name": None,
     "fscache": False,
     "to_files": None,
+    "fast_provide_root": None,
+    "fast_provide_dag": None,
+    "fast_provide_wait": None,
 }
 
 
@@ -69,6 +72,9 @@ class KuboFlagsCommand(click.Command):
         "-E": "--empty-dirs=true",
         "--digest": "--digest=sha256",
         "--pin": "--pin=true",
+        "--fast-provide-root": "--fast-provide-root=true",
+        "--fast-provide-dag": "--fast-provide-dag=true",
+        "--fast-provide-wait": "--fast-provide-wait=true",
     }
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -252,6 +258,9 @@ def add_flags(fn: F) -> F:
         click.option("--fscache", is_flag=True,
                      help="Accepted, does nothing: there is no filestore to check (as "
                           "kubo with --only-hash)."),
+        *(click.option(f"--fast-provide-{what}", type=click.BOOL, default=None,
+                       help="Accepted, does nothing: nothing is provided (as kubo with "
+                            "--only-hash).") for what in ("root", "dag", "wait")),
         click.option("--pin-name", default=None, metavar="NAME",
                      help="Refused, as kubo refuses it with --only-hash."),
         click.option("--to-files", default=None, metavar="MFS-PATH",

@@ -68,6 +68,9 @@ def _json_line(cid: str, name: str, file_digest: str | None) -> str:
     default=None,
     help="Also write the DAG as a CARv1 file (- for stdout).",
 )
+@click.option("--silent", is_flag=True,
+              help="Print no line for files, symlinks and stdin; directories are still "
+                   "printed, as kubo's --silent does.")
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object a line, as kubo\'s --enc=json: {"Name": ..., "Hash": ...} '
                    '(and "Digest" with --digest).')
@@ -78,6 +81,7 @@ def add(
     quieter: bool,
     digest: str | None,
     car_out: str | None,
+    silent: bool,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -121,8 +125,9 @@ def add(
 
     # -Q prints the last root alone: without --digest no line is needed before it, and
     # not reporting spares a CID-to-text conversion per file (~8 µs for a CIDv0)
-    wanted = report if not quieter or digest else None
-    kwargs: dict[str, Any] = {"jobs": jobs, "digest": digest, "report": wanted}
+    wanted = report if not quieter or digest or silent else None
+    kwargs: dict[str, Any] = {"jobs": jobs, "digest": digest, "report": wanted,
+                              "report_leaves": not silent}
     if car_out is not None:
         from ..car.writer import open_car_writer
 
