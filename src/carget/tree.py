@@ -14,8 +14,10 @@ kubo's order (kubo ``core/coreunix/add.go``):
 Filesystem rules, as kubo's CLI (go-ipfs-cmds ``cli/parse.go``, boxo ``files``): arguments
 are cleaned (``filepath.Clean``) and named by their base name, "." by the working
 directory's real name; arguments are ``lstat``-ed, so a symlink given as an argument is
-stored as a symlink, never followed (and so no symlink can make the walk loop); dot-files
-inside directories are skipped unless ``hidden`` (an argument itself is never skipped);
+stored as a symlink, never followed, unless ``--dereference-symlinks`` (every symlink is
+added as its target: a directory loop it makes is an error) or ``--dereference-args``
+(the arguments only); dot-files inside directories are skipped unless ``hidden``, then
+what ``--ignore`` rules exclude (an argument itself is never skipped);
 repeating a base name from the same directory adds it once, from another directory is an
 error. Under --preserve-mode/--preserve-mtime every node gets its own lstat mode (the 12
 permission bits) and mtime; symlinks get the mtime only; a ``-w`` wrapper gets neither.
@@ -168,6 +170,7 @@ class _TreeAdder:
         self.listed = self.small_ok and not self.meta
         #: a file of at most one chunk is its leaf, and no digest is asked for
         self._bare_leaf = self._one_leaf and digest is None
+        self.excluded = _entry_filter(opts)
 
     # --- metadata (UnixFS 1.5) ---------------------------------------------------------
 
@@ -302,7 +305,7 @@ class _TreeAdder:
     def _open(self, path: str, display: str, name: str, st: os.stat_result,
               active: set[tuple[int, int]]) -> _Frame:
         ident = (st.st_dev, st.st_ino)
-        if ident in active:  # only a bind mount can do this: symlinks are never followed
+        if ident in active:  # a bind mount, or a symlink followed by --dereference-symlinks
             raise InputError(f"{_shown(path)}: directory loop (already being added above)")
         try:
             with os.scandir(path) as listing:
@@ -312,9 +315,10 @@ class _TreeAdder:
         except OSError as exc:
             raise InputError(f"{_shown(path)}: {exc.strerror or exc}") from None
         keep: list[tuple[bytes, str, int]] = []
+        excluded = self.excluded
         for n, kind in entries:
-            if not self.opts.hidden and n.startswith("."):
-                continue  # boxo files.Filter: dot-files, unless --hidden
+            if excluded(n):
+                continue  # boxo files.Filter: dot-files unless --hidden, then --ignore
             try:  # a name that is not UTF-8 holds surrogate escapes, which strict refuses
                 raw = n.encode("utf-8")
             except UnicodeEncodeError:
@@ -351,6 +355,8 @@ class _TreeAdder:
                     continue
                 cdisplay = _display(frame.display, name)
                 cst = _lstat(cpath)
+                if stat.S_ISLNK(cst.st_mode) and self.opts.dereference_symlinks:
+                    cpath, cst = _follow(cpath)
                 if stat.S_ISDIR(cst.st_mode):
                     sub = self._open(cpath, cdisplay, name, cst, active)
                     if not sub.pending and not self.opts.empty_dirs:
@@ -402,30 +408,57 @@ class _TreeAdder:
                                                      self.opts.mode, mtime)
         else:
             cid, tsize, digest = build(self.emit)
-        self._tell(cid, str(cid), digest)  # kubo names stdin by its CID
+        # kubo names stdin by --stdin-name, else by its CID
+        self._tell(cid, self.opts.stdin_name or str(cid), digest)
         return cid, tsize
 
 
-def _empty_dir(path: str, hidden: bool) -> bool:
-    """Whether ``path`` is a directory (not a symlink to one) that lists nothing ``-H``
-    would keep (what kubo's --empty-dirs=false leaves out)."""
+def _entry_filter(opts: ImportOptions) -> Callable[[str], bool]:
+    """Whether a directory entry of this name is left out of the import: a dot-file
+    unless ``-H``, then what ``--ignore`` rules exclude (see :mod:`carget.ignore`)."""
+    hidden = opts.hidden
+    if not opts.ignore:
+        return lambda name: not hidden and name.startswith(".")
+    from .ignore import IgnoreRules
+
+    rules = IgnoreRules(opts.ignore)
+    return lambda name: (not hidden and name.startswith(".")) or rules.excludes(name)
+
+
+def _follow(path: str) -> tuple[str, os.stat_result]:
+    """``--dereference-symlinks``: the path a symlink resolves to, and its stat (kubo
+    stats the target; a dangling or looping link is an error)."""
+    real = os.path.realpath(path)
+    try:
+        return real, os.stat(real)
+    except OSError as exc:
+        raise InputError(f"{_shown(path)}: cannot follow the symlink: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _empty_dir(path: str, excluded: Callable[[str], bool]) -> bool:
+    """Whether ``path`` is a directory (not a symlink to one) that lists nothing the
+    filter keeps (what kubo's --empty-dirs=false leaves out)."""
     try:
         if not stat.S_ISDIR(os.lstat(path).st_mode):
             return False
         with os.scandir(path) as listing:
-            return not any(hidden or not e.name.startswith(".") for e in listing)
+            return all(excluded(e.name) for e in listing)
     except OSError:
         return False  # the import itself reports it
 
 
-def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
+def _arguments(sources: Sequence[str], opts: ImportOptions) -> list[tuple[str, str | None]]:
     """(path, name) per argument as kubo's CLI sees them, in kubo's order; name None for
-    stdin.
+    stdin. With ``--dereference-symlinks`` or ``--dereference-args`` an argument is its
+    resolved path, named by that path's base name (kubo's ``filepath.EvalSymlinks``).
 
-    Raises :class:`InputError` when one base name comes from two directories.
+    Raises :class:`InputError` when one base name comes from two directories, or a
+    symlink to follow is dangling.
     """
     seen: dict[str, str] = {}
     out: list[tuple[str, str | None]] = []
+    follow = opts.dereference_symlinks or opts.dereference_args
     for src in sources:
         if src == "-":
             out.append((src, None))
@@ -433,6 +466,10 @@ def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
         path = os.path.normpath(src)  # filepath.Clean
         if os.path.basename(path) in (".", ".."):
             path = os.path.realpath(path)  # kubo: "." is the working directory
+        elif follow and os.path.islink(path):
+            real, _ = _follow(path)
+            # EvalSymlinks keeps a relative path relative
+            path = real if os.path.isabs(path) else os.path.relpath(real)
         name = os.path.basename(path) or path
         where = os.path.dirname(path)
         if name in seen:
@@ -444,7 +481,7 @@ def _arguments(sources: Sequence[str]) -> list[tuple[str, str | None]]:
         out.append((path, name))
     # go-ipfs-cmds (cli/parse.go) sorts the file arguments by base name, bytewise, stdin's
     # name being "": kubo 0.43 adds and prints them in that order, whatever the command line
-    out.sort(key=lambda arg: os.fsencode(arg[1] or ""))
+    out.sort(key=lambda arg: os.fsencode(opts.stdin_name if arg[1] is None else arg[1]))
     return out
 
 
@@ -456,6 +493,7 @@ def add_paths(
     emit: Emit | None = None,
     digest: str | None = None,
     report: Report | None = None,
+    report_leaves: bool = True,
 ) -> list[CID]:
     """Import each source ("-" is stdin), or all of them in one wrapper directory when
     ``opts.wrap``, and return the root CIDs in order.
@@ -464,10 +502,11 @@ def add_paths(
     :class:`InputError` naming the path for anything that cannot be read: a missing or
     vanished path, an unreadable file or directory, a name that is not UTF-8, a FIFO,
     socket or device inside a tree, a directory loop; :class:`UsageError` for a ``-w``
-    entry name a directory cannot hold.
+    entry name a directory cannot hold. ``report_leaves=False`` (kubo's ``--silent``)
+    reports directories only: kubo prints its directories whatever ``--silent`` says.
     """
-    adder = _TreeAdder(opts, jobs, emit, digest, report)
-    args = _arguments(sources)
+    adder = _TreeAdder(opts, jobs, emit, digest, report if report_leaves else None)
+    args = _arguments(sources, opts)
     if not opts.wrap:
         roots: list[CID] = []
         for path, name in args:
@@ -491,10 +530,15 @@ def add_paths(
     sub: dict[str, list[_DirLine]] = {}
     for path, name in args:
         if name is None:
+            if "/" in opts.stdin_name:
+                # kubo makes the directories the name passes through, inside the
+                # wrapper: carget does not (a difference noted in its tests)
+                raise UsageError(f"--stdin-name {opts.stdin_name!r}: under -w the name "
+                                 f"must be one path component")
             cid, tsize = adder.stdin()
-            wrapper.add(str(cid), cid, tsize)
+            wrapper.add(opts.stdin_name or str(cid), cid, tsize)
             continue
-        if not opts.empty_dirs and _empty_dir(path, opts.hidden):
+        if not opts.empty_dirs and _empty_dir(path, adder.excluded):
             continue  # kubo: under -w an argument directory is not the top one, so it goes
         cid, tsize, lines = adder.node(path, name)
         try:

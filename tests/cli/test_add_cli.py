@@ -159,3 +159,25 @@ def test_quieter_does_not_print_a_cid_per_file(tmp_path: Path, capsys: pytest.Ca
         monkeypatch.setattr(CID, "__str__", real)
         assert capsys.readouterr().out == f"{last}\n"
         assert len(calls) <= 10  # the directories' lines at most, never one per file
+
+
+def test_kubo_storing_flags_accepted_or_refused_as_under_only_hash(tmp_path: Path) -> None:
+    """carget always computes as ``ipfs add --only-hash``: -n, --pin[=false] and --fscache
+    change nothing; --to-files and --pin-name are refused, as kubo refuses them with -n."""
+    f = tmp_path / "hello.txt"
+    f.write_bytes(b"hello world\n")
+    for flags in (["-n"], ["--only-hash"], ["--pin"], ["--pin=false"], ["--fscache"]):
+        p = carget("add", *flags, str(f))
+        assert p.returncode == 0, (flags, p.stderr)
+        assert p.stdout.split()[:2] == [b"added", HELLO_V0.encode()], flags
+    for flags, said in ((["--to-files=/x"], b"to-files"), (["--pin-name=x"], b"pin-name")):
+        p = carget("add", *flags, str(f))
+        assert p.returncode == 2 and said in p.stderr and p.stdout == b"", (flags, p.stderr)
+
+
+def test_ignore_rules_path_missing_and_stdin_name(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    p = carget("add", "-r", "--ignore-rules-path", str(tmp_path / "none"), str(tmp_path / "d"))
+    assert p.returncode == 1 and b"--ignore-rules-path" in p.stderr and p.stdout == b""
+    p = carget("add", "--stdin-name", "named.txt", stdin=b"hello world\n")
+    assert p.stdout == f"added {HELLO_V0} named.txt\n".encode(), p.stderr

@@ -186,16 +186,38 @@ def test_interrupt_says_what_was_kept(tmp_path: Path) -> None:
 # --- 6. network errors: one final line, retries only with -v --------------------------
 
 
+ABSENT = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # served by none
+
+
 def test_one_line_names_each_gateway(served: tuple[str, str, str], tmp_path: Path) -> None:
-    url, _, dcid = served
+    url, _, _ = served
     with running_gateway([]) as empty:
-        p = run(tmp_path, "get", "-g", url, "-g", empty, f"{dcid}/nope", "-o", "x")
+        p = run(tmp_path, "get", "-g", url, "-g", empty, f"{ABSENT}/nope", "-o", "x")
         assert p.returncode == 3
         lines = err(p).splitlines()
         assert len(lines) == 1, lines
         assert f"{url}: answered 404" in lines[0] and f"{empty}: answered 404" in lines[0]
-        v = run(tmp_path, "get", "-v", "-g", url, "-g", empty, f"{dcid}/nope", "-o", "x")
+        v = run(tmp_path, "get", "-v", "-g", url, "-g", empty, f"{ABSENT}/nope", "-o", "x")
         assert len(err(v).splitlines()) == 3, err(v)
+
+
+@pytest.mark.parametrize("command", ["get", "cat"])
+def test_missing_path_names_the_segment(served: tuple[str, str, str], tmp_path: Path,
+                                        command: str) -> None:
+    """A gateway answers a missing path with a bare 404: the verified path blocks say
+    which segment is missing, under which path (exit 3, one line)."""
+    url, _, dcid = served
+    cases = [(f"{dcid}/sub/missing/deeper", f"/ipfs/{dcid}/sub: no entry 'missing'"),
+             (f"{dcid}/nope", f"/ipfs/{dcid}: no entry 'nope'"),
+             (f"{dcid}/index.html/x", f"/ipfs/{dcid}/index.html: ")]
+    with running_gateway([]) as empty:
+        for target, said in cases:
+            p = run(tmp_path, command, "-g", empty, "-g", url, target)
+            assert p.returncode == 3, err(p)
+            lines = err(p).splitlines()
+            assert len(lines) == 1 and said in lines[0], lines
+            assert "not found on any gateway" not in lines[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- 7. --json ----------------------------------------------------------------------------
@@ -341,11 +363,77 @@ LIMA_TEMPLATE = """images:
 
 
 def test_prefetch_points_at_annotate_and_takes_g(tmp_path: Path) -> None:
+    """Every row skipped for want of a cid: nothing was fetched, so the run fails (exit
+    1) and says how to get cids."""
     (tmp_path / "t.yaml").write_text(LIMA_TEMPLATE)
     p = run(tmp_path, "lima", "prefetch", "t.yaml", "--arch", "x86_64", "--cache-dir", "c",
             "-g", "http://127.0.0.1:1")
+    assert p.returncode == 1, err(p)
+    last = err(p).splitlines()[-1]
+    assert last.startswith("carget: nothing to fetch") and \
+        "carget lima annotate t.yaml --write" in last, err(p)
+    j = run(tmp_path, "lima", "prefetch", "--json", "t.yaml", "--arch", "x86_64",
+            "--cache-dir", "c")
+    assert j.returncode == 1 and j.stderr == b"", err(j)
+    lines = [json.loads(line) for line in j.stdout.splitlines()]
+    assert [e["event"] for e in lines] == ["entry", "error"]
+    assert lines[0]["result"] == "skipped: no cid" and lines[0]["cid"] is None
+    assert lines[1]["code"] == 1 and "carget lima annotate" in lines[1]["message"]
+
+
+def test_prefetch_json_one_line_per_entry_then_error(served: tuple[str, str, str],
+                                                     tmp_path: Path) -> None:
+    """``prefetch --json``: an object a line on stdout for each entry, a failure's last
+    line its error event, nothing on stderr."""
+    import hashlib
+
+    url, fcid, _ = served
+    digest = hashlib.sha256(FILE_BYTES).hexdigest()
+    good = (f'- location: "https://example.invalid/a.img"\n  arch: "x86_64"\n'
+            f'  digest: "sha256:{digest}"\n  cid: "{fcid}"\n')
+    (tmp_path / "ok.yaml").write_text("images:\n" + good)
+    p = run(tmp_path, "lima", "prefetch", "--json", "ok.yaml", "--arch", "x86_64",
+            "--cache-dir", "c", "-g", url)
+    assert p.returncode == 0 and p.stderr == b"", err(p)
+    (entry,) = [json.loads(line) for line in p.stdout.splitlines()]
+    assert entry["event"] == "entry" and entry["result"] == "fetched"
+    assert entry["cid"] == fcid and entry["size"] == len(FILE_BYTES)
+    assert entry["location"] == "https://example.invalid/a.img" and entry["source"] == "ipfs"
+    bad = good.replace("a.img", "b.img").replace(fcid, ABSENT)
+    (tmp_path / "two.yaml").write_text("images:\n" + good + bad)
+    p = run(tmp_path, "lima", "prefetch", "--json", "two.yaml", "--arch", "x86_64",
+            "--cache-dir", "c", "-g", url)
+    assert p.returncode == 3 and p.stderr == b"", err(p)
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(e["event"], e.get("result")) for e in lines[:2]] == [
+        ("entry", "cached"), ("entry", lines[1]["result"])]
+    assert lines[1]["error"]["code"] == 3
+    assert lines[2]["event"] == "error" and lines[2]["code"] == 3 and "b.img" in \
+        lines[2]["message"] and len(lines) == 3
+
+
+def test_annotate_does_not_wrap_lines_off_a_terminal(tmp_path: Path) -> None:
+    """stderr a pipe: every message is one line, however long (rich used to wrap)."""
+    deep = tmp_path / ("long-directory-name-" * 10)
+    (deep / "from").mkdir(parents=True)
+    (deep / "from" / "a.img").write_bytes(b"image\n")
+    cid = run(tmp_path, "add", "-Q", "--cid-version", "1", str(deep / "from" / "a.img")
+              ).stdout.decode().strip()
+    tpl = deep / "t.yaml"
+    tpl.write_text('images:\n- location: "https://example.invalid/a.img"\n'
+                   '  arch: "x86_64"\n  digest: "sha256:' + _sha256(b"image\n") + '"\n'
+                   f'  cid: "{cid}"\n')
+    p = run(tmp_path, "lima", "annotate", str(tpl), "--from-dir", str(deep / "from"))
     assert p.returncode == 0, err(p)
-    assert "carget lima annotate t.yaml --write" in err(p)
+    lines = err(p).splitlines()
+    assert f"{tpl}: every entry already carries its cid" in lines, lines
+    assert any(line.startswith(f"{tpl}: images[0] x86_64 a.img: {cid} ") for line in lines)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_prefetch_prints_each_error_once(tmp_path: Path) -> None:

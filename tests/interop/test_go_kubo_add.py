@@ -148,9 +148,21 @@ MISSING_HASHES = ["sha1", "sha3-224", "sha3-512", "blake2b-512", "blake2s-256", 
 
 #: (case id) -> why carget differs from kubo 0.43.1 (strict xfail)
 KNOWN: dict[str, str] = {
-    f"hash-{h}": f"kubo 0.43.1 adds with --hash={h}; carget does not implement it (it refuses "
-    "with a usage error)" for h in MISSING_HASHES
+    **{f"hash-{h}": f"kubo 0.43.1 adds with --hash={h}; carget does not implement it (it "
+       "refuses with a usage error)" for h in MISSING_HASHES},
+    "stdin-name-slash-wrapped": "kubo makes the directories a --stdin-name with a slash "
+    "passes through inside the -w wrapper; carget refuses such a name",
+    "nocopy-no-filestore": "kubo refuses --nocopy unless its repository has the filestore "
+    "enabled; carget has no repository and gives the filestore's CIDs",
 }
+
+#: kubo's repository setting under which ``--nocopy`` is allowed
+FILESTORE = (("Experimental.FilestoreEnabled", True),)
+
+#: --ignore-rules-path file of the ignore cases (outside the tree it filters): a comment,
+#: a blank line, a CRLF line, a negation, a directory name, and forms that match nothing
+#: in kubo (a path, a trailing slash)
+IGNORE_RULES = "# build output\r\n*.o\n\nbuild\r\n*.log\n!keep.log\nsub/a.txt\ndocs/\n"
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,7 @@ class Case:
     id: str
     args: tuple[str, ...]
     stdin: str | None = None  # a corpus file given as standard input
+    config: tuple[tuple[str, object], ...] = ()  # kubo repository keys for this case
 
     def kubo_job(self, root: Path) -> Job:
         args, profile = [], None
@@ -171,7 +184,7 @@ class Case:
         # kubo 0.43.1 `add --only-hash` of a directory (-r, -w) with mode or mtime fails
         # ("ipld: could not find"): those jobs store into the throwaway repository instead
         meta = {a for a in args if a.startswith(("--preserve-", "--mode", "--mtime"))}
-        return Job(tuple(args), profile=profile, cwd=str(root),
+        return Job(tuple(args), profile=profile, cwd=str(root), config=self.config,
                    only_hash=not (meta and {"-r", "-w"} & set(args)),
                    stdin=str(root / self.stdin) if self.stdin else None)
 
@@ -285,7 +298,145 @@ def fixed_cases() -> list[Case]:
         Case("wrap-files-mode", ("-w", "--mode=0640", "--mtime=7", "f/b1", "f/k1000")),
         Case("err-hash-unknown", ("--hash=nope", "f/b1")),
     ]
-    return [*cases, *hamt_cases()]
+    return [*cases, *hamt_cases(), *walk_cases(), *nocopy_cases()]
+
+
+def walk_cases() -> list[Case]:
+    """--dereference-symlinks / --dereference-args over symlink chains, --ignore and
+    --ignore-rules-path (negation, directories, kubo's name-only matching), --stdin-name,
+    --silent, and the storing and providing flags that --only-hash ignores or refuses."""
+    return [
+        Case("deref-tree", ("-r", "--dereference-symlinks", "links")),
+        Case("deref-tree-H-v1", ("-r", "-H", "--dereference-symlinks", "--cid-version=1",
+                                 "links")),
+        Case("deref-tree-w", ("-r", "-w", "--dereference-symlinks", "links", "links/chain3")),
+        Case("deref-tree-mtime", ("-r", "--dereference-symlinks", "--preserve-mtime",
+                                  "--preserve-mode", "links")),
+        Case("deref-arg-chain", ("--dereference-symlinks", "links/chain3")),
+        Case("deref-arg-dir-chain", ("-r", "--dereference-symlinks", "links/dirchain")),
+        Case("deref-args-only", ("-r", "--dereference-args", "links", "links/chain3")),
+        Case("deref-args-dir-link", ("-r", "--dereference-args", "links/dirlink")),
+        Case("deref-args-name-twice", ("--dereference-args", "links/chain3",
+                                       "links/target.txt")),
+        Case("no-deref-links", ("-r", "links")),
+        Case("err-deref-dangling", ("-r", "--dereference-symlinks", "dangling")),
+        Case("dangling-kept-without-deref", ("-r", "--dereference-args", "dangling")),
+        Case("err-deref-loop", ("-r", "--dereference-symlinks", "loop")),
+        Case("err-deref-dir-without-r", ("--dereference-symlinks", "links/dirlink")),
+        Case("ignore-glob", ("-r", "--ignore=*.log", "ign")),
+        Case("ignore-negation", ("-r", "--ignore=*.log", "--ignore=!keep.log", "ign")),
+        Case("ignore-negation-then-again", ("-r", "--ignore=*.log", "--ignore=!keep.log",
+                                            "--ignore=k*", "ign")),
+        Case("ignore-directory-name", ("-r", "--ignore=build", "ign")),
+        Case("ignore-directory-slash", ("-r", "--ignore=build/", "ign")),
+        Case("ignore-path-form", ("-r", "--ignore=sub/a.txt", "ign")),
+        Case("ignore-double-star", ("-r", "--ignore=**/a.txt", "ign")),
+        Case("ignore-under-star", ("-r", "--ignore=sub/**", "ign")),
+        Case("ignore-question-mark", ("-r", "--ignore=q?", "--ignore=a?txt", "ign")),
+        Case("ignore-class", ("-r", "--ignore=[ab].txt", "ign")),
+        Case("ignore-hidden-negation", ("-r", "--ignore=.*", "--ignore=!.keep", "ign")),
+        Case("ignore-hidden-H", ("-r", "-H", "--ignore=*.log", "--ignore=!.hidden.log",
+                                 "ign")),
+        Case("ignore-top-argument", ("-r", "--ignore=ign", "ign")),
+        Case("ignore-comment-and-escape", ("-r", "--ignore=#a.txt", "--ignore=\\#b.txt",
+                                           "--ignore= c.tmp ", "ign")),
+        Case("ignore-rules-file", ("-r", "--ignore-rules-path=ign.rules", "ign")),
+        Case("ignore-rules-file-and-flag", ("-r", "--ignore-rules-path=ign.rules",
+                                            "--ignore=!build", "--ignore=*.tmp", "ign")),
+        Case("ignore-wrapped", ("-r", "-w", "--ignore=*.txt", "ign", "f/b1")),
+        Case("ignore-empties-dir", ("-r", "--empty-dirs=false", "--ignore=*.o", "ign")),
+        Case("err-ignore-rules-missing", ("-r", "--ignore-rules-path=nope.rules", "ign")),
+        Case("stdin-name", ("--stdin-name=named.bin",), stdin="f/k1000"),
+        Case("stdin-name-dash", ("--stdin-name", "named.bin", "-"), stdin="f/k1000"),
+        Case("stdin-name-wrapped", ("-w", "--stdin-name=named.bin"), stdin="f/k1000"),
+        Case("stdin-name-wrapped-sorted-first", ("-w", "--stdin-name=a0", "f/b1", "f/k1000",
+                                                 "-"), stdin="f/c262145"),
+        Case("stdin-name-wrapped-sorted-last", ("-w", "--stdin-name=zz", "f/k1000", "-"),
+             stdin="f/b1"),
+        Case("stdin-name-sorted", ("--stdin-name=c0", "f/b1", "f/k1000", "-"), stdin="f/b1"),
+        Case("stdin-name-slash-wrapped", ("-w", "--stdin-name=a/b"), stdin="f/b1"),
+        Case("stdin-name-unwrapped-file", ("--stdin-name=x", "f/b1")),
+        Case("pin-false-fscache", ("--pin=false", "--fscache", "f/k1000", "f/c262145")),
+        Case("pin-bare", ("--pin", "f/b1")),
+        Case("fast-provide", ("--fast-provide-root=false", "--fast-provide-dag",
+                              "--fast-provide-wait=true", "f/b1")),
+        # kubo's --silent drops the lines of files, symlinks and stdin, never directories'
+        Case("silent-files", ("--silent", "f/b1", "f/c262145")),
+        Case("silent-tree", ("--silent", "-r", "-H", "tree")),
+        Case("silent-wrapped", ("--silent", "-r", "-w", "tree/sub", "f/b1", "-"),
+             stdin="f/k1000"),
+        Case("err-pin-name", ("--pin-name=x", "f/b1")),
+        Case("err-to-files", ("--to-files=/x", "f/b1")),
+    ]
+
+
+def nocopy_cases() -> list[Case]:
+    """--nocopy, with kubo's filestore enabled (it refuses the flag otherwise)."""
+    files = tuple(f"f/{n}" for n in SMALL + CHUNK)
+    flagsets = {
+        "nocopy": [],
+        "nocopy-v1": ["--cid-version=1"],
+        "nocopy-v0": ["--cid-version=0"],
+        "nocopy-raw-true": ["--raw-leaves=true"],
+        "nocopy-trickle": ["--trickle"],
+        "nocopy-size-1000": ["--chunker=size-1000"],
+        "nocopy-inline": ["--inline"],
+        "nocopy-sha3": ["--hash=sha3-256"],
+        "nocopy-v1-2025": ["--profile=unixfs-v1-2025"],
+    }
+    cases = [Case(name, ("--nocopy", *flags, *files), config=FILESTORE)
+             for name, flags in flagsets.items()]
+    return [
+        *cases,
+        Case("nocopy-tree", ("--nocopy", "-r", "-H", "tree"), config=FILESTORE),
+        Case("nocopy-wrapped", ("--nocopy", "-w", "f/b1", "f/c262145"), config=FILESTORE),
+        Case("nocopy-stdin", ("--nocopy",), stdin="f/c262145", config=FILESTORE),
+        # (the oracle's reset between jobs covers Import.* only: say it outright)
+        Case("nocopy-no-filestore", ("--nocopy", "f/b1"),
+             config=(("Experimental.FilestoreEnabled", False),)),
+        Case("err-nocopy-raw-false", ("--nocopy", "--raw-leaves=false", "f/b1"),
+             config=FILESTORE),
+        Case("err-nocopy-mode", ("--nocopy", "--preserve-mode", "f/b1"), config=FILESTORE),
+        Case("err-nocopy-mtime", ("--nocopy", "--mtime=5", "f/b1"), config=FILESTORE),
+        Case("err-nocopy-v0-2015", ("--nocopy", "--profile=unixfs-v0-2015", "f/b1"),
+             config=FILESTORE),
+    ]
+
+
+def _write_walk_trees(root: Path) -> None:
+    """links/: symlink chains to a file and to directories (relative, absolute, through
+    a parent, hidden link names, a hidden target); dangling/: a link to nothing;
+    loop/: a link back to an ancestor; ign/ and ign.rules: names for the ignore rules."""
+    links = root / "links"
+    (links / "real" / "inner").mkdir(parents=True)
+    (links / "target.txt").write_bytes(make_bytes(3000, 77))
+    (links / ".secret").write_bytes(b"hidden target\n")
+    (links / "real" / "r.bin").write_bytes(make_bytes(300_000, 78))
+    (links / "real" / "inner" / "deep.txt").write_bytes(b"deep\n")
+    (links / "chain1").symlink_to("target.txt")
+    (links / "chain2").symlink_to("chain1")
+    (links / "chain3").symlink_to("chain2")
+    (links / "abs").symlink_to(links / "target.txt")
+    (links / "dirlink").symlink_to("real")
+    (links / "dirchain").symlink_to("dirlink")
+    (links / "real" / "inner" / "up").symlink_to("../../target.txt")
+    (links / "to-secret").symlink_to(".secret")
+    (links / ".hidden-link").symlink_to("target.txt")
+    (root / "dangling").mkdir()
+    (root / "dangling" / "ok").write_bytes(b"ok\n")
+    (root / "dangling" / "bad").symlink_to("nowhere")
+    (root / "loop" / "sub").mkdir(parents=True)
+    (root / "loop" / "f").write_bytes(b"f\n")
+    (root / "loop" / "sub" / "up").symlink_to("..")
+    ign = root / "ign"
+    for rel in ("build/x.o", "build/keep.log", "sub/a.txt", "sub/deeper/a.txt",
+                "docs/README.md", "obj/y.o"):
+        (ign / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ign / rel).write_bytes(rel.encode())
+    for name in ("a.txt", "b.txt", "c.tmp", "run.log", "keep.log", ".hidden.log", ".keep",
+                 "q?", "aXtxt", "#a.txt", "#b.txt", "z.o"):
+        (ign / name).write_bytes(name.encode() + b"\n")
+    (root / "ign.rules").write_bytes(IGNORE_RULES.encode())
 
 
 def random_cases(rng: random.Random, count: int) -> tuple[list[Case], dict[str, int]]:
@@ -363,6 +514,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Case]]:
         os.utime(root / "f" / name, ns=(1_700_000_000_123_456_789,) * 2)
     os.chmod(root / "f" / "b1", 0o755)
     _write_tree(root / "tree", rng)
+    _write_walk_trees(root)
     for name, (count, per_link, target) in HAMT_DIRS.items():
         d = root / name
         d.mkdir()

@@ -45,6 +45,8 @@ mkdir -p '{out}'
 {cg} get -g "$GW" --timeout 300 "ipfs://$TREE" -o '{out}/tree' --car '{out}/tree.car'
 {cg} get -g "$GW" --timeout 300 "ipfs://$TREE/sub/b.bin" -o '{out}/b.bin'
 {cg} cat -g "$GW" "ipfs://$TREE/a.txt" > '{out}/a.txt'
+{cg} get -g "$GW" --timeout 300 "ipfs://$TREE/sub/missing/x" -o '{out}/missing' \
+    2> '{d}/missing.err' || echo $? > '{d}/missing.rc'
 """
     isolated(script, env={"IPFS": str(ipfs), "IPFS_PATH": str(d / "repo")}, timeout=900)
     return {"dir": d, "tree": tree, "out": out,
@@ -71,6 +73,17 @@ def test_get_and_cat_paths_from_kubo(fetched: dict[str, object]) -> None:
     assert isinstance(tree, Path) and isinstance(out, Path)
     assert (out / "b.bin").read_bytes() == (tree / "sub" / "b.bin").read_bytes()
     assert (out / "a.txt").read_bytes() == b"hello\n"
+
+
+def test_missing_path_from_kubo_names_the_segment(fetched: dict[str, object]) -> None:
+    """kubo answers a missing path with a bare 404; its path blocks name what is missing."""
+    d, out = fetched["dir"], fetched["out"]
+    assert isinstance(d, Path) and isinstance(out, Path)
+    assert (d / "missing.rc").read_text().strip() == "3"
+    said = (d / "missing.err").read_text().splitlines()
+    assert said == [f"carget: /ipfs/{fetched['tree_cid']}/sub: no entry 'missing' in "
+                    f"directory {said[0].rsplit(' ', 1)[-1]}"], said
+    assert not (out / "missing").exists()
 
 
 @pytest.mark.parametrize("name", ["file", "tree"])

@@ -11,9 +11,10 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
+from ..errors import UsageError
 from ..unixfs.options import PROFILES, ImportOptions, resolve_options
 
-__all__ = ["KuboFlagsCommand", "import_flags", "pop_import_options"]
+__all__ = ["KuboFlagsCommand", "add_flags", "import_flags", "pop_import_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +42,24 @@ _NAMES = (
     "jobs",
 )
 
+#: parameter names add_flags adds (``add`` only), with their values when not given
+_ADD_DEFAULTS: dict[str, Any] = {
+    "dereference_symlinks": False,
+    "dereference_args": False,
+    "ignore": (),
+    "ignore_rules_path": None,
+    "stdin_name": "",
+    "nocopy": False,
+    "only_hash": False,
+    "pin": True,
+    "pin_name": None,
+    "fscache": False,
+    "to_files": None,
+    "fast_provide_root": None,
+    "fast_provide_dag": None,
+    "fast_provide_wait": None,
+}
+
 
 class KuboFlagsCommand(click.Command):
     """kubo's bool and optional-value flags: a bare ``--raw-leaves`` means true and never
@@ -52,6 +71,10 @@ class KuboFlagsCommand(click.Command):
         "--empty-dirs": "--empty-dirs=true",
         "-E": "--empty-dirs=true",
         "--digest": "--digest=sha256",
+        "--pin": "--pin=true",
+        "--fast-provide-root": "--fast-provide-root=true",
+        "--fast-provide-dag": "--fast-provide-dag=true",
+        "--fast-provide-wait": "--fast-provide-wait=true",
     }
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -202,12 +225,80 @@ def import_flags(fn: F) -> F:
     return fn
 
 
+def add_flags(fn: F) -> F:
+    """``ipfs add``'s flags for reading the files (go-ipfs-cmds' file options) and those
+    that only say what kubo does with the blocks, for ``carget add``. carget always
+    computes as ``ipfs add --only-hash`` does, so the storing flags that ``--only-hash``
+    ignores (``--pin``, ``--fscache``) are accepted and do nothing, and those it refuses
+    (``--to-files``, ``--pin-name``) are refused with kubo's reason."""
+    options = [
+        click.option("--dereference-symlinks", is_flag=True,
+                     help="Add what every symlink points to (arguments and inside "
+                          "directories), not the link."),
+        click.option("--dereference-args", is_flag=True,
+                     help="DEPRECATED (as kubo): use --dereference-symlinks. Follows "
+                          "symlinks given as arguments only."),
+        click.option("--ignore", multiple=True, metavar="RULE",
+                     help="A .gitignore-style rule for entries to leave out, matched "
+                          "against each entry's name (repeatable; kubo's matcher: see the "
+                          "README)."),
+        click.option("--ignore-rules-path", type=click.Path(dir_okay=False), default=None,
+                     metavar="FILE", help="A file of .gitignore-style rules (before any "
+                                          "--ignore)."),
+        click.option("--stdin-name", default="", metavar="NAME",
+                     help="Name standard input's entry (default: its CID)."),
+        click.option("--nocopy", is_flag=True,
+                     help="The CIDs kubo's filestore gives (ipfs add --nocopy): implies "
+                          "--raw-leaves."),
+        click.option("-n", "--only-hash", is_flag=True,
+                     help="Accepted for kubo's command lines: carget only ever hashes."),
+        click.option("--pin", type=click.BOOL, default=True,
+                     help="Accepted, does nothing: nothing is stored to pin (as kubo "
+                          "with --only-hash)."),
+        click.option("--fscache", is_flag=True,
+                     help="Accepted, does nothing: there is no filestore to check (as "
+                          "kubo with --only-hash)."),
+        *(click.option(f"--fast-provide-{what}", type=click.BOOL, default=None,
+                       help="Accepted, does nothing: nothing is provided (as kubo with "
+                            "--only-hash).") for what in ("root", "dag", "wait")),
+        click.option("--pin-name", default=None, metavar="NAME",
+                     help="Refused, as kubo refuses it with --only-hash."),
+        click.option("--to-files", default=None, metavar="MFS-PATH",
+                     help="Refused, as kubo refuses it with --only-hash."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _rules_file(path: str) -> list[str]:
+    """The lines of ``--ignore-rules-path`` (read here: carget.ignore does no I/O)."""
+    from ..errors import InputError
+    from ..ignore import split_rules_file
+
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return split_rules_file(f.read())
+    except OSError as exc:
+        raise InputError(f"--ignore-rules-path {path}: {exc.strerror or exc}") from None
+
+
 def pop_import_options(flags: dict[str, Any]) -> tuple[ImportOptions, int | None]:
-    """Take import_flags' values out of ``flags``; return the options and ``--jobs``.
+    """Take import_flags' (and add_flags', when given) values out of ``flags``; return
+    the options and ``--jobs``.
 
     Raises :class:`UsageError` for combinations kubo refuses.
     """
     v = {name: flags.pop(name) for name in _NAMES}
+    a = {name: flags.pop(name, default) for name, default in _ADD_DEFAULTS.items()}
+    if a["to_files"] is not None:
+        raise UsageError("only-hash and to-files options are not compatible (carget "
+                         "always computes as ipfs add --only-hash)")
+    if a["pin_name"] is not None:
+        # kubo: --only-hash turns pinning off, and a pin name needs a pin
+        raise UsageError("pin-name option requires pin to be set (carget always computes "
+                         "as ipfs add --only-hash, which pins nothing)")
+    rules = tuple(_rules_file(a["ignore_rules_path"])) if a["ignore_rules_path"] else ()
     opts = resolve_options(
         profile=v["profile"],
         cid_version=v["cid_version"],
@@ -228,5 +319,10 @@ def pop_import_options(flags: dict[str, Any]) -> tuple[ImportOptions, int | None
         mode=v["mode"],
         mtime=v["mtime"],
         mtime_nsecs=v["mtime_nsecs"],
+        nocopy=a["nocopy"],
+        ignore=rules + tuple(a["ignore"]),
+        dereference_symlinks=a["dereference_symlinks"],
+        dereference_args=a["dereference_args"],
+        stdin_name=a["stdin_name"],
     )
     return opts, v["jobs"]

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import click
 
 from ..errors import InputError, UsageError
-from ._importflags import KuboFlagsCommand, import_flags, pop_import_options
+from ._importflags import KuboFlagsCommand, add_flags, import_flags, pop_import_options
 
 #: kubo escapes non-printable characters in names it prints (cmdenv.EscNonPrint)
 _PRINTABLE = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
@@ -54,6 +54,7 @@ def _json_line(cid: str, name: str, file_digest: str | None) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Write minimal output: CIDs only.")
 @click.option("-Q", "--quieter", is_flag=True, help="Write only the final CID.")
 @import_flags
+@add_flags
 @click.option(
     "--digest",
     type=click.Choice(["sha256", "sha512"]),
@@ -67,6 +68,9 @@ def _json_line(cid: str, name: str, file_digest: str | None) -> str:
     default=None,
     help="Also write the DAG as a CARv1 file (- for stdout).",
 )
+@click.option("--silent", is_flag=True,
+              help="Print no line for files, symlinks and stdin; directories are still "
+                   "printed, as kubo's --silent does.")
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object a line, as kubo\'s --enc=json: {"Name": ..., "Hash": ...} '
                    '(and "Digest" with --digest).')
@@ -77,6 +81,7 @@ def add(
     quieter: bool,
     digest: str | None,
     car_out: str | None,
+    silent: bool,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -93,7 +98,8 @@ def add(
         clean = os.path.normpath(p)  # as kubo: cleaned, then lstat-ed (symlinks stay links)
         if not os.path.lexists(clean):
             raise InputError(f"{p}: no such file or directory")
-        if os.path.isdir(clean) and not os.path.islink(clean) and not recursive:
+        followed = opts.dereference_symlinks or opts.dereference_args
+        if os.path.isdir(clean) and (followed or not os.path.islink(clean)) and not recursive:
             raise InputError(f"{p} is a directory (use -r to add directories)")
     if car_out == "-" and not (quiet or quieter):
         raise UsageError("--car - writes the CAR to stdout: combine it with -q or -Q")
@@ -119,8 +125,9 @@ def add(
 
     # -Q prints the last root alone: without --digest no line is needed before it, and
     # not reporting spares a CID-to-text conversion per file (~8 µs for a CIDv0)
-    wanted = report if not quieter or digest else None
-    kwargs: dict[str, Any] = {"jobs": jobs, "digest": digest, "report": wanted}
+    wanted = report if not quieter or digest or silent else None
+    kwargs: dict[str, Any] = {"jobs": jobs, "digest": digest, "report": wanted,
+                              "report_leaves": not silent}
     if car_out is not None:
         from ..car.writer import open_car_writer
 

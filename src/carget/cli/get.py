@@ -17,7 +17,8 @@ Output conventions (so scripts can rely on them):
   bar. The rich bar is drawn only when stderr is a terminal and ``--no-progress`` is not
   given.
 
-Exit codes: 0 ok, 2 usage, 3 not found on any gateway, 4 verification failed or
+Exit codes: 0 ok, 2 usage, 3 not found on any gateway or a path segment that does not
+exist (named in the message), 4 verification failed or
 incomplete, 5 digest mismatch, 6 network or timeout, 130 interrupted (SIGINT, SIGTERM or
 SIGHUP, see :mod:`carget.cli._signals`: temporaries removed; an interrupted ``get`` keeps
 what it verified, says so, and the next run resumes unless ``--no-resume``).
@@ -37,6 +38,7 @@ import click
 
 from ..errors import CargetError, NetworkError
 from ._flagforms import SwitchCommand
+from ._jsonlines import error_event, write_json
 from ._signals import run_trio
 
 __all__ = ["cat", "figures", "get", "human_size", "output_path"]
@@ -186,8 +188,7 @@ class _Reporter:
             self.progress.update(self.task, completed=done, total=event.get("total"))
 
     def json(self, event: dict[str, Any]) -> None:
-        sys.stderr.write(json.dumps(event, separators=(",", ":")) + "\n")
-        sys.stderr.flush()
+        write_json(sys.stderr, event)
 
     def notice(self, message: str) -> None:
         """One line on stderr, above the bar while it is drawn (not with --json or -q)."""
@@ -304,19 +305,11 @@ def _reporting(reporter: _Reporter, out: str | None, made: str | None) -> Iterat
                 pass
         if reporter.json_events:
             # the error event is the run's last line: nothing in plain text after it
-            if interrupted:
-                code, message = 130, "interrupted"
-            elif isinstance(exc, CargetError):
-                code, message = exc.exit_code, str(exc)
-            elif isinstance(exc, click.ClickException):
-                code, message = exc.exit_code, exc.format_message()
-            elif isinstance(exc, OSError):
-                where = f": {exc.filename}" if exc.filename else ""
-                code, message = 1, f"{exc.strerror or exc}{where}"
-            else:
+            event = error_event(exc)
+            if event is None:
                 raise
-            reporter.json({"event": "error", "code": code, "message": message})
-            raise click.exceptions.Exit(code) from None
+            reporter.json(event)
+            raise click.exceptions.Exit(event["code"]) from None
         raise
     reporter.close()
 
@@ -349,7 +342,8 @@ def get(target: str, gateways: tuple[str, ...], routers: tuple[str, ...], digest
 
     An interrupted run keeps what it verified; the same command resumes it, and
     --no-resume discards it. With --digest the computed digest is printed on stdout;
-    a summary line goes to stderr unless -q."""
+    a summary line goes to stderr unless -q. A path that does not exist exits 3
+    naming the missing segment and where it was looked for."""
     from ..fetcher.target import parse_target
 
     name = parse_target(target).default_name

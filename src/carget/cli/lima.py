@@ -5,11 +5,13 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import InputError
+from ._jsonlines import json_errors, write_json
 from ._signals import run_trio
 
 if TYPE_CHECKING:
@@ -23,12 +25,17 @@ if TYPE_CHECKING:
 __all__ = ["lima"]
 
 
-def _console() -> Console:
+def _console(quiet: bool = False) -> Console:
+    """stderr's console (``quiet``: prints nothing). On a terminal rich wraps to its
+    width; in a log or a pipe no line is wrapped at all (a log reader's lines are as long
+    as they are), and tables are laid out 160 columns wide so their rows stay on one line
+    where possible."""
     from rich.console import Console
 
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, quiet=quiet)
     if not console.is_terminal:
-        console.width = 160  # a log or a pipe: keep table rows on one line where possible
+        console = Console(stderr=True, highlight=False, quiet=quiet, soft_wrap=True,
+                          width=160)
     return console
 
 
@@ -140,9 +147,14 @@ def _table(outcomes: list[Outcome], console: Console) -> None:
                    "location, checked by their digest.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds allowed for each entry.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object a line on stdout, one per entry "
+                   "({\"event\": \"entry\", ...}), and on failure a last "
+                   "{\"event\": \"error\", \"code\": N, \"message\": ...}; nothing on "
+                   "stderr (no table, no bar).")
 def prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
              variant: str | None, cache_dir: str | None, gateways: tuple[str, ...],
-             fallback: bool, timeout: float | None) -> None:
+             fallback: bool, timeout: float | None, as_json: bool) -> None:
     """Fetch TEMPLATE's images and archives by CID into lima's download cache.
 
     The entries are those lima would try for the arch: images of the arch and of the
@@ -152,10 +164,43 @@ def prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
 
     Exit 0 when every entry is cached, fetched or skipped; else the exit code of the first
     failed entry's error (5 wrong digest, 4 bad blocks, 3 not found, 6 network, 2 a cid
-    that is a directory, not a file); 1 for a template that cannot be right (a location
-    with two digests, a location that is not http(s), a base loop, a base or
-    template:NAME not found); 130 when interrupted (SIGINT, SIGTERM, SIGHUP: partial
-    downloads kept in the cache's staging dir to resume from)."""
+    that is a directory, not a file); 1 when no entry has a cid: (nothing to fetch: run
+    carget lima annotate first, or use --fallback), and for a template that cannot be
+    right (a location with two digests, a location that is not http(s), a base loop, a
+    base or template:NAME not found); 130 when interrupted (SIGINT, SIGTERM, SIGHUP:
+    partial downloads kept in the cache's staging dir to resume from)."""
+    if not as_json:
+        _prefetch(template, templates_dirs, arch, variant, cache_dir, gateways, fallback,
+                  timeout, None)
+        return
+
+    def emit(event: dict[str, Any]) -> None:
+        write_json(sys.stdout, event)
+
+    with json_errors(emit):
+        _prefetch(template, templates_dirs, arch, variant, cache_dir, gateways, fallback,
+                  timeout, emit)
+
+
+def _entry_event(o: Outcome) -> dict[str, Any]:
+    """One ``--json`` line for one entry of the summary table."""
+    e = o.entry
+    event: dict[str, Any] = {
+        "event": "entry", "entry": e.label, "file": e.source, "where": e.where,
+        "name": e.name, "arch": e.arch, "location": e.location,
+        "cid": str(e.cid) if e.cid is not None else None, "source": o.source,
+        "size": o.size, "seconds": round(o.seconds, 3), "result": o.result}
+    if o.error is not None:
+        event["error"] = {"code": o.error.exit_code, "message": str(o.error)}
+    return event
+
+
+def _prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
+              variant: str | None, cache_dir: str | None, gateways: tuple[str, ...],
+              fallback: bool, timeout: float | None,
+              emit: Callable[[dict[str, Any]], None] | None) -> None:
+    """``prefetch``; with ``emit`` (``--json``) each entry is an event and stderr is
+    silent."""
     from ..lima.cache import LimaCache, default_cache_dir
     from ..lima.prefetch import exit_error, plan_prefetch
     from ..lima.prefetch import prefetch as run_prefetch
@@ -163,7 +208,7 @@ def prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
 
     if arch is not None:
         check_arch(arch)
-    console = _console()
+    console = _console(quiet=emit is not None)
     tpl = _compose(template, templates_dirs, console)
     chosen = _arch(arch or tpl.arch)
     entries = plan_prefetch(tpl, chosen, variant)  # refuse bad entries before anything else
@@ -172,7 +217,7 @@ def prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
         raise InputError(f"{template}: no entries for arch {chosen}{variant_text}")
     gw = _gateways(gateways)
     cache = LimaCache(cache_dir or default_cache_dir())
-    hooks, progress = _progress_hooks(console)
+    hooks, progress = _progress_hooks(console) if emit is None else (None, None)
     if progress is not None:
         with progress:
             outcomes = run_trio(lambda: run_prefetch(
@@ -182,15 +227,21 @@ def prefetch(template: str, templates_dirs: tuple[str, ...], arch: str | None,
         outcomes = run_trio(lambda: run_prefetch(
             tpl, cache, arch=chosen, variant=variant, gateways=gw, fallback=fallback,
             timeout=timeout))
-    _table(outcomes, console)
-    if outcomes and all(o.result.startswith("skipped: no cid") for o in outcomes):
-        console.print(f"nothing to fetch: no entry has a cid: yet; add them with "
-                      f"carget lima annotate {template} --write (or download by location "
-                      f"with --fallback)", soft_wrap=True)
+    if emit is not None:
+        for o in outcomes:
+            emit(_entry_event(o))
+    else:
+        _table(outcomes, console)
     err = exit_error(outcomes)
     if err is not None:
+        if emit is not None:
+            raise err  # the last line is its error event
         # each failure is already printed under the table: exit with its code, no repeat
         raise click.exceptions.Exit(err.exit_code)
+    if outcomes and all(o.result.startswith("skipped: no cid") for o in outcomes):
+        raise InputError(f"nothing to fetch: no entry has a cid: yet; add them with "
+                         f"carget lima annotate {template} --write (or download by "
+                         f"location with --fallback)")
 
 
 def _progress_hooks(console: Console) -> tuple[ProgressHooks | None, Progress | None]:

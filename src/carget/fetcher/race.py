@@ -18,7 +18,7 @@ import trio
 
 from ..car.encoder import encode_header
 from ..cid import CID
-from ..errors import CargetError, NotFoundError
+from ..errors import CargetError, NotFoundError, PathNotFound
 from .request import Continuation, car_url, request_car
 from .run import FATAL_ERRORS, Gateway, Run, open_nursery
 from .verifier import DagVerifier, EntityStart, InnerNode, Scope, VerifierEvent
@@ -125,5 +125,32 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
             scopes[gw] = trio.CancelScope()
             nursery.start_soon(attempt, gw)
     if not winner:
+        if target.path and run.errors and all(isinstance(e, NotFoundError) for e in run.errors):
+            await _prove_missing(run)
         raise run.final_error(str(target))
     return winner[0]
+
+
+async def _prove_missing(run: Run) -> None:
+    """Every gateway answered 404 for a path, which does not say which segment is
+    missing: ask each such gateway for the path's blocks up to ever shorter prefixes
+    (``dag-scope=block``, longest first) and walk them with a verifier of the whole path.
+    Raises :class:`PathNotFound` (naming the missing segment and where) once a verified
+    block proves a name absent; returns when no answer proves it (the root itself is
+    absent, or a block below the prefix is)."""
+    target = run.target
+    for gw in [g for g in run.gateways if g.not_found and not g.dropped]:
+        for k in range(len(target.path) - 1, -1, -1):
+            v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
+            url = car_url(gw.url, target.cid, target.path[:k], Scope.BLOCK, None)
+            try:
+                await request_car(run, gw, v, None, url)
+            except PathNotFound:
+                raise
+            except NotFoundError:
+                if v.placed_bytes:
+                    break  # the prefix resolved: the next block is absent, not a name
+                continue  # this prefix is missing too: a shorter one
+            except CargetError:
+                break
+            break

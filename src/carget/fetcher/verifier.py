@@ -465,9 +465,16 @@ class DagVerifier:
             self._nodes_bytes += len(data)
 
     def _path_step(self, w: _Want, data: memoryview | bytes) -> None:
-        step = path_step(w.cid, data, self.segments, w.seg, w.depth)
+        # where on the asked path this block sits, so a missing name reads
+        # "/ipfs/ROOT/a: no entry 'b' in directory CID"
+        where = "/".join(["/ipfs", str(self.root), *self.segments[:w.seg]])
+        try:
+            step = path_step(w.cid, data, self.segments, w.seg, w.depth)
+        except PathNotFound as exc:
+            raise PathNotFound(f"{where}: {exc}") from None
         if step.cid is None:
-            raise PathNotFound(f"path ends inside dag-cbor block {w.cid}, not at a link")
+            raise PathNotFound(f"{where}: path ends inside dag-cbor block {w.cid}, not at a "
+                               f"link")
         if step.seg < len(self.segments):
             self._push(_Want(step.cid, _PATH, seg=step.seg, depth=step.hamt_depth))
         else:

@@ -64,6 +64,16 @@ class ImportOptions:
     mode: int | None = None
     #: --mtime / --mtime-nsecs: one (seconds, nanoseconds) for every entry; None: not given
     mtime: tuple[int, int] | None = None
+    # what the walk of the files takes in (kubo's go-ipfs-cmds and boxo files options)
+    #: --ignore-rules-path's lines, then each --ignore (see carget.ignore)
+    ignore: tuple[str, ...] = ()
+    #: --dereference-symlinks: every symlink, argument or inside a directory, is added as
+    #: what it points to
+    dereference_symlinks: bool = False
+    #: --dereference-args (kubo: deprecated): only symlinks given as arguments
+    dereference_args: bool = False
+    #: --stdin-name: the name of standard input's entry ("": named by its CID)
+    stdin_name: str = ""
 
     def replace(self, **changes: object) -> ImportOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -124,6 +134,11 @@ def resolve_options(
     mode: int | None = None,
     mtime: int | None = None,
     mtime_nsecs: int | None = None,
+    nocopy: bool = False,
+    ignore: tuple[str, ...] = (),
+    dereference_symlinks: bool = False,
+    dereference_args: bool = False,
+    stdin_name: str = "",
 ) -> ImportOptions:
     """Turn ``ipfs add`` flags into :class:`ImportOptions`, with kubo's rules.
 
@@ -134,6 +149,9 @@ def resolve_options(
     The DAG-shaping limits (kubo >= 0.35, core/commands/add.go): ``--max-file-links`` of 0
     or less means kubo's 174 (even under a profile); ``--max-directory-links`` of 0 or less
     means no limit; ``--max-hamt-fanout`` must be a power of 2 between 8 and 1024.
+    ``--nocopy`` (kubo: leaves stay in the files, in its filestore) implies raw leaves;
+    raw leaves turned off, by ``--raw-leaves=false``, a profile that writes them off or
+    the mode/mtime rule, is then an error (kubo's coreiface options).
     Raises :class:`UsageError` for anything kubo would refuse, and for
     ``--max-file-links=1``, on which kubo 0.43.1 never finishes (a balanced DAG of one
     link per node never gets narrower).
@@ -177,6 +195,11 @@ def resolve_options(
             raise UsageError("--raw-leaves can't be used with UnixFS metadata like mode or "
                              "modification time")
         raw = False
+        raw_leaves = False  # kubo: as if --raw-leaves=false had been given
+    if nocopy:
+        if not raw and (raw_leaves is not None or profile is not None):
+            raise UsageError("nocopy option requires '--raw-leaves' to be enabled as well")
+        raw = True
     limit = base.inline_limit if inline_limit is None else inline_limit
     if limit < 0:
         raise UsageError("--inline-limit must not be negative")
@@ -210,6 +233,10 @@ def resolve_options(
         hidden=hidden,
         preserve_mode=preserve_mode,
         preserve_mtime=preserve_mtime,
+        ignore=tuple(ignore),
+        dereference_symlinks=dereference_symlinks,
+        dereference_args=dereference_args,
+        stdin_name=stdin_name,
     )
 
 
