@@ -10,9 +10,9 @@ import httpx
 import pytest
 from servehelp import CAR_TYPE, car_cids
 
-from carget.blockstore import BlockStore
 from carget.cid import CID
 from carget.server import ServerLimits
+from carget.server.store import BlockStore
 from carget.server.testing import build_store, running_gateway
 
 MULTI = "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvggmt2sa"

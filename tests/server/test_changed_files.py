@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-import carget.blockstore as bs
-from carget.blockstore import BlockStore
+import carget.server.store as bs
 from carget.cid import CID, RAW, Block
 from carget.errors import InputError
+from carget.server.store import BlockStore
 from carget.unixfs.dagpb import decode_node
 from carget.unixfs.options import resolve_options
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from servehelp import car_cids
 
-from carget.blockstore import BlockStore
 from carget.car.decoder import decode_car
 from carget.cid import CID, RAW
+from carget.server.store import BlockStore
 from carget.server.testing import running_gateway
 from carget.tree import add_paths
 from carget.unixfs.node import decode_unixfs
@@ -103,8 +103,8 @@ def test_a_tree_of_many_files_is_sent_with_a_bounded_set_of_open_files(
     # here) could hold them all: the server keeps at most SPAN_FILES of them open, never
     # closes one a pending chunk still needs (the bytes would be wrong), and each file's
     # bytes arrive intact
-    from carget.blockstore import SPAN_FILES, SPAN_MIN
     from carget.server import ServerLimits
+    from carget.server.blocks import SPAN_FILES, SPAN_MIN
 
     src = tmp_path / "many"
     src.mkdir()

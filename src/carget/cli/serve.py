@@ -56,7 +56,7 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, **flags: Any) -> No
     changed since is detected and refused. Paths ending in .car are served as CAR files
     (v1 or v2), indexed without loading them into memory.
     """
-    from ..blockstore import BlockStore
+    from ..server.store import BlockStore
 
     host, port = parse_listen(listen)
     if not is_loopback(host) and not public:

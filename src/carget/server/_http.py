@@ -58,12 +58,12 @@ from typing import Protocol
 import h11
 import trio
 
-from ..blockstore import SPAN_FILES, SPAN_MIN, FileSpan
 from ..car.encoder import section_prefix
 from ..cid import CID
 from ..errors import CargetError, IncompleteDAG
 from ._car import car_blocks
 from ._routes import CarPlan, Plan, _error, plan_request
+from .blocks import SPAN_FILES, SPAN_MIN, FileSpan
 
 __all__ = ["BufferBudget", "FdBudget", "HTTPServer", "ServedStore", "ServerLimits", "fd_plan"]
 

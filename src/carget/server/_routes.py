@@ -28,10 +28,10 @@ from ..names import is_valid_name
 from ..unixfs.node import decode_dag_cbor, decode_unixfs
 from ._car import (
     TRAVERSABLE,
-    BlockSource,
     ByteRange,
     Resolved,
     UnsupportedCodec,
+    WalkSource,
     resolve_path,
     resolve_range,
 )
@@ -208,7 +208,7 @@ def split_target(target: str) -> tuple[list[str], dict[str, str]]:
 
 
 def plan_request(method: str, target: str, headers: dict[str, str],
-                 store: BlockSource) -> Plan:
+                 store: WalkSource) -> Plan:
     """Decide the whole response to one request (no I/O beyond ``store`` lookups)."""
     if method not in ("GET", "HEAD"):
         plan = _error(405, f"method {method} not allowed")
@@ -228,7 +228,7 @@ def plan_request(method: str, target: str, headers: dict[str, str],
         return _error(500, str(exc))
 
 
-def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
+def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
     segs, q = split_target(target)
     if not segs:
         raise UsageError("missing CID after /ipfs/")

@@ -6,7 +6,7 @@
 
 Paths ending in ``.car`` are indexed as CARs; anything else is imported like ``carget add``
 with ``import_opts`` (the keyword arguments of :func:`carget.unixfs.options.resolve_options`).
-A ready :class:`~carget.blockstore.BlockStore` may be passed instead of paths.
+A ready :class:`~carget.server.store.BlockStore` may be passed instead of paths.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 
 import trio
 
-from ..blockstore import BlockStore
 from . import serve
 from ._http import ServerLimits
+from .store import BlockStore
 
 __all__ = ["build_store", "running_gateway"]
 

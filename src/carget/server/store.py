@@ -36,20 +36,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .cid import CID, DAG_PB, RAW, Block, decode_varint, encode_varint
-from .errors import CargetError, HashMismatch, InputError
-from .unixfs.file import LeafEncoder
-from .unixfs.node import identity_data
-from .unixfs.options import ImportOptions
+from ..cid import CID, DAG_PB, RAW, Block, decode_varint, encode_varint
+from ..errors import CargetError, HashMismatch, InputError
+from ..unixfs.file import LeafEncoder
+from ..unixfs.node import identity_data
+from ..unixfs.options import ImportOptions
+from .blocks import SPAN_FILES, SPAN_MIN, FileSpan
 
-__all__ = ["SPAN_FILES", "SPAN_MIN", "BlockStore", "FileSpan", "Report"]
-
-#: blocks smaller than this are copied into the body rather than sent with sendfile
-SPAN_MIN = 64 * 1024
-#: open files kept per answer for sendfile: a chunk holds at most SPAN_FILES parts, half
-#: of them spans, so 16 spans of SPAN_MIN make a whole 1 MiB write; the server counts
-#: these descriptors (plus one for a block read) against its process-wide budget
-SPAN_FILES = 32
+__all__ = ["BlockStore", "Report"]
 
 Report = Callable[[str, str, "str | None"], None]
 
@@ -63,6 +57,19 @@ class _Source:
         self.path = path
         self.signature = _signature(st)
         self.changed = False
+
+    def check(self, fd: int) -> bool:
+        """True while ``fd`` (this file, open) still has the identity it had when indexed;
+        False (and the file is re-hashed on every later read) once it does not."""
+        if self.changed:
+            return False
+        try:
+            same = _signature(os.fstat(fd)) == self.signature
+        except OSError:
+            same = False
+        if not same:
+            self.changed = True
+        return same
 
 
 _Signature = tuple[int, int, int, int, int]
@@ -124,34 +131,6 @@ class _Loc:
     @property
     def size(self) -> int:
         return len(self.head) + self.length + len(self.tail)
-
-
-class FileSpan:
-    """A block that lives in a file: ``head + file[offset:offset + length] + tail``, with
-    the file open (``fd``, owned by the caller's cache, see :meth:`BlockStore.open_span`)."""
-
-    __slots__ = ("_source", "fd", "head", "length", "offset", "tail")
-
-    def __init__(self, source: _Source, fd: int, loc: _Loc) -> None:
-        self._source = source
-        self.fd = fd
-        self.offset = loc.offset
-        self.length = loc.length
-        self.head = loc.head
-        self.tail = loc.tail
-
-    def unchanged(self) -> bool:
-        """True while the file still has the identity it had when indexed; False (and the
-        file is re-hashed on every later read) once it does not."""
-        if self._source.changed:
-            return False
-        try:
-            same = _signature(os.fstat(self.fd)) == self._source.signature
-        except OSError:
-            same = False
-        if not same:
-            self._source.changed = True
-        return same
 
 
 @dataclass
@@ -251,8 +230,8 @@ class BlockStore:
         for a file that changed while it was imported (identity taken before it was read,
         compared after) and no longer gives the CID reported for it.
         """
-        from .add import add_file
-        from .tree import add_paths
+        from ..add import add_file
+        from ..tree import add_paths
 
         enc = LeafEncoder(opts)
         rec = _Recorder(self, enc)
@@ -454,14 +433,29 @@ class BlockStore:
         if (loc is None or loc.source is None or loc.source.changed or cid.is_identity
                 or loc.length < SPAN_MIN):
             return None
+        return self._span(loc, fds, loc.head, loc.tail)
+
+    def data_span(self, cid: CID, fds: dict[str, int]) -> FileSpan | None:
+        """For a leaf of an imported file, or a raw block: a span of exactly its UnixFS
+        bytes (the file chunk, no framing); None as :meth:`open_span` does, and for other
+        blocks (whose file range holds dag-pb framing)."""
+        loc = self._locs.get(cid.multihash)
+        if (loc is None or loc.source is None or loc.source.changed or cid.is_identity
+                or loc.length < SPAN_MIN or not (cid.codec == RAW or loc.head)):
+            return None
+        return self._span(loc, fds, b"", b"")
+
+    @staticmethod
+    def _span(loc: _Loc, fds: dict[str, int], head: bytes, tail: bytes) -> FileSpan | None:
         src = loc.source
+        assert src is not None
         fd = fds.pop(src.path, None)
         if fd is None:
             while len(fds) >= SPAN_FILES:
                 os.close(fds.pop(next(iter(fds))))
             fd = _open_source(src)
         fds[src.path] = fd  # now the most recently used
-        span = FileSpan(src, fd, loc)
+        span = FileSpan(fd, loc.offset, loc.length, head, tail, check=src.check)
         return span if span.unchanged() else None
 
     def _read_loc(self, loc: _Loc) -> bytes:
@@ -508,7 +502,7 @@ def _check(cid: CID, data: bytes | bytearray | memoryview) -> None:
 def _scan_car(f: BinaryIO, src: _Source, locs: dict[bytes, _Loc]) -> list[CID]:
     """One pass of :class:`carget.car.reader.CarReader` (every block verified; CARv1/v2,
     its limits): remember where each block's bytes start, keep none of them."""
-    from .car.reader import CarReader
+    from ..car.reader import CarReader
 
     reader = CarReader(f, verify=True)
     roots = list(reader.header.roots)
