@@ -198,6 +198,10 @@ class Waiting:
     def is_leaf(self, cid: CID, /) -> bool:
         return self.source.is_leaf(cid)
 
+    def has(self, cid: CID) -> bool:
+        """Whether the block is there now (no wait)."""
+        return cid.is_identity or self.source.size(cid) is not None
+
 
 class Waiter(Protocol):
     """Something that can make a block arrive (the cache, filled by an upstream)."""
