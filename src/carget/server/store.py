@@ -51,12 +51,22 @@ Report = Callable[[str, str, "str | None"], None]
 class _Source:
     """One file on disk that blocks are read from, and the identity it had when indexed."""
 
-    __slots__ = ("changed", "path", "signature")
+    __slots__ = ("_notify", "changed", "path", "signature")
 
-    def __init__(self, path: str, st: os.stat_result) -> None:
+    def __init__(self, path: str, st: os.stat_result,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.signature = _signature(st)
         self.changed = False
+        self._notify = notify
+
+    def mark_changed(self) -> None:
+        """Note that the file no longer holds what was indexed (once: the notice goes
+        to the store's ``on_changed``)."""
+        if not self.changed:
+            self.changed = True
+            if self._notify is not None:
+                self._notify(self.path)
 
     def check(self, fd: int) -> bool:
         """True while ``fd`` (this file, open) still has the identity it had when indexed;
@@ -68,7 +78,7 @@ class _Source:
         except OSError:
             same = False
         if not same:
-            self.changed = True
+            self.mark_changed()
         return same
 
 
@@ -205,9 +215,12 @@ class BlockStore:
     (``os.pread`` on descriptors opened per read), so a server may read on worker threads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_changed: Callable[[str], None] | None = None) -> None:
         self._locs: dict[bytes, _Loc] = {}
         self.roots: list[tuple[CID, str]] = []
+        #: told the path of a served file found changed (its blocks are refused from then
+        #: on unless they still hash right): the access log's notice
+        self.on_changed = on_changed
 
     # --- adding ---------------------------------------------------------------------------
 
@@ -298,7 +311,7 @@ class BlockStore:
         end = leaves[-1].offset + leaves[-1].length
         if st.st_size != end:
             return False
-        src = _Source(path, st)
+        src = _Source(path, st, self._changed)
         locs = [(leaf, _Loc(src, leaf.offset, leaf.length, leaf.head, leaf.tail))
                 for leaf in leaves]
         for leaf, loc in {id(x): x for x in (locs[0], locs[-1])}.values():
@@ -327,7 +340,7 @@ class BlockStore:
             raise InputError(f"{path}: {exc.strerror or exc}") from None
         with f:
             st = os.fstat(f.fileno())
-            src = _Source(path, st)
+            src = _Source(path, st, self._changed)
             locs: dict[bytes, _Loc] = {}
             roots = _scan_car(f, src, locs)
             if _signature(os.fstat(f.fileno())) != src.signature:
@@ -338,6 +351,10 @@ class BlockStore:
         for root in roots:
             self.roots.append((root, name))
         return roots
+
+    def _changed(self, path: str) -> None:
+        if self.on_changed is not None:
+            self.on_changed(path)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -405,7 +422,7 @@ class BlockStore:
         try:
             got = os.preadv(fd, [buf[len(head): len(head) + n]], loc.offset)
             if not src.changed and _signature(os.fstat(fd)) != src.signature:
-                src.changed = True
+                src.mark_changed()
         finally:
             os.close(fd)
         if got != n:
@@ -466,11 +483,11 @@ class BlockStore:
         try:
             data = os.pread(fd, loc.length, loc.offset)
             if not src.changed and _signature(os.fstat(fd)) != src.signature:
-                src.changed = True
+                src.mark_changed()
         finally:
             os.close(fd)
         if len(data) != loc.length:
-            src.changed = True
+            src.mark_changed()
         h = len(loc.head)
         buf[:h] = loc.head
         buf[h: h + len(data)] = data
