@@ -14,6 +14,10 @@ content, :class:`~carget.errors.VerificationError` when every answer lied or was
 :class:`~carget.errors.FetchTimeout`, :class:`~carget.errors.UsageError` for a bad target.
 Nothing is left at ``out_path`` unless it is complete and verified.
 
+``fetch_blocks(root, path, sink, FetchOptions(gateways=[...]), byte_range=(lo, hi))``
+fetches the same way but hands every verified block to ``sink`` instead of writing a
+file (a caching gateway's upstream fetch).
+
 Submodules: ``target`` (input parsing), ``gateways`` (discovery, delegated routing),
 ``verifier`` (sans-IO CAR + DAG verification), ``http`` (lean HTTP/1.1 requests and
 redirects), ``framing`` (sans-IO response reader), ``connection`` (TCP or TLS readable
@@ -21,8 +25,8 @@ from trio and from a worker thread, kept connections, the trust store), ``proxy`
 (sans-IO: the environment's proxy rules),
 ``stream`` (one request: receive, verify and write on three threads), ``split`` (sans-IO:
 sharing a range among streams, take-overs, gateway pace), ``output`` (atomic files, trees,
-resume journal, cat's segments), ``engine`` (racing, splitting, failover) and ``inorder``
-(``cat`` across gateways, still in order).
+resume journal, cat's segments), ``engine`` (racing, splitting, failover), ``inorder``
+(``cat`` across gateways, still in order) and ``blocks`` (verified blocks to a callback).
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FetchResult", "fetch_file", "fetch_file_sync"]
+__all__ = ["BlockSink", "BlocksResult", "FetchOptions", "FetchResult", "fetch_blocks",
+           "fetch_file", "fetch_file_sync"]
 
 _LAZY = {
+    "BlockSink": "carget.fetcher.blocks",
+    "BlocksResult": "carget.fetcher.blocks",
+    "fetch_blocks": "carget.fetcher.blocks",
+    "FetchOptions": "carget.fetcher.stream",
     "FetchResult": "carget.fetcher.api",
     "fetch_file": "carget.fetcher.api",
     "fetch_file_sync": "carget.fetcher.api",
@@ -40,6 +49,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .api import FetchResult, fetch_file, fetch_file_sync
+    from .blocks import BlockSink, BlocksResult, fetch_blocks
+    from .stream import FetchOptions
 
 
 def __getattr__(name: str) -> Any:

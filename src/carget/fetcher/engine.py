@@ -35,7 +35,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -55,7 +55,7 @@ from ..errors import (
 from ..unixfs.node import Node, decode_unixfs
 from .api import FetchResult
 from .gateways import find_providers, normalize_gateway
-from .output import FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
+from .output import EventOutput, FileOutput, StreamOutput, TreeOutput, file_digest, parse_digest
 from .split import Pace, StreamState, Unit, steal
 from .stream import (
     _CONTENT_ERRORS,
@@ -69,7 +69,7 @@ from .stream import (
     _Run,
     _stream,
 )
-from .target import parse_target
+from .target import Target, parse_target
 from .verifier import (
     DagVerifier,
     EntityStart,
@@ -78,7 +78,8 @@ from .verifier import (
     VerifierEvent,
 )
 
-__all__ = ["FetchOptions", "run_cat", "run_get"]
+__all__ = ["FetchOptions", "RangedOutput", "Resolved", "TreeTarget", "bounded",
+           "fetch_file_units", "resolve", "run_cat", "run_get", "start_run", "whole_entity"]
 
 #: a stream slower than :data:`SPLIT_BELOW` this many seconds into a fetch is held back by
 #: the link or the gateway, not by verifying (one stream verifies ~1 GB/s on a core):
@@ -90,10 +91,52 @@ SPLIT_AFTER = 1.0
 #: bytes per second a stream below which it counts as slow
 SPLIT_BELOW = 64e6
 
+
+class RangedOutput(Protocol):
+    """Where the file strategy puts a file's verified leaves (:class:`FileOutput`, or a
+    block sink's output): thread-safe, as every stream's writing thread calls
+    :meth:`handle`."""
+
+    @property
+    def written(self) -> int: ...
+
+    @property
+    def digesting(self) -> bool:
+        """A whole-file digest follows the bytes as they land (units in file order)."""
+        ...
+
+    def handle(self, events: list[VerifierEvent]) -> int: ...
+
+    def missing(self) -> list[tuple[int, int]]:
+        """The byte ranges still to fetch."""
+        ...
+
+    def covered(self) -> bool:
+        """Every byte asked for is in place."""
+        ...
+
+
+class TreeTarget(Protocol):
+    """Where the tree strategy puts a whole entity (:class:`TreeOutput`, or a block sink's
+    output)."""
+
+    def resume(self) -> int:
+        """Take back what an earlier run left (blocking): the bytes kept."""
+        ...
+
+    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]: ...
+
+    def under(self, prefix: str) -> EventOutput: ...
+
+    def abandon(self, keep: bool = False) -> None: ...
+
+
+_Tree = TypeVar("_Tree", bound=TreeTarget)
+
 # --- phase 1: race for the terminal block ------------------------------------------------
 
 @dataclass
-class _Resolved:
+class Resolved:
     cid: CID
     kind: str
     size: int | None
@@ -111,10 +154,10 @@ def _identity_events(cid: CID, scope: str) -> list[VerifierEvent]:
 
 #: (on trio) given the race's winner, where its answer goes on when that answer carries
 #: the rest of the file (a gateway that ignores dag-scope), or None to end it
-Adopt = Callable[["_Resolved"], Awaitable[Continuation | None]]
+Adopt = Callable[["Resolved"], Awaitable[Continuation | None]]
 
 
-async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
+async def resolve(run: _Run, adopt: Adopt | None = None) -> Resolved:
     """Race the gateways for the path's terminal block; the first verified answer wins.
 
     A winning answer that goes on past the block with the file's own blocks (a gateway
@@ -123,7 +166,7 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
     gateway sends each byte once), and this returns once it has ended; what it did not
     bring is left to the caller."""
     target = run.target
-    winner: list[_Resolved] = []
+    winner: list[Resolved] = []
     scopes: dict[_Gateway, trio.CancelScope] = {}
 
     def resolved(collect: list[VerifierEvent], gw: _Gateway) -> bool:
@@ -133,7 +176,7 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
         start = next(e for e in collect if isinstance(e, EntityStart) and e.path == "")
         block = next((bytes(e.data) for e in collect
                       if isinstance(e, InnerNode) and e.cid == start.cid), b"")
-        winner.append(_Resolved(start.cid, start.kind, start.size, block, collect, gw))
+        winner.append(Resolved(start.cid, start.kind, start.size, block, collect, gw))
         for other, scope in scopes.items():
             if other is not gw:
                 scope.cancel()
@@ -176,7 +219,7 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
                 return
         # cancelled: another gateway won. If this answer was going on with the file's
         # blocks, this gateway sends whole DAGs (and has just sent one): see
-        # _fetch_file_units
+        # fetch_file_units
         if last and last[0].beyond():
             gw.whole = True
 
@@ -185,7 +228,7 @@ async def _resolve(run: _Run, adopt: Adopt | None = None) -> _Resolved:
         local = _identity_events(target.cid, Scope.BLOCK)
         start = next(e for e in local if isinstance(e, EntityStart))
         block = next((bytes(e.data) for e in local if isinstance(e, InnerNode)), b"")
-        return _Resolved(start.cid, start.kind, start.size, block, local, None)
+        return Resolved(start.cid, start.kind, start.size, block, local, None)
     async with _nursery() as nursery:
         for gw in run.usable():
             scopes[gw] = trio.CancelScope()
@@ -223,7 +266,7 @@ def _spare_whole(gateways: list[_Gateway]) -> list[_Gateway]:
     return honest or gateways
 
 
-async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
+async def fetch_file_units(run: _Run, res: Resolved, out: RangedOutput,
                             missing: list[tuple[int, int]]) -> None:
     """Fetch the missing byte ranges with every usable stream (gateways × connections).
 
@@ -359,8 +402,7 @@ async def _fetch_file_units(run: _Run, res: _Resolved, out: FileOutput,
         raise run.final_error(str(run.target))
 
 
-async def _whole_entity(run: _Run, res: _Resolved, make_out: Callable[[], TreeOutput]
-                        ) -> TreeOutput:
+async def whole_entity(run: _Run, res: Resolved, make_out: Callable[[], _Tree]) -> _Tree:
     """Fetch a whole entity (a tree, ``dag-scope=all``) from one gateway at a time.
 
     When an answer fails, what it completed stays in place: the next request (this
@@ -413,6 +455,12 @@ async def _prepare(target_text: str, opts: FetchOptions) -> _Run:
         parse_digest(opts.digest)
     if opts.fallback_url is not None and opts.digest is None:
         raise UsageError("--fallback-url needs --digest: a plain mirror is unverified otherwise")
+    return await start_run(target, opts)
+
+
+async def start_run(target: Target, opts: FetchOptions) -> _Run:
+    """The shared state of a run for ``target``: ``opts.gateways`` and the target's hint,
+    plus what ``opts.routers`` name as providers. Raises UsageError with no gateway."""
     run = _Run(target, opts)
     for router in opts.routers:
         try:
@@ -478,7 +526,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
     car = _CarSink(opts.car_out) if opts.car_out else None
     opened: list[FileOutput] = []
 
-    def announce(res: _Resolved) -> None:
+    def announce(res: Resolved) -> None:
         run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
                   gateway=res.gateway.url if res.gateway else None)
         if car is not None:
@@ -487,7 +535,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 if isinstance(e, InnerNode):
                     car(e.cid, e.data)
 
-    async def open_file(res: _Resolved) -> FileOutput:
+    async def open_file(res: Resolved) -> FileOutput:
         """The file's output, made once (by the race's kept answer or after the race),
         with what a journal of an earlier run vouches for already in place."""
         if opened:
@@ -508,7 +556,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
             run.bytes_done = kept
         return fout
 
-    async def adopt(res: _Resolved) -> Continuation | None:
+    async def adopt(res: Resolved) -> Continuation | None:
         # the race's answer carries the whole file: it goes on into the output, from
         # the first byte still missing to the end of that gap
         if res.kind != "file" or res.size is None:
@@ -523,7 +571,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
     ok = False
     try:
         try:
-            res = await _resolve(run, adopt)
+            res = await resolve(run, adopt)
         except BaseException as exc:
             if opened:  # the kept answer was cut off: as below
                 keep = not isinstance(exc, CargetError) or isinstance(exc, NetworkError)
@@ -545,7 +593,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 else:
                     missing = fout.missing()
                     if missing:
-                        await _fetch_file_units(run, res, fout, missing)
+                        await fetch_file_units(run, res, fout, missing)
                 digest = None
                 if opts.digest is not None:
                     digest = _match_digest(await trio.to_thread.run_sync(fout.finish_digest),
@@ -570,7 +618,7 @@ async def _ipfs_get(run: _Run, out_path: str) -> FetchResult:
                 t.on_block = car
                 return t
 
-            tree = await _whole_entity(run, res, make)
+            tree = await whole_entity(run, res, make)
             if car is not None:
                 try:
                     car.close(True)  # the CAR complete before the tree appears
@@ -655,7 +703,7 @@ async def _fallback(run: _Run, out_path: str) -> FetchResult:
     return FetchResult("", os.path.getsize(out_path), digest, "fallback")
 
 
-async def _bounded(timeout: float | None, fn: Callable[[], Any], run: _Run) -> Any:
+async def bounded(timeout: float | None, fn: Callable[[], Any], run: _Run) -> Any:
     if timeout is None:
         return await fn()
     try:
@@ -675,13 +723,13 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
     if not out_path:
         out_path = run.target.default_name
     try:
-        result: FetchResult = await _bounded(opts.timeout, lambda: _ipfs_get(run, out_path), run)
+        result: FetchResult = await bounded(opts.timeout, lambda: _ipfs_get(run, out_path), run)
     except CargetError as exc:
         if opts.fallback_url is None or isinstance(exc, UsageError):
             raise
         run.log(f"IPFS: {exc}")
         left = None if deadline is None else max(0.0, deadline - trio.current_time())
-        result = await _bounded(left, lambda: _fallback(run, out_path), run)
+        result = await bounded(left, lambda: _fallback(run, out_path), run)
     finally:
         run.close()
     run.event("done", cid=result.cid, size=result.size, digest=result.digest,
@@ -737,9 +785,9 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
     algo = parse_digest(opts.digest)[0] if opts.digest else None
     out = StreamOutput(stream if stream is not None else sys.stdout.buffer, algo)
 
-    announced: list[_Resolved] = []
+    announced: list[Resolved] = []
 
-    def announce(res: _Resolved) -> None:
+    def announce(res: Resolved) -> None:
         if announced:
             return
         announced.append(res)
@@ -754,7 +802,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
                 if isinstance(e, InnerNode):
                     car(e.cid, e.data)
 
-    async def adopt(res: _Resolved) -> Continuation | None:
+    async def adopt(res: Resolved) -> Continuation | None:
         # the race's answer carries the whole file (a gateway that ignores dag-scope):
         # it goes on to stdout, in order, from the first byte
         if res.kind != "file" or res.size is None or out.pos:
@@ -763,7 +811,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         return Continuation(out, 0, res.size, StreamState(0))
 
     async def go() -> FetchResult:
-        res = await _resolve(run, adopt)
+        res = await resolve(run, adopt)
         announce(res)
         assert res.size is not None
         gws = [g for g in (res.gateway,) if g] + [g for g in run.gateways if g is not res.gateway]
@@ -773,7 +821,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
         if out.pos >= res.size:  # the race's kept answer brought it all
             gws = []
         usable = _spare_whole([g for g in gws if not g.dropped and not g.not_found])
-        # a gateway that answers with the whole DAG gets one stream (see _fetch_file_units)
+        # a gateway that answers with the whole DAG gets one stream (see fetch_file_units)
         workers = [g for i in range(max(1, opts.streams_per_gateway)) for g in usable
                    if i == 0 or not g.whole]
         multi_block = res.cid.codec == DAG_PB and bool(decode_unixfs(res.cid, res.block).links)
@@ -814,7 +862,7 @@ async def run_cat(target_text: str, opts: FetchOptions, stream: Any = None) -> F
     out.on_block = car
     ok = False
     try:
-        result: FetchResult = await _bounded(opts.timeout, go, run)
+        result: FetchResult = await bounded(opts.timeout, go, run)
         ok = True
     finally:
         run.close()

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Final, cast
+from typing import Any, BinaryIO, Final, Protocol, cast
 
 from ..cid import CID, RAW
 from ..errors import (
@@ -45,9 +45,12 @@ from .verifier import EntityStart, FileData, InnerNode, SymlinkEntry, VerifierEv
 __all__ = [
     "JOURNAL_SUFFIX",
     "PARTIAL_SUFFIX",
+    "EventOutput",
     "FileOutput",
     "StreamOutput",
+    "TreeLedger",
     "TreeOutput",
+    "Under",
     "file_digest",
     "parse_digest",
 ]
@@ -488,6 +491,92 @@ class FileOutput:
                     pass
 
 
+class TreeLedger:
+    """What of a tree is in place, for continuing after a failed answer (sans-IO): each
+    entity announced (kind, CID, size), each file's bytes and each symlink received, and
+    each plain directory's entries (the node right after its EntityStart). HAMT shards
+    are not listed: a sharded directory is fetched again whole."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, CID, int]] = {}  # path -> (kind, cid, size)
+        self.got: dict[str, int] = {}  # file path -> bytes written (a symlink: 1)
+        self.links: dict[str, list[tuple[str, CID]]] = {}  # directory path -> entries
+        self._pending_dir: tuple[str, CID] | None = None  # announced, node not yet seen
+
+    def start(self, ev: EntityStart) -> None:
+        self.entries[ev.path] = (ev.kind, ev.cid, ev.size or 0)
+        if ev.kind == "directory":
+            self._pending_dir = (ev.path, ev.cid)
+        elif ev.kind == "file":
+            self.got[ev.path] = 0
+
+    def got_bytes(self, path: str, n: int) -> None:
+        self.got[path] = self.got.get(path, 0) + n
+
+    def directory(self, ev: InnerNode) -> tuple[str, CID] | None:
+        """Note a directory's node if it is the one just announced: returns its (path,
+        CID) when its entries were listed."""
+        if self._pending_dir is None or self._pending_dir[1] != ev.cid:
+            return None
+        path, cid = self._pending_dir
+        self._pending_dir = None
+        try:
+            node = decode_unixfs(cid, bytes(ev.data))
+        except Exception:  # verified already; anything odd just means "fetch it whole"
+            return None
+        if node.kind != "directory":
+            return None
+        self.links[path] = [(link.name or "", link.cid) for link in node.links]
+        return path, cid
+
+    def complete(self, path: str) -> bool:
+        """Everything under ``path`` is in place (a loop over the subtree, no recursion)."""
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            entry = self.entries.get(p)
+            if entry is None:
+                return False
+            kind, _, size = entry
+            if kind == "file":
+                if self.got.get(p, -1) < size:
+                    return False
+            elif kind == "symlink":
+                if p not in self.got:
+                    return False
+            else:
+                links = self.links.get(p)
+                if links is None:
+                    return False
+                stack.extend(f"{p}/{name}" if p else name for name, _ in links)
+        return True
+
+    def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
+        """What is still missing under ``path`` (the entity ``cid``) after a failed answer,
+        as (path, cid) subtrees to ask for, in DAG order: nothing if it is complete, its
+        incomplete entries if it is a directory whose entries are known, else the whole
+        of it."""
+        out: list[tuple[str, CID]] = []
+        stack = [(path, cid)]
+        while stack:
+            p, c = stack.pop()
+            if self.complete(p):
+                continue
+            links = self.links.get(p)
+            entry = self.entries.get(p)
+            if (links is None or entry is None or entry[1] != c
+                    or not all(is_safe_name(name) for name, _ in links)):
+                out.append((p, c))  # the verifier refuses bad names: ask for all of it
+                continue
+            stack.extend(reversed([(f"{p}/{name}" if p else name, child)
+                                   for name, child in links]))
+        return out
+
+    def file_bytes(self) -> int:
+        """Bytes of all the files in the tree (each counted once)."""
+        return sum(size for kind, _, size in self.entries.values() if kind == "file")
+
+
 class TreeOutput:
     """A directory tree built under a directory beside ``path`` and renamed into place by
     :meth:`commit`. Names and depth were checked by the verifier (:mod:`carget.names`);
@@ -540,15 +629,12 @@ class TreeOutput:
         self.written = 0
         self.on_block: Callable[[CID, bytes | memoryview], None] | None = None
         # what is in place, for continuing after a failed answer (see remaining())
-        self._entries: dict[str, tuple[str, CID, int]] = {}  # path -> (kind, cid, size)
-        self._got: dict[str, int] = {}  # file path -> bytes written
-        self._links: dict[str, list[tuple[str, CID]]] = {}  # directory path -> entries
-        self._pending_dir: tuple[str, CID] | None = None  # announced, node not yet seen
+        self.ledger = TreeLedger()
 
-    def under(self, prefix: str) -> _Under:
+    def under(self, prefix: str) -> Under:
         """An output for an answer about the entity at ``prefix`` (its paths are relative
         to it): used to fetch again only what a failed answer left missing."""
-        return _Under(self, prefix)
+        return Under(self, prefix)
 
     def handle(self, events: list[VerifierEvent]) -> int:
         with _writing(self.root):
@@ -559,7 +645,7 @@ class TreeOutput:
         tree = self._tree
         for ev in events:
             if isinstance(ev, FileData):
-                self._got[ev.path] = self._got.get(ev.path, 0) + len(ev.data)
+                self.ledger.got_bytes(ev.path, len(ev.data))
                 if ev.frame is not None and ev.path == self._cur:
                     self._cur_frames[str(ev.cid)] = ev.frame
                 fd = self._files.get(ev.path)
@@ -572,17 +658,15 @@ class TreeOutput:
                 written += len(ev.data)
                 if self.on_block is not None:
                     self.on_block(ev.cid, leaf_block(ev))
-                if ev.path == self._cur and self._complete(ev.path):
+                if ev.path == self._cur and self.ledger.complete(ev.path):
                     self._file_done(ev.path)
             elif isinstance(ev, EntityStart):
-                self._entries[ev.path] = (ev.kind, ev.cid, ev.size or 0)
+                self.ledger.start(ev)
                 if ev.kind == "directory":
                     tree.makedirs(ev.path)
-                    self._pending_dir = (ev.path, ev.cid)
                 elif ev.kind == "file":
                     if not ev.path:
                         raise UsageError(f"{ev.cid} is a file, not a tree")
-                    self._got[ev.path] = 0
                     self._cur, self._cur_nodes, self._cur_frames = ev.path, {}, {}
                     self._close_files()  # the previous file is complete
                     tree.remove(ev.path)  # fetched again after a failed answer
@@ -596,12 +680,12 @@ class TreeOutput:
             elif isinstance(ev, SymlinkEntry):
                 if not ev.path:
                     raise UnsafePathError(
-                        f"{self._entries.get('', ('', '?'))[1]} is a symlink to "
+                        f"{self.ledger.entries.get('', ('', '?'))[1]} is a symlink to "
                         f"{ev.target!r}: carget get writes files and directories, and a "
                         f"symlink alone would point outside its output; get what it "
                         f"points to instead")
                 tree.add_link(ev.path, ev.target)  # made last, at commit()
-                self._got[ev.path] = 1
+                self.ledger.got[ev.path] = 1
             elif isinstance(ev, InnerNode):
                 self._note_directory(ev)
                 if self._cur is not None and ev.cid.codec != RAW:
@@ -612,19 +696,9 @@ class TreeOutput:
         return written
 
     def _note_directory(self, ev: InnerNode) -> None:
-        """Remember a plain directory's entries (the node right after its EntityStart), so
-        a failed answer can be continued entry by entry. HAMT shards are not listed: a
-        sharded directory is fetched again whole."""
-        if self._pending_dir is None or self._pending_dir[1] != ev.cid:
-            return
-        path, cid = self._pending_dir
-        self._pending_dir = None
-        try:
-            node = decode_unixfs(cid, bytes(ev.data))
-        except Exception:  # verified already; anything odd just means "fetch it whole"
-            return
-        if node.kind == "directory":
-            self._links[path] = [(link.name or "", link.cid) for link in node.links]
+        listed = self.ledger.directory(ev)
+        if listed is not None:
+            path, cid = listed
             self._log({"dir": path, "cid": str(cid),
                        "node": base64.b64encode(bytes(ev.data)).decode()})
 
@@ -636,7 +710,7 @@ class TreeOutput:
             self._journal.flush()
 
     def _file_done(self, path: str) -> None:
-        _, cid, size = self._entries[path]
+        _, cid, size = self.ledger.entries[path]
         self._log({"file": path, "cid": str(cid), "size": size,
                    "nodes": {k: base64.b64encode(v).decode()
                              for k, v in self._cur_nodes.items()},
@@ -703,11 +777,11 @@ class TreeOutput:
                 continue
             if node.kind != "directory" or (path and self._tree.lookup(path) != ("dir", None)):
                 continue  # gone from disk (or replaced): fetched again whole
-            self._entries[path] = ("directory", cid, 0)
-            self._links[path] = [(link.name or "", link.cid) for link in node.links]
+            self.ledger.entries[path] = ("directory", cid, 0)
+            self.ledger.links[path] = [(link.name or "", link.cid) for link in node.links]
             if self.on_block is not None:
                 self.on_block(cid, got[1])
-            for name, child in self._links[path]:
+            for name, child in self.ledger.links[path]:
                 try:
                     pending.append((join(path, name), child))
                 except UnsafePathError:
@@ -722,11 +796,11 @@ class TreeOutput:
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
             parent, _, name = path.rpartition("/")
-            if (name, cid) not in self._links.get(parent, []) or not is_safe_name(name):
+            if (name, cid) not in self.ledger.links.get(parent, []) or not is_safe_name(name):
                 continue  # not where a verified directory puts this file
             if self._check_file(path, cid, size, nodes, frames):
-                self._entries[path] = ("file", cid, size)
-                self._got[path] = size
+                self.ledger.entries[path] = ("file", cid, size)
+                self.ledger.got[path] = size
                 kept += size
         self._sweep()
         return kept
@@ -745,11 +819,11 @@ class TreeOutput:
                 continue
             for name, is_dir in found:
                 path = f"{rel}/{name}" if rel else name
-                entry = self._entries.get(path)
+                entry = self.ledger.entries.get(path)
                 kind = entry[0] if entry is not None else ""
                 if is_dir and kind == "directory":
                     stack.append(path)
-                elif is_dir or kind != "file" or path not in self._got:
+                elif is_dir or kind != "file" or path not in self.ledger.got:
                     tree.remove(path)
 
     def _check_file(self, path: str, cid: CID, size: int, nodes: dict[str, bytes],
@@ -771,52 +845,13 @@ class TreeOutput:
             self._tree.remove(path)
         return ok
 
-    def _complete(self, path: str) -> bool:
-        """Everything under ``path`` is in place (a loop over the subtree, no recursion)."""
-        stack = [path]
-        while stack:
-            p = stack.pop()
-            entry = self._entries.get(p)
-            if entry is None:
-                return False
-            kind, _, size = entry
-            if kind == "file":
-                if self._got.get(p, -1) < size:
-                    return False
-            elif kind == "symlink":
-                if p not in self._got:
-                    return False
-            else:
-                links = self._links.get(p)
-                if links is None:
-                    return False
-                stack.extend(f"{p}/{name}" if p else name for name, _ in links)
-        return True
-
     def remaining(self, path: str, cid: CID) -> list[tuple[str, CID]]:
-        """What is still missing under ``path`` (the entity ``cid``) after a failed answer,
-        as (path, cid) subtrees to ask for, in DAG order: nothing if it is complete, its
-        incomplete entries if it is a directory whose entries are known, else the whole
-        of it."""
-        out: list[tuple[str, CID]] = []
-        stack = [(path, cid)]
-        while stack:
-            p, c = stack.pop()
-            if self._complete(p):
-                continue
-            links = self._links.get(p)
-            entry = self._entries.get(p)
-            if (links is None or entry is None or entry[1] != c
-                    or not all(is_safe_name(name) for name, _ in links)):
-                out.append((p, c))  # the verifier refuses bad names: ask for all of it
-                continue
-            stack.extend(reversed([(f"{p}/{name}" if p else name, child)
-                                   for name, child in links]))
-        return out
+        """What is still missing under ``path`` (see :meth:`TreeLedger.remaining`)."""
+        return self.ledger.remaining(path, cid)
 
     def file_bytes(self) -> int:
         """Bytes of all the files in the tree (each counted once)."""
-        return sum(size for kind, _, size in self._entries.values() if kind == "file")
+        return self.ledger.file_bytes()
 
     def _close_files(self) -> None:
         for fd in self._files.values():
@@ -857,11 +892,20 @@ class TreeOutput:
         self._remove_partial()
 
 
-class _Under:
-    """A :class:`TreeOutput` seen from the entity at ``prefix``: event paths are relative
-    to it."""
+class EventOutput(Protocol):
+    """Anything that takes verified events: ``handle`` returns the file bytes it placed,
+    ``written`` counts them."""
 
-    def __init__(self, tree: TreeOutput, prefix: str) -> None:
+    @property
+    def written(self) -> int: ...
+
+    def handle(self, events: list[VerifierEvent]) -> int: ...
+
+
+class Under:
+    """A tree output seen from the entity at ``prefix``: event paths are relative to it."""
+
+    def __init__(self, tree: EventOutput, prefix: str) -> None:
         self.tree = tree
         self.prefix = prefix
 
