@@ -371,6 +371,19 @@ class CarBlockStore:
         verify_block(cid, data, offset)
         return data
 
+    @property
+    def indexed(self) -> bool:
+        """True when blocks are found through the file's CARv2 index (no scan was made)."""
+        return self._index is not None
+
+    def locate(self, multihash: bytes) -> list[int]:
+        """File offsets of the sections the index (or the scan) lists for ``multihash``
+        (a candidate each: an index may lie, so read and check the section there). Uses
+        no file access."""
+        if self._index is not None:
+            return [self._base + rel for rel in self._index.find(multihash)]
+        return [off for raw, off in self._offsets.items() if raw.endswith(multihash)]
+
     def __contains__(self, cid: CID) -> bool:
         if identity_data(cid) is not None:
             return True
