@@ -18,6 +18,7 @@ from ..errors import InputError, UsageError
 if TYPE_CHECKING:
     from ..server.cache import DiskCache
     from ..server.store import BlockStore
+    from ..server.upstream import Upstream
 from ._importflags import import_flags, pop_import_options
 from ._signals import INTERRUPT_SIGNALS
 from .add import ValueWordsCommand, _esc
@@ -45,13 +46,17 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command(cls=ValueWordsCommand)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=False))
+@click.argument("paths", nargs=-1, type=click.Path(exists=False))
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0 picks a free port).")
 @click.option("--public", is_flag=True,
               help="Allow a non-loopback --listen address. The gateway has no authentication:"
                    " anyone who can reach the address can read everything it serves, so only"
                    " use this on a network you trust (e.g. a LAN mirror).")
+@click.option("--upstream", "upstreams", multiple=True, metavar="URL",
+              help="A trustless gateway to fetch content not held here from (repeatable; "
+                   "only those named are used). Every block is verified and kept in the "
+                   "cache.")
 @click.option("--cache-dir", default=None, metavar="DIR",
               help="Also serve verified blocks kept in DIR (default with an upstream: "
                    "$XDG_CACHE_HOME/carget, else ~/.cache/carget); blocks go under "
@@ -64,7 +69,8 @@ def is_loopback(host: str) -> bool:
 @click.option("--log", "log_file", default=None, metavar="FILE",
               help="Append the access log to FILE instead.")
 @import_flags
-def serve(paths: tuple[str, ...], listen: str, public: bool, cache_dir: str | None,
+def serve(paths: tuple[str, ...], listen: str, public: bool, upstreams: tuple[str, ...],
+          cache_dir: str | None,
           cache_size: str, verbose: bool, log_file: str | None, **flags: Any) -> None:
     """Serve PATHS as an IPFS gateway: GET/HEAD /ipfs/CID[/path] gives the content itself
     (files, directory listings, index.html) as kubo's gateway does, and trustless answers
@@ -75,8 +81,15 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, cache_dir: str | No
     changed since is detected and refused. Paths ending in .car are served as CAR files
     (v1 or v2), indexed without loading them into memory.
     """
-    from ..server.cache import DiskCache, parse_size
+    from ..server.cache import DiskCache, default_cache_dir, parse_size
     from ..server.store import BlockStore
+    from ..server.upstream import Upstream
+
+    if not paths and not upstreams:
+        raise UsageError("nothing to serve: give PATHS, --upstream URL, or both")
+    for url in upstreams:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--upstream {url!r} is not an http:// or https:// URL")
 
     host, port = parse_listen(listen)
     if not is_loopback(host) and not public:
@@ -113,8 +126,15 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, cache_dir: str | No
 
         store.add_paths(files, opts, jobs=jobs, report=report)
     out.flush()
+    if upstreams and cache_dir is None:
+        cache_dir = default_cache_dir()
     cache = DiskCache(cache_dir, max_bytes) if cache_dir is not None else None
-    _run(store, host, port, cache, log)
+    upstream = None
+    if cache is not None and upstreams:
+        upstream = Upstream([u.rstrip("/") for u in upstreams], cache, log=log,
+                            verbose=verbose)
+        cache.filler = upstream
+    _run(store, host, port, cache, upstream, log)
 
 
 def _open_log(path: str | None, verbose: bool) -> Callable[[str], None] | None:
@@ -168,7 +188,7 @@ def check_listen(host: str, port: int) -> None:
 
 
 def _run(store: BlockStore, host: str, port: int, cache: DiskCache | None,
-         log: Callable[[str], None] | None) -> None:
+         upstream: Upstream | None, log: Callable[[str], None] | None) -> None:
     import trio
 
     from ..server import serve as serve_store
@@ -181,6 +201,8 @@ def _run(store: BlockStore, host: str, port: int, cache: DiskCache | None,
         # signals as soon as it reads that line is answered too
         with trio.open_signal_receiver(*INTERRUPT_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
+                if upstream is not None:
+                    await nursery.start(upstream.run)
                 served = Layers([store, cache]) if cache is not None else store
                 waiter = cache if cache is not None and cache.filler is not None else None
                 bound = await nursery.start(partial(serve_store, served, host, port,

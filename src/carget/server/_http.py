@@ -70,9 +70,19 @@ from ..errors import (
 )
 from ._car import car_blocks
 from ._filebody import file_pieces
-from ._pathgw import FileBody
-from ._routes import CarPlan, Plan, _error, not_modified, plan_request
-from .blocks import SPAN_FILES, SPAN_MIN, FileSpan, Need, NeedBlock, ServedSource, Waiter, Waiting
+from ._pathgw import SNIFF_BYTES, FileBody
+from ._routes import CarPlan, Plan, _error, not_modified, plan_request, split_target
+from .blocks import (
+    SPAN_FILES,
+    SPAN_MIN,
+    FileSpan,
+    Need,
+    NeedBlock,
+    ServedSource,
+    Waiter,
+    Waiting,
+    Want,
+)
 
 __all__ = ["BufferBudget", "FdBudget", "HTTPServer", "ServedStore", "ServerLimits", "fd_plan"]
 
@@ -378,6 +388,19 @@ def file_chunks(pieces: Generator[memoryview | FileSpan | Need, None, None],
             parts, total, spans = [], 0, 0
     if parts:
         yield Chunk(parts, total)
+
+
+def planning_want(target: str) -> Want | None:
+    """What a request is after, for a filler asked for a block while it is planned: the
+    content path, and the first bytes (what a file answer reads to sniff its type)."""
+    try:
+        segs, _ = split_target(target)
+        root = CID.parse(segs[0]) if segs else None
+    except (CargetError, ValueError, IndexError, KeyError):
+        return None
+    if root is None:
+        return None
+    return Want(root, tuple(segs[1:]), (0, SNIFF_BYTES - 1))
 
 
 def wait_status(exc: CargetError) -> int:
@@ -697,17 +720,49 @@ class _Connection:
         wait and plan again. Waits that fail become error answers (nothing is sent yet)."""
         store = self.server.store
         waiter = self.server.waiter
+        want = planning_want(target)
         for _ in range(MAX_PLAN_WAITS):
             try:
-                return plan_request(method, target, headers,
+                plan = plan_request(method, target, headers,
                                     Waiting(store) if waiter is not None else store)
             except NeedBlock as need:
-                error = await self._wait_block(need.cid, None)
+                error = await self._wait_block(need.cid, want)
                 if error is not None:
                     return error
+                continue
+            if plan.car is not None and waiter is not None and method != "HEAD":
+                error = await self._gather_car(plan.car, want)
+                if error is not None:
+                    return error
+            return plan
         return _error(504, "too many blocks to wait for before answering")
 
-    async def _wait_block(self, cid: CID, body: FileBody | None) -> Plan | None:
+    async def _gather_car(self, car: CarPlan, want: Want | None) -> Plan | None:
+        """Before a CAR answer over a source that can still get blocks: walk it and wait
+        until every block it carries is there (a CAR body cannot wait midway), so the
+        body then streams from the cache. The walk starts again after each wait, on
+        blocks mostly present by then (one fetch brings the whole entity)."""
+        store = self.server.store
+        if want is not None:
+            rng = car.byte_range
+            want = Want(want.root, want.segments,
+                        None if rng is None else (rng.first, rng.last))
+        for _ in range(MAX_PLAN_WAITS):
+            try:
+                for cid in car_blocks(Waiting(store), car.resolved, car.scope,
+                                      car.byte_range, car.dups):
+                    if store.size(cid) is None:
+                        raise NeedBlock(cid)
+                return None
+            except NeedBlock as need:
+                error = await self._wait_block(need.cid, want)
+                if error is not None:
+                    return error
+            except CargetError:
+                return None  # the body meets it again, and ends there
+        return _error(504, "too many blocks to wait for before answering")
+
+    async def _wait_block(self, cid: CID, want: Want | None) -> Plan | None:
         """Wait for ``cid`` through the waiter: None once it is there, else the error
         answer to give (while no byte is out)."""
         waiter = self.server.waiter
@@ -715,7 +770,7 @@ class _Connection:
             return _error(502, f"block {cid} is not available")
         try:
             with trio.fail_after(self.limits.block_wait):
-                await waiter.wait_for(cid, None if body is None else body.want)
+                await waiter.wait_for(cid, want)
         except trio.TooSlowError:
             return _error(504, f"block {cid} did not arrive within "
                                f"{self.limits.block_wait:g} s")
@@ -826,7 +881,7 @@ class _Connection:
                 self._settle_files(fds)
             if not isinstance(item, Need):
                 return item
-            error = await self._wait_block(item.cid, body)
+            error = await self._wait_block(item.cid, body.want)
             if error is not None:
                 return error
 
