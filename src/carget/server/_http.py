@@ -798,7 +798,7 @@ class _Connection:
                 plan = _error(500, f"internal error: {type(exc).__name__}")
         if plan.status in (200, 206) and not_modified(headers.get("if-none-match"),
                                                        plan.etags):
-            keep = {"Etag", "Cache-Control", "X-Ipfs-Path", "X-Ipfs-Roots", "Vary"}
+            keep = {"Etag", "Cache-Control", "X-Ipfs-Path", "Ipfs-Uri", "Vary"}  # as kubo 0.43
             await self._send_head(304, [(k, v) for k, v in plan.headers if k in keep])
             await self._send(h11.EndOfMessage())
             return

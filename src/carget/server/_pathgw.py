@@ -56,7 +56,7 @@ LISTING_VERSION = "carget-1"
 #: come from Python's built-in table, read without the machine's mime.types
 _GO_TYPES = {
     ".avif": "image/avif", ".css": "text/css; charset=utf-8", ".gif": "image/gif",
-    ".htm": "text/html; charset=utf-8", ".html": "text/html; charset=utf-8",
+    ".htm": "text/html", ".html": "text/html",
     ".jpeg": "image/jpeg", ".jpg": "image/jpeg", ".js": "text/javascript; charset=utf-8",
     ".json": "application/json", ".mjs": "text/javascript; charset=utf-8",
     ".pdf": "application/pdf", ".png": "image/png", ".svg": "image/svg+xml",
@@ -99,7 +99,7 @@ def sniff(head: bytes) -> str:
     lead = head.lstrip(b"\t\n\x0c\r ").lower()
     for tag in _HTML_TAGS:
         if lead.startswith(tag) and lead[len(tag):len(tag) + 1] in (b" ", b">"):
-            return "text/html; charset=utf-8"
+            return "text/html"  # as kubo 0.43 labels sniffed HTML
     if lead.startswith(b"<?xml"):
         return "text/xml; charset=utf-8"
     try:
@@ -268,7 +268,10 @@ def plan_path(src: WalkSource, cid: CID, cid_text: str, segs: list[str],
     sent them, for the redirect). Raises :class:`NotFoundError`,
     :class:`UnsupportedCodec`, decoders' errors, and what ``src`` raises."""
     roots, t = _logical_walk(src, cid, segs)
-    common = [("X-Ipfs-Path", x_ipfs_path), ("X-Ipfs-Roots", ",".join(map(str, roots)))]
+    # kubo 0.43 names the content path in Ipfs-Uri; the conformance suite (and older
+    # clients) read X-Ipfs-Path: both are given
+    common = [("X-Ipfs-Path", x_ipfs_path), ("Ipfs-Uri", "ipfs://" + x_ipfs_path[len("/ipfs/"):]),
+              ("X-Ipfs-Roots", ",".join(map(str, roots)))]
     if t.codec not in (RAW, DAG_PB):
         what = "dag-cbor" if t.codec == DAG_CBOR else t.codec_name
         raise UnsupportedCodec(f"{t} is {what}, not UnixFS: ask for ?format=raw or "
@@ -280,8 +283,11 @@ def plan_path(src: WalkSource, cid: CID, cid_text: str, segs: list[str],
     if node.kind in ("directory", "hamt"):
         if not request_path.endswith("/"):
             loc = request_path + "/" + (f"?{raw_query}" if raw_query else "")
-            return PathAnswer(301, [("Location", loc), *common,
-                                    ("Content-Length", "0")])
+            # a short page as Go's http.Redirect writes one, for clients that show it
+            page = f'<a href="{html.escape(loc)}">Moved Permanently</a>.\n\n'.encode()
+            return PathAnswer(301, [("Location", loc),
+                                    ("Content-Type", "text/html; charset=utf-8"),
+                                    ("Content-Length", str(len(page))), *common], page)
         try:
             step = path_step(t, data, ["index.html"], 0, 0, node)
             index = step.cid
@@ -337,9 +343,12 @@ def _file(src: WalkSource, t: CID, name: str | None, query: dict[str, str],
                      _disposition(filename, query.get("download") == "true")))
     rng = parse_range(headers.get("range"), size)
     if rng == "416":
+        page = f"invalid range: none of it lies in the file's {size} bytes\n".encode()
         return PathAnswer(416, [("Content-Range", f"bytes */{size}"),
                                 ("Content-Type", "text/plain; charset=utf-8"),
-                                ("Content-Length", "0"), *common], etags=(etag,))
+                                ("Etag", etag), ("Cache-Control", IMMUTABLE),
+                                ("Content-Length", str(len(page))), *common], page,
+                          etags=(etag,))
     want = Want(t)
     if isinstance(rng, tuple):
         first, last = rng

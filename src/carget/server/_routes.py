@@ -292,8 +292,14 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
         if not _present(store, cid):
             store.get(cid)  # a waiting source raises NeedBlock here
             raise NotFoundError(f"block {cid} is not in this gateway's store")
-        ans = plan_path(store, cid, cid_text, path, q, headers, request_path, raw_query,
-                        content_path(cid_text, path) + ("/" if request_path.endswith("/") else ""))
+        shown = content_path(cid_text, path) + ("/" if request_path.endswith("/") else "")
+        try:
+            ans = plan_path(store, cid, cid_text, path, q, headers, request_path, raw_query,
+                            shown)
+        except NotFoundError as exc:
+            plan = _error(404, str(exc))
+            plan.headers.append(("Ipfs-Uri", "ipfs://" + shown[len("/ipfs/"):]))
+            return plan
         return Plan(ans.status, ans.headers, ans.body, file=ans.file, etags=ans.etags)
     else:
         assert isinstance(accepted, _Want)

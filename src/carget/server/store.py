@@ -178,8 +178,9 @@ class _LeafRecorder:
 
     def emit(self, block: Block) -> None:
         cid = block.cid
-        if cid.is_identity or cid.codec == RAW or cid.multihash in self._leaves:
-            return  # a leaf (placed by on_leaf) or in the CID itself
+        if cid.is_identity or cid.multihash in self._leaves:
+            return  # a leaf (placed by on_leaf) or in the CID itself; an empty leaf,
+            # told of by no one, is kept here
         with self._lock:
             self.store._mem(cid, bytes(block.data))
 
