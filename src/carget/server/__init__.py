@@ -1,4 +1,6 @@
-"""carget's trustless gateway server (``carget serve``): trio + h11.
+"""carget's gateway server (``carget serve``): trio + h11. Trustless answers (raw blocks,
+CARs) and path-gateway answers (the content itself), from a store of local files and CARs
+(:mod:`.store`), a disk cache (:mod:`.cache`) and an upstream filler (:mod:`.upstream`).
 
 >>> store = BlockStore(); store.add_car("fixtures.car")
 >>> trio.run(serve, store, "127.0.0.1", 8080)
