@@ -27,6 +27,9 @@ class Run:
     seconds: float
     max_rss_mib: float
     stdout: bytes
+    #: the process's own CPU time (user + system, wait4), whatever the other processes
+    #: on the same cores did meanwhile
+    cpu_seconds: float = 0.0
 
 
 def ensure_bytecode() -> None:
@@ -51,7 +54,24 @@ def run_process(argv: list[str], stdin: int | None = None) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{argv} exited {proc.returncode}")
-    return Run(elapsed, usage.ru_maxrss / 1024, out)
+    return Run(elapsed, usage.ru_maxrss / 1024, out, usage.ru_utime + usage.ru_stime)
+
+
+def report(name: str, size: int, runs: list[Run], base: float, extra: str = "",
+           cpu: bool = True) -> float:
+    """Print the median run's rate and ratio to ``base`` (hashlib's MB/s), the range over
+    all rounds, the median CPU seconds of the process and the highest peak RSS; return
+    the median ratio."""
+    import statistics
+
+    ratios = sorted(size / r.seconds / 1e6 / base for r in runs)
+    med = statistics.median(ratios)
+    rss = max(r.max_rss_mib for r in runs)
+    cpus = f"  CPU {statistics.median(r.cpu_seconds for r in runs):5.2f} s" if cpu else ""
+    print(f"{name:<52} {med * base:7.0f} MB/s  {med:5.2f}x  (range {ratios[0]:.2f}-"
+          f"{ratios[-1]:.2f}x, {len(runs)} runs){cpus}  peak RSS {rss:6.1f} MiB{extra}",
+          flush=True)
+    return med
 
 
 def best_of(n: int, argv: list[str]) -> Run:

@@ -17,21 +17,31 @@ no gateway shares its GIL):
    ../shared/DESIGN.md's client-stack figures use, and what a long-running caller such
    as lima's library use sees).
 
-Each figure is the median over ``--rounds`` rounds, which interleave the cases so drift
-on the host hits them alike, with the range beside it; the baseline is hashlib's best of
-three. On this 2-core box the gateway shares the cores: once two streams verify at
-once (two connections, or two gateways) both cores are busy, so more streams cannot go
-faster here, only over a real network.
+Each figure is the median over ``--rounds`` rounds, each of which runs every client
+against every kind of gateway (all started at once), so drift on the host hits them
+alike, with the range beside it; the baseline is hashlib's best of three. On this
+2-core box the gateway shares the cores: once two streams verify at once (two
+connections, or two gateways) both cores are busy, so more streams cannot go faster
+here, only over a real network.
 
 Four kinds of gateway (``--gateways``): a minimal sendfile gateway that honours
 dag-scope and entity-bytes (so the server does not eat the CPU the client needs on a
 2-core box); a static server in front of the same ready-made CAR (DFS order), which
 answers every request with the whole CAR (a CDN, object storage, nginx); the sendfile
 gateway over HTTPS (a trustme test CA, trusted by the clients through SSL_CERT_FILE; the
-server encrypts with the ssl module on the same cores, which caps even curl); and
-``carget serve``. Each also shows curl's time for the same CAR, and the sendfile kinds
-the most CAR bytes the server sent for one ``get`` (its ``/stats``), as a multiple of the
-CAR's size.
+server encrypts with the ssl module on the same cores); and ``carget serve``. Each also
+shows curl's time for the same CAR, and the sendfile kinds the most CAR bytes the server
+sent for one ``get`` (its ``/stats``), as a multiple of the CAR's size. Every line gives
+the client process's CPU seconds too: what HTTPS costs the client itself, apart from the
+gateway's share of the same two cores.
+
+The HTTPS server's encryption is not cheaper elsewhere: nginx (Debian's nginx-light,
+one worker, TLS 1.3, AES-256-GCM) spent the same CPU per 512 MiB served (~0.45 s) as
+this server's ``sendall`` of 1 MiB pieces, and curl read both at the same speed; kernel
+TLS (sendfile of an encrypted socket) needs the kernel's ``tls`` module and Python
+3.12's ``ssl.OP_ENABLE_KTLS``, which this machine lacks. So over HTTPS on loopback the
+gateway takes ~0.45 s of the two cores for every 512 MiB, where the sendfile gateway
+takes ~0.2 s.
 
     python benchmarks/bench_fetch.py [--mib 512] [--rounds 5] [--gateways static,tls] [--quick]
 
@@ -42,13 +52,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Run, ensure_bytecode, hashlib_baseline, make_file, run_process, warm
+from _common import Run, ensure_bytecode, hashlib_baseline, make_file, report, run_process, warm
 
 #: a gateway process; argv: FILE. Prints "<root> <port>" once serving.
 SERVER = """
@@ -193,7 +204,8 @@ srv.serve_forever()
 #: the whole-process figures include); argv: ROOT OUT STREAMS URL...
 IN_PROCESS = """
 import sys, time, trio
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
 root, out, streams, urls = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 t = time.perf_counter()
 trio.run(run_get, root, out, FetchOptions(urls, streams_per_gateway=streams))
@@ -245,15 +257,6 @@ def server_sent(url: str) -> int:
     ctx = ssl.create_default_context()  # SSL_CERT_FILE names the test CA
     with urllib.request.urlopen(url + "/stats", context=ctx, timeout=30) as r:
         return int(r.read())
-
-
-def line(name: str, size: int, runs: list[Run], base: float, extra: str = "") -> None:
-    """The median run's rate and ratio, the range over all rounds, the highest peak RSS."""
-    ratios = sorted(size / r.seconds / 1e6 / base for r in runs)
-    med = statistics.median(ratios)
-    rss = max(r.max_rss_mib for r in runs)
-    print(f"{name:<52} {med * base:7.0f} MB/s  {med:5.2f}x  (range {ratios[0]:.2f}-"
-          f"{ratios[-1]:.2f}x, {len(runs)} runs)  peak RSS {rss:6.1f} MiB{extra}", flush=True)
 
 
 #: the gateways measured, by --gateways name: (label, script, scheme, extra argv)
@@ -313,13 +316,31 @@ def main() -> None:
         cert.cert_chain_pems[0].write_to_path(cert_pem)
         cert.private_key_pem.write_to_path(key_pem)
         os.environ["SSL_CERT_FILE"] = ca_pem  # the clients trust the test CA
+        kinds = []
         for name in args.gateways.split(","):
             label, script, scheme, extra = GATEWAYS[name]
             if extra == ["--tls"]:
                 extra = ["--tls", cert_pem, key_pem]
-            print(f"-- gateways: {label}", flush=True)
             argv = [src] if script is SERVER else [car, *extra]
-            measure(args, size, base, tmp, script, argv, scheme, os.path.getsize(car))
+            kinds.append(Kind(name, label, script, argv, scheme))
+        summary(measure(args, size, base, tmp, kinds, os.path.getsize(car)))
+
+
+def summary(results: dict[str, dict[str, float]]) -> None:
+    """The issue's figures in one place: whole ``carget get`` (default flags) from each
+    gateway, curl of the same CAR beside it, and HTTPS against plain HTTP."""
+    print("-- summary: whole carget get, default flags (1 gateway) / curl of the same CAR",
+          flush=True)
+    default = "1 gateway, 2 connections (default)"
+    for name, got in results.items():
+        if default in got:
+            curl_ratio = f"{got['curl']:.2f}x" if "curl" in got else "-"
+            print(f"{GATEWAYS[name][0]:<52} {got[default]:5.2f}x / curl {curl_ratio}",
+                  flush=True)
+    if "tls" in results and "sendfile" in results:
+        for case in ("1 gateway, 1 connection", default):
+            print(f"HTTPS / plain HTTP, {case:<36} "
+                  f"{results['tls'][case] / results['sendfile'][case]:5.2f}", flush=True)
 
 
 def curl(url: str) -> Run | None:
@@ -332,64 +353,102 @@ def curl(url: str) -> Run | None:
                         "Accept: application/vnd.ipld.car", url])
 
 
-def measure(args: argparse.Namespace, size: int, base: float, tmp: str, script: str,
-            argv: list[str], scheme: str, car_bytes: int) -> None:
-    gw1, root, url1 = start_gateway(argv, script, scheme)
-    gw2, _, url2 = start_gateway(argv, script, scheme)
-    counts = script is SENDFILE_SERVER
+@dataclass
+class Kind:
+    """One kind of gateway to measure, and (once started) its two processes."""
+
+    name: str
+    label: str
+    script: str
+    argv: list[str]
+    scheme: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    root: str = ""
+    urls: list[str] = field(default_factory=list)
+
+
+#: the cases, by name: (gateways used, connections each)
+CASES = (("1 gateway, 1 connection", 1, "1"),
+         ("1 gateway, 2 connections (default)", 1, "2"),
+         ("2 gateways, 1 connection each", 2, "1"),
+         ("2 gateways, 2 connections each (default)", 2, "2"))
+
+
+def measure(args: argparse.Namespace, size: int, base: float, tmp: str, kinds: list[Kind],
+            car_bytes: int) -> dict[str, dict[str, float]]:
+    """Start two gateways of each kind at once, measure them in alternating rounds (each
+    round runs every client against every kind, so drift on the host hits them alike),
+    then report each kind; return the median ratios by kind and case ("curl" and each
+    ``carget get`` case)."""
     try:
-        car_url = f"{url1}/ipfs/{root}?format=car&dag-scope=entity"
-        bodies = (("body only: httpx on trio (aiter_raw)", HTTPX_BODY),
-                  ("body only: carget lean HTTP/1.1 reader", LEAN_BODY))
-        for name, body in bodies if not args.quick else ():
-            line(name, size, [run_process([sys.executable, "-c", body, car_url])
-                              for _ in range(args.rounds)], base)
-        out = os.path.join(tmp, "out.bin")
-        cases = (("1 gateway, 1 connection", [url1], "1"),
-                 ("1 gateway, 2 connections (default)", [url1], "2"),
-                 ("2 gateways, 1 connection each", [url1, url2], "1"),
-                 ("2 gateways, 2 connections each (default)", [url1, url2], "2"))
-        if args.quick:
-            cases = cases[:2]
-        whole: dict[str, list[Run]] = {name: [] for name, _, _ in cases}
-        alone: dict[str, list[Run]] = {name: [] for name, _, _ in cases}
-        sent: dict[str, float] = {name: 0.0 for name, _, _ in cases}
-        curls: list[Run] = []
-        for _ in range(args.rounds):  # rounds interleave the cases: drift hits them alike
+        for k in kinds:
+            for _ in range(2):
+                proc, k.root, url = start_gateway(k.argv, k.script, k.scheme)
+                k.procs.append(proc)
+                k.urls.append(url)
+        return measure_started(args, size, base, tmp, kinds, car_bytes)
+    finally:
+        for k in kinds:
+            for p in k.procs:
+                p.terminate()
+                p.wait()
+
+
+def measure_started(args: argparse.Namespace, size: int, base: float, tmp: str,
+                    kinds: list[Kind], car_bytes: int) -> dict[str, dict[str, float]]:
+    cases = CASES[:2] if args.quick else CASES
+    bodies = (("body only: httpx on trio (aiter_raw)", HTTPX_BODY),
+              ("body only: carget lean HTTP/1.1 reader", LEAN_BODY))
+    runs: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    sent: dict[tuple[str, str], float] = defaultdict(float)
+    out = os.path.join(tmp, "out.bin")
+    for _ in range(args.rounds):
+        for k in kinds:
+            car_url = f"{k.urls[0]}/ipfs/{k.root}?format=car&dag-scope=entity"
+            counts = k.script is SENDFILE_SERVER
+            for name, body in bodies if not args.quick else ():
+                runs[k.name, name].append(run_process([sys.executable, "-c", body, car_url]))
             r = curl(car_url)
             if r is not None:
-                curls.append(r)
-            for name, urls, streams in cases:
+                runs[k.name, "curl"].append(r)
+            for name, n, streams in cases:
+                urls = k.urls[:n]
                 if os.path.exists(out):
                     os.unlink(out)
-                argv = [sys.executable, "-m", "carget", "get", root, "-o", out,
+                argv = [sys.executable, "-m", "carget", "get", k.root, "-o", out,
                         "--progress=false", "-q", "--streams", streams]
                 for u in urls:
                     argv += ["-g", u]
-                before = sum(server_sent(u) for u in (url1, url2)) if counts else 0
-                whole[name].append(run_process(argv))
+                before = sum(server_sent(u) for u in k.urls) if counts else 0
+                runs[k.name, name].append(run_process(argv))
                 if counts:
-                    after = sum(server_sent(u) for u in (url1, url2))
-                    sent[name] = max(sent[name], (after - before) / car_bytes)
+                    after = sum(server_sent(u) for u in k.urls)
+                    sent[k.name, name] = max(sent[k.name, name], (after - before) / car_bytes)
                 assert os.path.getsize(out) == size
                 if args.quick:
                     continue
                 os.unlink(out)
-                r = run_process([sys.executable, "-c", IN_PROCESS, root, out, streams, *urls])
+                r = run_process([sys.executable, "-c", IN_PROCESS, k.root, out, streams, *urls])
                 r.seconds = float(r.stdout)
-                alone[name].append(r)
+                runs[k.name, "fetch only, " + name].append(r)
                 assert os.path.getsize(out) == size
-        if curls:
-            line("curl of the CAR (entity), no verification", size, curls, base)
+    results: dict[str, dict[str, float]] = {}
+    for k in kinds:
+        print(f"-- gateways: {k.label}", flush=True)
+        got = results[k.name] = {}
+        for name, _ in bodies if not args.quick else ():
+            report(name, size, runs[k.name, name], base)
+        if runs[k.name, "curl"]:
+            got["curl"] = report("curl of the CAR (entity), no verification", size,
+                                 runs[k.name, "curl"], base)
         for name, _, _ in cases:
-            extra = f"  server sent <= {sent[name]:.2f}x the CAR" if counts else ""
-            line("carget get, " + name, size, whole[name], base, extra)
+            extra = (f"  server sent <= {sent[k.name, name]:.2f}x the CAR"
+                     if k.script is SENDFILE_SERVER else "")
+            got[name] = report("carget get, " + name, size, runs[k.name, name], base, extra)
         for name, _, _ in cases if not args.quick else ():
-            line("fetch only, " + name, size, alone[name], base)
-    finally:
-        for p in (gw1, gw2):
-            p.terminate()
-            p.wait()
+            report("fetch only, " + name, size, runs[k.name, "fetch only, " + name], base,
+                   cpu=False)
+    return results
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ import trio  # noqa: E402
 from dagstore import DagStore  # noqa: E402
 from faultgw import Fault, fault_gateway  # noqa: E402
 
-from carget.fetcher.engine import FetchOptions, run_cat, run_get  # noqa: E402
+from carget.fetcher import FetchOptions  # noqa: E402
+from carget.fetcher.cat import run_cat  # noqa: E402
+from carget.fetcher.get import run_get  # noqa: E402
 
 
 async def main(mib: int, kib: int) -> None:

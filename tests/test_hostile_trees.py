@@ -212,7 +212,7 @@ def test_a_cut_1500_deep_tree_resumes_without_recursion(tmp_path: Path) -> None:
     interrupted run is taken back by the next one, and cleanup finishes: each walked
     the tree once per level by recursion before (RecursionError, on every resume)."""
     from carget.errors import CargetError
-    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.outputs.tree import TreeOutput
     from carget.fetcher.verifier import DagVerifier
 
     dag = Dag()
@@ -333,7 +333,7 @@ def test_fuzz_nothing_is_ever_created_outside_the_output(spec: list[tuple[str, o
                                                          ) -> None:
     from carget.car.extract import extract_node
     from carget.errors import CargetError
-    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.outputs.tree import TreeOutput
     from carget.fetcher.verifier import DagVerifier
     from carget.unixfs.exporter import Exporter
 
@@ -378,7 +378,7 @@ def test_fuzz_nothing_is_ever_created_outside_the_output(spec: list[tuple[str, o
 def test_a_file_dag_3000_nodes_deep_resumes_without_recursion(tmp_path: Path) -> None:
     """A file whose root is a chain of 3,000 one-child file nodes over two leaves: the
     next run re-checks the kept leaf through the journal's nodes in a loop."""
-    from carget.fetcher.output import FileOutput
+    from carget.fetcher.outputs.file import FileOutput
     from carget.fetcher.verifier import DagVerifier
     from carget.unixfs.dagpb import PBLink, encode_node
     from carget.unixfs.data import DataType, UnixFSData, encode_data
@@ -421,7 +421,7 @@ async def test_a_symlink_planted_at_the_partial_file_is_not_written_through(
 
 
 def test_the_journal_is_not_written_through_a_planted_symlink(tmp_path: Path) -> None:
-    from carget.fetcher.output import FileOutput
+    from carget.fetcher.outputs.file import FileOutput
 
     dag = Dag()
     leaf = dag.file(b"0123456789")
@@ -438,7 +438,7 @@ def test_the_journal_is_not_written_through_a_planted_symlink(tmp_path: Path) ->
 def _kept_tree(tmp_path: Path) -> tuple[Dag, CID, bytes]:
     """A tree whose first answer stopped half-way, kept for resuming (as after Ctrl-C)."""
     from carget.errors import CargetError
-    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.outputs.tree import TreeOutput
     from carget.fetcher.verifier import DagVerifier
 
     dag = Dag()
@@ -455,14 +455,14 @@ def _kept_tree(tmp_path: Path) -> tuple[Dag, CID, bytes]:
 
 
 def _resume(tmp_path: Path, root: CID, car: bytes) -> None:
-    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.outputs.tree import TreeOutput
     from carget.fetcher.verifier import DagVerifier
 
     tree = TreeOutput(str(tmp_path / "out"), root)
     tree.resume()
-    for path, cid in tree.remaining("", root):
+    for path, cid, part in tree.remaining("", root):
         sub = tree.under(path)
-        verifier = DagVerifier(cid, scope="all")
+        verifier = DagVerifier(cid, scope="all" if part is None else "entity", byte_range=part)
         sub.handle(verifier.feed(car))  # a gateway that sends the whole DAG: the rest skipped
         if not verifier.done:
             sub.handle(verifier.feed_eof())
@@ -478,7 +478,7 @@ def test_a_kept_partial_tree_replaced_by_a_symlink_is_not_swept_through(
     (elsewhere / "out" / "keepme").write_bytes(b"keep")
     remove_tree(str(tmp_path / "out.carget-partial"))
     (tmp_path / "out.carget-partial").symlink_to(elsewhere)
-    from carget.fetcher.output import TreeOutput
+    from carget.fetcher.outputs.tree import TreeOutput
 
     tree = TreeOutput(str(tmp_path / "out"), root)
     tree.resume()

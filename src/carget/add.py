@@ -19,7 +19,6 @@ Directory trees are :mod:`carget.tree`'s job; this module does single files and 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import mmap
 import os
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .cid import CID, Block
 from .cpus import usable_cpus
+from .digest import ALGORITHMS, new_hasher
 from .errors import InputError, UsageError
 from .unixfs.file import FileImporter, FileLink, LeafEncoder, LeafHook
 from .unixfs.options import DEFAULT, ImportOptions
@@ -54,9 +54,6 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 #: madvise hint for a mapped batch (Linux, BSD; None elsewhere)
 _WILLNEED: int | None = getattr(mmap, "MADV_WILLNEED", None)
-
-#: digests accepted for the whole-file digest (the OCI / go-digest algorithms lima uses)
-DIGEST_ALGORITHMS = ("sha256", "sha512")
 
 Emit = Callable[[Block], None]
 
@@ -353,14 +350,14 @@ def import_stream(
     ``on_leaf`` where each leaf's bytes lie in the stream (:data:`LeafHook`). Raises
     :class:`UsageError` for an unknown digest, :class:`OSError` from reads.
     """
-    if digest is not None and digest not in DIGEST_ALGORITHMS:
-        raise UsageError(f"unsupported digest {digest!r} (use {' or '.join(DIGEST_ALGORITHMS)})")
+    if digest is not None and digest not in ALGORITHMS:
+        raise UsageError(f"unsupported digest {digest!r} (use {' or '.join(ALGORITHMS)})")
     jobs = max(1, jobs if jobs is not None else usable_cpus())
     importer = FileImporter(opts, emit, on_leaf)
     enc = importer.leaves
     chunk = opts.chunk_size
     batch = max(1, BATCH_BYTES // chunk) * chunk
-    whole = hashlib.new(digest) if digest else None
+    whole = new_hasher(digest) if digest else None
     want = emit is not None
 
     def take(links: list[tuple[FileLink, Block | None]], n: int) -> None:

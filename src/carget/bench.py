@@ -190,8 +190,8 @@ def _fetch(path: Path, cid: str, out: Path, digest: str) -> float:
     import sys
 
     from .fetcher import (
-        engine,  # noqa: F401  (imported now, not on the clock)
         fetch_file_sync,
+        get,  # noqa: F401  (imported now, not on the clock)
     )
 
     argv = [sys.executable, "-m", "carget", "serve", "--cid-version", "1",

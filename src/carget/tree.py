@@ -27,7 +27,6 @@ kept until an argument ends is one (CID, path) line per directory, for kubo's ou
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, cast
 
 from .add import BATCH_BYTES, Emit, Readable, add_file, import_stream
 from .cid import CID, Block
+from .digest import ALGORITHMS, digest_bytes
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
 from .unixfs.file import FileImporter, LeafEncoder, LeafHook, tell_leaf
@@ -162,7 +162,7 @@ class _TreeAdder:
         self._one_leaf = opts.layout == "balanced"
         self._chunk = opts.chunk_size
         #: small files go the short way (add_file checks other digests' names)
-        self.small_ok = digest in (None, "sha256", "sha512")
+        self.small_ok = digest is None or digest in ALGORITHMS
         #: files named by the listing are read without a stat unless metadata is kept
         self.listed = self.small_ok and not self.meta
 
@@ -223,7 +223,7 @@ class _TreeAdder:
             cid, tsize = root.cid, root.tsize
         digest = None
         if self.digest is not None:
-            digest = f"{self.digest}:{hashlib.new(self.digest, data).hexdigest()}"
+            digest = digest_bytes(self.digest, data)
         return cid, tsize, digest
 
     def _listed_file(self, path: str, display: str) -> tuple[CID, int]:

@@ -152,7 +152,7 @@ def test_bar_label_is_output_name_and_resume_is_words(capsys: pytest.CaptureFixt
 
 
 def test_no_resume_discards_what_was_kept(tmp_path: Path) -> None:
-    from carget.fetcher.output import JOURNAL_SUFFIX, PARTIAL_SUFFIX
+    from carget.fetcher.outputs.journal import JOURNAL_SUFFIX, PARTIAL_SUFFIX
 
     (tmp_path / ("out.bin" + PARTIAL_SUFFIX)).write_bytes(b"x" * 10)
     (tmp_path / ("out.bin" + JOURNAL_SUFFIX)).write_text("{}")

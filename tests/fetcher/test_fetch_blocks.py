@@ -159,6 +159,20 @@ async def test_two_gateways_split_the_work(big: tuple[DagStore, CID, bytes]) -> 
         assert ranges, f"{gw.url} was given no part of the file"
 
 
+async def test_a_static_gateway_sends_the_file_once_in_the_race_answer(
+        big: tuple[DagStore, CID, bytes]) -> None:
+    # a static server in front of ready-made CARs ignores dag-scope: the race's answer
+    # carries the whole file, and it is kept rather than asked for again
+    store, root, data = big
+    sink = Sink()
+    events: list[dict[str, Any]] = []
+    async with fault_gateway(store, Fault("static")) as gw:
+        with trio.fail_after(30):
+            await fetch_blocks(root, (), sink, opts(gw.url, events=events))
+    assert rebuild(sink.blocks, root) == data
+    assert len(gw.log) == 1 and [e["event"] for e in events].count("whole-answer") == 1
+
+
 async def test_retry_after_is_waited_out(big: tuple[DagStore, CID, bytes]) -> None:
     store, root, data = big
     sink = Sink()

@@ -13,7 +13,8 @@ from faultgw import Fault, fault_gateway
 from fetchhelp import content
 
 from carget.errors import VerificationError
-from carget.fetcher.engine import FetchOptions, run_cat
+from carget.fetcher import FetchOptions
+from carget.fetcher.cat import run_cat
 
 SIZE = 600_000
 SEGMENT = 65536  # unit_bytes: the segment size of a split cat (and its steal size / 8)
@@ -109,7 +110,7 @@ async def test_cat_split_window_bounds_memory_while_the_head_is_slow(
     # the window (one segment per stream, plus the halves it takes over), so the bytes
     # held in memory do not grow with the file
     import carget.fetcher.inorder as inorder
-    from carget.fetcher.output import SegmentBuffer
+    from carget.fetcher.outputs.stdout import SegmentBuffer
 
     alive: list[SegmentBuffer] = []
 
@@ -146,9 +147,9 @@ async def test_cat_from_one_slow_gateway_splits_over_its_connections(
     # each connection drips (a per-connection limit): the straight answer proves slow,
     # is cut a leaf past what is written, and the rest comes as segments over the
     # gateway's two connections, still in order
-    import carget.fetcher.engine as engine
+    import carget.fetcher.split as split
 
-    monkeypatch.setattr(engine, "SPLIT_AFTER", 0.2)
+    monkeypatch.setattr(split, "SPLIT_AFTER", 0.2)
     store, cid, data = big
     buf = io.BytesIO()
     events: list[dict[str, Any]] = []

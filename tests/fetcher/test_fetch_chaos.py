@@ -25,7 +25,9 @@ from dagstore import DagStore
 from faultgw import Fault, fault_gateway
 from fetchhelp import content
 from carget.errors import CargetError
-from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.cat import run_cat
+from carget.fetcher.get import run_get
 
 # (fault, honest?): an honest gateway is one whose faults a client must tolerate
 KINDS = [("none", True), ("drip", True), ("cut_boundary", False), ("cut_mid", False),

@@ -15,7 +15,8 @@ from dagstore import DagStore
 from faultgw import fault_gateway
 from fetchhelp import FIXTURES, run_cli
 
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
 from carget.fetcher.target import quote_segment
 from carget.server.testing import running_gateway
 

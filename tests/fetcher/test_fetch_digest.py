@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carget.cid import CID, RAW
-from carget.fetcher.output import FileOutput
+from carget.fetcher.outputs.file import FileOutput
 from carget.fetcher.verifier import FileData
 
 LEAF = 1000
@@ -55,7 +55,7 @@ def test_in_order_bytes_are_not_read_back(tmp_path: Path, monkeypatch: pytest.Mo
     out = FileOutput(str(tmp_path / "f"), CID.of(data, RAW), len(data))
     out.start_digest("sha512")
     reads: list[int] = []
-    import carget.fetcher.output as mod
+    import carget.fetcher.outputs.file as mod
 
     real = mod.os.pread
     monkeypatch.setattr(mod.os, "pread", lambda fd, n, off: reads.append(n) or real(fd, n, off))

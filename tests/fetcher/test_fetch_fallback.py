@@ -18,8 +18,8 @@ from faultgw import Fault, fault_gateway, plain_server
 from fetchhelp import content
 
 from carget.errors import NetworkError
-from carget.fetcher import connection
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions, connection
+from carget.fetcher.get import run_get
 from loopback import http_answer, one_answer
 
 

@@ -21,7 +21,9 @@ from carget.errors import (
     UsageError,
     VerificationError,
 )
-from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.cat import run_cat
+from carget.fetcher.get import run_get
 
 SIZE = 600_000
 CHUNK = "size-16384"
@@ -120,9 +122,9 @@ async def test_get_opens_one_stream_per_cpu_when_the_gateways_keep_up(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # two gateways × two connections allowed, CPUs for two streams: a stream per gateway,
     # and no second connection to either, since the streams are not slow
-    import carget.fetcher.engine as engine
+    import carget.fetcher.file as file_strategy
 
-    monkeypatch.setattr(engine, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(file_strategy, "usable_cpus", lambda: 2)
     store, cid, data = big
     events: list[dict[str, Any]] = []
     with trio.fail_after(30):
@@ -141,10 +143,11 @@ async def test_get_opens_more_connections_where_streams_are_slow(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # each connection drips (a per-connection limit): once the first stream of each
     # gateway has proved slow, its second connection opens and both run at once
-    import carget.fetcher.engine as engine
+    import carget.fetcher.file as file_strategy
+    import carget.fetcher.split as split
 
-    monkeypatch.setattr(engine, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(engine, "SPLIT_AFTER", 0.2)
+    monkeypatch.setattr(file_strategy, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(split, "SPLIT_AFTER", 0.2)
     store, cid, data = big
     drip = Fault("drip", only_scope="entity", drip_size=4096, drip_delay=0.01)
     events: list[dict[str, Any]] = []
@@ -252,9 +255,9 @@ async def test_with_a_digest_the_streams_fetch_small_units_in_file_order(
     # the whole-file digest follows the bytes as they land only near its frontier: so
     # with --digest the streams take unit-sized ranges in file order (without it, one
     # long range each)
-    import carget.fetcher.engine as engine
+    import carget.fetcher.file as file_strategy
 
-    monkeypatch.setattr(engine, "usable_cpus", lambda: 2)  # both streams start at once
+    monkeypatch.setattr(file_strategy, "usable_cpus", lambda: 2)  # both workers start at once
     store, cid, data = big
     good = "sha256:" + hashlib.sha256(data).hexdigest()
     ranges: dict[str, list[tuple[int, int]]] = {}
@@ -394,7 +397,8 @@ async def test_json_events_on_stderr_and_clean_stdout(big: tuple[DagStore, str, 
 #: 150 fetches, each cut short by a deadline at a random moment; argv: GATEWAY CID
 CANCEL_SCRIPT = """
 import os, random, sys, tempfile, trio
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
 async def main():
     rng = random.Random(5)
     with tempfile.TemporaryDirectory() as d:

@@ -21,8 +21,9 @@ from faultgw import Fault, fault_gateway
 from fetchhelp import content, run_cli
 
 from carget.errors import FetchTimeout, NetworkError
+from carget.fetcher import FetchOptions
 from carget.fetcher import http as carget_http
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher.get import run_get
 from carget.fetcher.http import may_follow, open_http
 
 #: bytes of the test file: many 64 KiB leaves, so a dripping answer never finishes

@@ -13,9 +13,11 @@ import trustme
 from dagstore import DagStore
 from faultgw import fault_gateway
 from fetchhelp import content
+from relay import delaying_relay
 
-from carget.fetcher import connection
-from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from carget.fetcher import FetchOptions, connection
+from carget.fetcher.cat import run_cat
+from carget.fetcher.get import run_get
 
 SIZE = 4 << 20
 
@@ -94,3 +96,27 @@ async def test_a_kept_connection_the_server_closed_is_replaced(
     assert (tmp_path / "out").read_bytes() == data
     assert logged == []  # no attempt failed (verbose logs each one)
     assert gw.accepts == len(gw.log)  # each answer on its own connection, none failed
+
+
+async def test_cat_over_tls_behind_a_delaying_relay_opens_one_connection_a_stream(
+        store: DagStore, server_tls: ssl.SSLContext) -> None:
+    """Over a path with 20 ms each way (a relay between carget and the TLS gateway), a
+    ``cat`` of 16 segments still opens one connection (one TLS handshake) a stream: each
+    segment goes on a kept connection, and none is opened while another sits idle."""
+    data = content(SIZE, seed=34)
+    cid = store.add_bytes(data, cid_version=1)
+    sink = Sink()
+    with trio.fail_after(60):
+        async with fault_gateway(store, keep_alive=True, tls=server_tls) as gw:
+            async with delaying_relay(int(gw.url.rsplit(":", 1)[1]), delay=0.02) as relay:
+                # two names for the relay: two gateways, so cat splits into segments
+                urls = [f"https://127.0.0.1:{relay.port}", f"https://localhost:{relay.port}"]
+                await run_cat(str(cid), FetchOptions(urls, streams_per_gateway=2,
+                                                     unit_bytes=SIZE // 16), sink)
+    assert bytes(sink.buf) == data
+    segments = [e for e in gw.log if "entity-bytes" in e.query]
+    assert len(segments) >= 16
+    assert gw.accepts == relay.connections  # every connection went through the relay
+    streams = len(urls) * 2
+    # the race's loser is the one connection past a stream each (see above)
+    assert gw.accepts <= streams + 1, (gw.accepts, len(gw.log))

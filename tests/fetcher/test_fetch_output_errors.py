@@ -21,7 +21,8 @@ from test_fetch_tree_failover import make_tree, store_tree
 
 from carget.cid import CID
 from carget.errors import OutputError
-from carget.fetcher.output import FileOutput, StreamOutput
+from carget.fetcher.outputs.file import FileOutput
+from carget.fetcher.outputs.stdout import StdoutOutput
 from carget.fetcher.verifier import FileData
 
 SIZE = 600_000
@@ -145,11 +146,11 @@ class _Full(io.RawIOBase):
 
 def test_cat_output_errors() -> None:
     cid = LEAF
-    full = StreamOutput(_Full(OSError(errno.ENOSPC, "No space left on device")))  # type: ignore[arg-type]
+    full = StdoutOutput(_Full(OSError(errno.ENOSPC, "No space left on device")))  # type: ignore[arg-type]
     with pytest.raises(OutputError, match="No space left on device"):
         full.handle([FileData("", 0, b"abcd", cid, None)])
     with pytest.raises(OutputError):
         full.write_bytes(b"abcd")
-    gone = StreamOutput(_Full(BrokenPipeError(errno.EPIPE, "Broken pipe")))  # type: ignore[arg-type]
+    gone = StdoutOutput(_Full(BrokenPipeError(errno.EPIPE, "Broken pipe")))  # type: ignore[arg-type]
     with pytest.raises(BrokenPipeError):  # the command line reports this one itself
         gone.handle([FileData("", 0, b"abcd", cid, None)])

@@ -24,8 +24,8 @@ from fwdproxy import forward_proxy
 from test_fetch_tls import tls_proxy
 
 from carget.errors import NetworkError
-from carget.fetcher import connection
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions, connection
+from carget.fetcher.get import run_get
 from carget.fetcher.proxy import proxy_for
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY",

@@ -12,8 +12,9 @@ from dagstore import DagStore
 from faultgw import Fault, fault_gateway
 from fetchhelp import content
 
-from carget.fetcher.engine import FetchOptions, run_get
-from carget.fetcher.output import JOURNAL_SUFFIX, PARTIAL_SUFFIX
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
+from carget.fetcher.outputs.journal import JOURNAL_SUFFIX, PARTIAL_SUFFIX
 
 SIZE = 2_000_000
 

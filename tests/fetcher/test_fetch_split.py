@@ -6,7 +6,7 @@ import pytest
 
 from carget.cid import CID, RAW
 from carget.errors import UnixFSError
-from carget.fetcher.output import SegmentBuffer
+from carget.fetcher.outputs.stdout import SegmentBuffer
 from carget.fetcher.split import SLOW_FACTOR, Pace, Unit, steal
 from carget.fetcher.verifier import FileData
 
@@ -83,22 +83,17 @@ def test_segment_clips_a_leaf_that_straddles_its_start_and_refuses_gaps() -> Non
 
 
 def test_reads_shrink_as_streams_are_added_so_memory_stays_bounded() -> None:
-    from carget.fetcher.stream import (
-        MIN_READ,
-        PIECES_PER_STREAM,
-        READ_BUDGET,
-        FetchOptions,
-        _Run,
-    )
+    from carget.fetcher import FetchOptions
+    from carget.fetcher.run import MIN_READ, PIECES_PER_REQUEST, READ_BUDGET, Run
     from carget.fetcher.target import parse_target
 
-    run = _Run(parse_target("bafkqaaa"), FetchOptions(gateways=["http://127.0.0.1:1"]))
+    run = Run(parse_target("bafkqaaa"), FetchOptions(gateways=["http://127.0.0.1:1"]))
     sizes = {}
     for n in (1, 2, 5, 6, 16, 64):
-        run.streams = n
+        run.concurrency = n
         sizes[n] = run.read_size()
-        assert n * PIECES_PER_STREAM * sizes[n] <= max(READ_BUDGET,
-                                                       n * PIECES_PER_STREAM * MIN_READ)
+        assert n * PIECES_PER_REQUEST * sizes[n] <= max(READ_BUDGET,
+                                                       n * PIECES_PER_REQUEST * MIN_READ)
     assert sizes[1] == sizes[5] == 1 << 20  # a few streams read a MiB at a time
     assert sizes[1] > sizes[6] > sizes[16] > sizes[64] == MIN_READ
 
@@ -106,11 +101,12 @@ def test_reads_shrink_as_streams_are_added_so_memory_stays_bounded() -> None:
 async def test_progress_never_passes_the_whole() -> None:
     # a leaf that straddles a take-over cut is written by both streams: counted twice,
     # reported once
-    from carget.fetcher.stream import FetchOptions, _Run
+    from carget.fetcher import FetchOptions
+    from carget.fetcher.run import Run
     from carget.fetcher.target import parse_target
 
     events: list[dict[str, object]] = []
-    run = _Run(parse_target("bafkqaaa"), FetchOptions(gateways=["http://127.0.0.1:1"],
+    run = Run(parse_target("bafkqaaa"), FetchOptions(gateways=["http://127.0.0.1:1"],
                                                       progress=events.append))
     run.total = 1000
     run.progressed(600)

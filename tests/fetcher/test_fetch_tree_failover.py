@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from dagstore import DagStore
 from faultgw import Fault, fault_gateway
 from fetchhelp import content
 
 from carget.cid import CID, Block
-from carget.fetcher.engine import FetchOptions, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.get import run_get
 from carget.tree import add_paths
 from carget.unixfs.options import resolve_options
 
@@ -150,3 +154,123 @@ async def test_a_file_get_replaces_a_tree_partial_at_the_same_name(
     assert (tmp_path / "tree").read_bytes() == data
     assert not (tmp_path / "tree.carget-partial").exists()
     assert not (tmp_path / "tree.carget-journal").exists()
+
+
+# --- a half-fetched file inside a tree resumes leaf by leaf -----------------------------
+
+BIG = 2 << 20  # 128 leaves of 16 KiB
+LEAF = 16384
+
+
+def big_tree(store: DagStore, src: Path, cid_version: int) -> tuple[CID, CID, bytes]:
+    """A tree whose first entry (in DFS order) is a 2 MiB file: (root, its CID, its bytes)."""
+    data = content(BIG, seed=21)
+    src.mkdir()
+    (src / "a-big.bin").write_bytes(data)
+    (src / "z.txt").write_bytes(b"last\n")
+
+    def emit(b: Block) -> None:
+        store.blocks[b.cid] = bytes(b.data)
+
+    opts = resolve_options(cid_version=cid_version, chunker=f"size-{LEAF}")
+    root = add_paths([str(src)], opts, jobs=1, emit=emit)[0]
+    big = add_paths([str(src / "a-big.bin")], opts, jobs=1)[0]
+    return root, big, data
+
+
+def sent_for(gw: Any, cid: CID) -> list[tuple[str | None, str | None, int]]:
+    """(dag-scope, entity-bytes, body bytes) of each CAR request for ``cid``."""
+    return [(r.query.get("dag-scope"), r.query.get("entity-bytes"), r.sent) for r in gw.log
+            if r.path == f"/ipfs/{cid}"]
+
+
+@pytest.mark.parametrize("cid_version", [0, 1])  # dag-pb leaves (framed) and raw leaves
+async def test_a_half_fetched_file_in_a_tree_is_resumed_from_its_verified_leaves(
+        store: DagStore, tmp_path: Path, cid_version: int) -> None:
+    root, big, data = big_tree(store, tmp_path / "src", cid_version)
+    # the first run stalls after the root directory, the file's root and 64 of its
+    # leaves (1 MiB), and is interrupted (as by Ctrl-C)
+    async with fault_gateway(store, Fault("stall", at=66, only_scope="all")) as gw:
+        with trio.move_on_after(1.0):
+            await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=30))
+    journal = [json.loads(line) for line in
+               (tmp_path / "tree.carget-journal").read_text().splitlines()]
+    parts = [d for d in journal if "part" in d]
+    assert parts and parts[-1]["part"] == "a-big.bin" and parts[-1]["done"] == [[0, 64 * LEAF]]
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_get(str(root), "tree", FetchOptions([gw.url], progress=events.append))
+    assert (tmp_path / "tree" / "a-big.bin").read_bytes() == data
+    assert (tmp_path / "tree" / "z.txt").read_bytes() == b"last\n"
+    assert [e["bytes"] for e in events if e["event"] == "resume"] == [64 * LEAF]
+    # only the file's missing half is asked for, and sent
+    asked = sent_for(gw, big)
+    assert [(scope, eb) for scope, eb, _ in asked] == [("entity", f"{64 * LEAF}:{BIG - 1}")]
+    assert asked[0][2] < BIG - 64 * LEAF + 64 * LEAF // 8
+    assert not (tmp_path / "tree.carget-journal").exists()
+
+
+async def test_a_tampered_half_fetched_file_keeps_only_the_leaves_that_still_verify(
+        store: DagStore, tmp_path: Path) -> None:
+    root, big, data = big_tree(store, tmp_path / "src", 1)
+    async with fault_gateway(store, Fault("stall", at=66, only_scope="all")) as gw:
+        with trio.move_on_after(1.0):
+            await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=30))
+    kept = tmp_path / "tree.carget-partial" / "out" / "a-big.bin"
+    with open(kept, "r+b") as f:  # rot inside leaf 40
+        f.seek(40 * LEAF + 7)
+        f.write(b"\xff")
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_get(str(root), "tree", FetchOptions([gw.url], progress=events.append))
+    assert (tmp_path / "tree" / "a-big.bin").read_bytes() == data
+    assert [e["bytes"] for e in events if e["event"] == "resume"] == [63 * LEAF]
+    asked = sorted((eb for scope, eb, _ in sent_for(gw, big) if scope == "entity"),
+                   key=lambda eb: int(str(eb).split(":")[0]))
+    assert asked == [f"{40 * LEAF}:{41 * LEAF - 1}", f"{64 * LEAF}:{BIG - 1}"]
+
+
+async def test_a_tree_answer_cut_inside_a_file_continues_from_its_last_verified_leaf(
+        store: DagStore, tmp_path: Path) -> None:
+    root, big, data = big_tree(store, tmp_path / "src", 1)
+    cut = Fault("cut_mid", at=66, times=1, only_scope="all")
+    async with fault_gateway(store, cut) as gw:
+        with trio.fail_after(30):
+            await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=2))
+    assert (tmp_path / "tree" / "a-big.bin").read_bytes() == data
+    asked = sent_for(gw, big)
+    assert len(asked) == 1 and asked[0][0] == "entity"
+    start = int(str(asked[0][1]).split(":")[0])
+    assert start >= 60 * LEAF  # not from zero
+    assert asked[0][2] < BIG - start + 64 * LEAF // 8
+
+
+async def test_a_killed_tree_run_keeps_what_its_journal_had_logged(
+        store: DagStore, tmp_path: Path) -> None:
+    # no clean exit: SIGKILL while the file drips in; the journal logged its leaves
+    # every second (JOURNAL_SECONDS) as they came
+    root, big, data = big_tree(store, tmp_path / "src", 1)
+    drip = Fault("drip", only_scope="all", drip_size=4096, drip_delay=0.01)
+    journal = tmp_path / "tree.carget-journal"
+    async with fault_gateway(store, drip) as gw:
+        with trio.fail_after(30):
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "carget", "get", "-g", gw.url, str(root), "-o", "tree"])
+            try:
+                while not (journal.exists() and '"part"' in journal.read_text()):
+                    await trio.sleep(0.1)
+            finally:
+                proc.kill()
+                await proc.wait()
+    logged = [json.loads(line) for line in journal.read_text().splitlines()
+              if line.startswith('{"part"')]
+    done = logged[-1]["done"][0][1]
+    assert done > 0
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_get(str(root), "tree", FetchOptions([gw.url]))
+    assert (tmp_path / "tree" / "a-big.bin").read_bytes() == data
+    asked = sent_for(gw, big)
+    assert [eb for _, eb, _ in asked] == [f"{done}:{BIG - 1}"]

@@ -19,7 +19,9 @@ from fetchhelp import content
 
 from carget.car.encoder import encode_header, section_prefix
 from carget.cid import CID
-from carget.fetcher.engine import FetchOptions, run_cat, run_get
+from carget.fetcher import FetchOptions
+from carget.fetcher.cat import run_cat
+from carget.fetcher.get import run_get
 from carget.fetcher.verifier import DagVerifier, FileData, Scope
 
 SIZE = 6 * 1024 * 1024 + 12345  # 25 leaves of 256 KiB (a parent above them)
@@ -181,14 +183,14 @@ def test_the_look_ahead_wait_answers_cancellation() -> None:
 
     import pytest
 
+    from carget.fetcher.channel import Channel, Stopped
     from carget.fetcher.http import STOP_POLL
-    from carget.fetcher.stream import _Channel, _Stopped
 
     stop = threading.Event()
-    chan: _Channel[object] = _Channel(1, stop)
+    chan: Channel[object] = Channel(1, stop)
     threading.Timer(0.05, stop.set).start()
     t0 = time.monotonic()
-    with pytest.raises(_Stopped):
+    with pytest.raises(Stopped):
         chan.get_within(10.0)
     assert time.monotonic() - t0 < 0.05 + 2 * STOP_POLL
 
@@ -237,14 +239,14 @@ def test_a_stopped_channel_wakes_its_waiter_at_once() -> None:
 
     import pytest
 
-    from carget.fetcher.stream import _Channel, _Stopped
+    from carget.fetcher.channel import Channel, Stopped
 
     stop = threading.Event()
-    chan: _Channel[object] = _Channel(1, stop)
+    chan: Channel[object] = Channel(1, stop)
     woke: list[float] = []
 
     def waiter() -> None:
-        with pytest.raises(_Stopped):
+        with pytest.raises(Stopped):
             chan.get()
         woke.append(time.monotonic())
 

@@ -111,7 +111,8 @@ async def test_get_from_carget_serve_of_files_with_empty_leaves(tmp_path: Path,
     `get` from `carget serve` fail with "answer ends with 3 wanted block(s) missing"."""
     import trio
 
-    from carget.fetcher.engine import FetchOptions, run_get
+    from carget.fetcher import FetchOptions
+    from carget.fetcher.get import run_get
     from carget.server.testing import running_gateway
 
     dag, cids = walk_dag()

@@ -79,7 +79,7 @@ def run_trio(fn: Callable[[], Awaitable[T]]) -> T:
     """
     import trio
 
-    from ..fetcher.stream import _leaf_error
+    from ..fetcher.run import leaf_error
 
     async def main() -> T:
         interrupted = False
@@ -101,7 +101,7 @@ def run_trio(fn: Callable[[], Awaitable[T]]) -> T:
                 nursery.start_soon(watch)
                 nursery.start_soon(work)
         except BaseExceptionGroup as eg:
-            raise _leaf_error(eg) from None
+            raise leaf_error(eg) from None
         if interrupted or not box:
             raise KeyboardInterrupt
         return box[0]

@@ -72,7 +72,7 @@ def output_path(out: str | None, name: str) -> tuple[str, str | None]:
 
 
 def _resume_files(path: str) -> list[str]:
-    from ..fetcher.output import JOURNAL_SUFFIX, PARTIAL_SUFFIX
+    from ..fetcher.outputs.journal import JOURNAL_SUFFIX, PARTIAL_SUFFIX
 
     return [path + PARTIAL_SUFFIX, path + JOURNAL_SUFFIX, path + JOURNAL_SUFFIX + ".tmp"]
 
@@ -146,7 +146,7 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Reporter:
-    """Turns engine events into a rich bar and/or JSON lines on stderr, prints notices
+    """Turns the fetcher's events into a rich bar and/or JSON lines on stderr, prints notices
     above the bar, and remembers what the summary line needs."""
 
     def __init__(self, bar: bool, json_events: bool, label: str, quiet: bool) -> None:
@@ -250,8 +250,8 @@ def _options(gateways: tuple[str, ...], routers: tuple[str, ...], digest: str | 
              progress: bool | None, json_events: bool, streams: int, quiet: bool,
              verbose: bool, label: str, fallback_url: str | None = None
              ) -> tuple[Any, _Reporter]:
-    from ..fetcher.engine import FetchOptions
     from ..fetcher.gateways import discover_gateways
+    from ..fetcher.types import FetchOptions
 
     found = discover_gateways(gateways, include_public=False)
     if not found and not routers:
@@ -270,25 +270,14 @@ def _digest_arg(text: str | None) -> str | None:
     ``sha256sum`` prints: sha256). A wrong length says so, naming the right one."""
     if text is None:
         return None
+    from ..digest import DigestSyntaxError, parse_digest
     from ..errors import UsageError
 
-    text = text.strip()
-    algo, sep, hexpart = text.partition(":")
-    if not sep:
-        algo, hexpart = "sha256", text
-        if len(hexpart) == 128:
-            algo = "sha512"
-    want = {"sha256": 64, "sha512": 128}.get(algo.lower())
-    if want is None:
-        raise UsageError(f"--digest {text!r}: the algorithm must be sha256 or sha512")
     try:
-        bytes.fromhex(hexpart)
-    except ValueError:
-        raise UsageError(f"--digest {text!r}: {hexpart!r} is not hexadecimal") from None
-    if len(hexpart) != want:
-        raise UsageError(f"--digest {text!r}: a {algo} digest has {want} hex digits, "
-                         f"this one {len(hexpart)}")
-    return f"{algo.lower()}:{hexpart.lower()}"
+        algo, hexpart = parse_digest(text, bare=True)
+    except DigestSyntaxError as exc:
+        raise UsageError(f"--digest {text.strip()!r}: {exc}") from None
+    return f"{algo}:{hexpart}"
 
 
 @contextmanager
@@ -377,7 +366,7 @@ def get(target: str, gateways: tuple[str, ...], routers: tuple[str, ...], digest
     opts, reporter = _options(gateways, routers, digest, timeout, idle_timeout, car_out,
                               progress, json_events, streams, quiet, verbose,
                               os.path.basename(path.rstrip("/")) or path, fallback_url)
-    from ..fetcher.engine import run_get
+    from ..fetcher.get import run_get
 
     with _reporting(reporter, path, made):
         result = run_trio(lambda: run_get(target, path, opts))
@@ -390,7 +379,7 @@ def get(target: str, gateways: tuple[str, ...], routers: tuple[str, ...], digest
 
 
 def _cat_to_stdout(target: str, opts: Any) -> Any:
-    from ..fetcher.engine import run_cat
+    from ..fetcher.cat import run_cat
 
     try:
         result = run_trio(lambda: run_cat(target, opts, sys.stdout.buffer))

@@ -218,9 +218,9 @@ def _run(store: BlockStore, host: str, port: int, cache: DiskCache | None,
         try:
             trio.run(main)
         except BaseExceptionGroup as eg:  # the listener's error, inside trio's group
-            from ..fetcher.stream import _leaf_error
+            from ..fetcher.run import leaf_error
 
-            raise _leaf_error(eg) from None
+            raise leaf_error(eg) from None
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -18,15 +18,38 @@ Nothing is left at ``out_path`` unless it is complete and verified.
 fetches the same way but hands every verified block to ``sink`` instead of writing a
 file (a caching gateway's upstream fetch).
 
-Submodules: ``target`` (input parsing), ``gateways`` (discovery, delegated routing),
-``verifier`` (sans-IO CAR + DAG verification), ``http`` (lean HTTP/1.1 requests and
-redirects), ``framing`` (sans-IO response reader), ``connection`` (TCP or TLS readable
-from trio and from a worker thread, kept connections, the trust store), ``proxy``
-(sans-IO: the environment's proxy rules),
-``stream`` (one request: receive, verify and write on three threads), ``split`` (sans-IO:
-sharing a range among streams, take-overs, gateway pace), ``output`` (atomic files, trees,
-resume journal, cat's segments), ``engine`` (racing, splitting, failover), ``inorder``
-(``cat`` across gateways, still in order) and ``blocks`` (verified blocks to a callback).
+Words, each with one meaning here: a **gateway** is a trustless HTTP gateway; a
+**connection** is one TCP or TLS connection to it; a **request** is one CAR request and
+its **answer**, received, verified and written on three threads; a **worker** is a task
+that makes requests one after another, and ``--streams`` (``streams_per_gateway``) is how
+many workers, each with its own connection, a gateway gets; a **unit** is a byte range of
+a file that one request fetches.
+
+Modules, from the caller inwards:
+
+* ``types`` — what callers hold: :class:`FetchOptions`, :class:`FetchResult`, the progress
+  callback, :class:`BlocksResult` and the block sink (a leaf: imports no other module
+  here).
+* ``api`` (``fetch_file``), ``get`` (``carget get``), ``cat`` (``carget cat``), ``blocks``
+  (``fetch_blocks``) — the runs.
+* ``race`` (who has the path's terminal block), ``file`` (a file's ranges split among
+  workers, failover), ``tree`` (a whole entity, continued with what an answer left
+  missing), ``inorder`` (``cat`` across gateways, still in order), ``fallback`` (the plain
+  mirror) — the strategies.
+* ``run`` — the state a run shares: gateways and their fates, errors, progress, the
+  errors that end a run (``FATAL_ERRORS``), the nursery helper.
+* ``request`` — one request: status handling, the receive → verify → write pipeline,
+  the idle watchdog; ``channel`` — the bounded hand-off between its threads.
+* ``split`` (sans-IO: sharing a range among requests, take-overs, gateway pace),
+  ``verifier`` (sans-IO: CAR and DAG verification), ``target`` (input parsing),
+  ``gateways`` (discovery, delegated routing).
+* ``http`` (lean HTTP/1.1 requests and redirects), ``framing`` (sans-IO response reader),
+  ``connection`` (TCP or TLS readable from trio and from a worker thread, kept
+  connections, the trust store), ``proxy`` (sans-IO: the environment's proxy rules).
+* ``outputs`` — where verified bytes go: ``file``, ``tree``, ``stdout``, ``car``,
+  ``sink``, with ``journal``, ``recheck`` and ``disk`` beside them.
+
+Whole-file digests are parsed and computed by :mod:`carget.digest`.
 """
 
 from __future__ import annotations
@@ -34,23 +57,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BlockSink", "BlocksResult", "FetchOptions", "FetchResult", "fetch_blocks",
-           "fetch_file", "fetch_file_sync"]
+__all__ = ["BlockSink", "BlocksResult", "FetchOptions", "FetchResult", "ProgressCallback",
+           "fetch_blocks", "fetch_file", "fetch_file_sync"]
 
 _LAZY = {
-    "BlockSink": "carget.fetcher.blocks",
-    "BlocksResult": "carget.fetcher.blocks",
+    "BlockSink": "carget.fetcher.types",
+    "BlocksResult": "carget.fetcher.types",
+    "FetchOptions": "carget.fetcher.types",
+    "FetchResult": "carget.fetcher.types",
+    "ProgressCallback": "carget.fetcher.types",
     "fetch_blocks": "carget.fetcher.blocks",
-    "FetchOptions": "carget.fetcher.stream",
-    "FetchResult": "carget.fetcher.api",
     "fetch_file": "carget.fetcher.api",
     "fetch_file_sync": "carget.fetcher.api",
 }
 
 if TYPE_CHECKING:
-    from .api import FetchResult, fetch_file, fetch_file_sync
-    from .blocks import BlockSink, BlocksResult, fetch_blocks
-    from .stream import FetchOptions
+    from .api import fetch_file, fetch_file_sync
+    from .blocks import fetch_blocks
+    from .types import BlockSink, BlocksResult, FetchOptions, FetchResult, ProgressCallback
 
 
 def __getattr__(name: str) -> Any:

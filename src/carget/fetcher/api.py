@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["FetchResult", "ProgressCallback", "fetch_file", "fetch_file_sync"]
+from .types import FetchOptions, FetchResult, ProgressCallback
 
-#: progress(event: dict) — the same events ``carget get --json`` prints, one per call
-ProgressCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class FetchResult:
-    """What a finished fetch produced.
-
-    ``cid`` is the resolved CID of the fetched entity (text), ``size`` its file bytes,
-    ``digest`` "sha256:HEX" / "sha512:HEX" when one was asked for (else None), ``source``
-    "ipfs" or "fallback".
-    """
-
-    cid: str
-    size: int
-    digest: str | None
-    source: str
+__all__ = ["fetch_file", "fetch_file_sync"]
 
 
 async def fetch_file(
@@ -45,7 +26,7 @@ async def fetch_file(
     plain HTTP(S) mirror used only when IPFS fails (requires ``digest``); ``timeout``
     bounds the whole run in seconds. Raises the errors listed in :mod:`carget.fetcher`.
     """
-    from .engine import FetchOptions, run_get
+    from .get import run_get  # the machinery only when a fetch starts (import time)
 
     opts = FetchOptions(gateways=list(gateways), digest=digest, fallback_url=fallback_url,
                         timeout=timeout, progress=progress)

@@ -1,20 +1,20 @@
-"""``carget cat`` across several streams, with its bytes still written in order (trio).
+"""``carget cat`` across several workers, with its bytes still written in order (trio).
 
-The file is cut into segments of :data:`SEGMENT_BYTES`. Each stream (gateways ×
-connections) takes the next segment, fetches it with ``entity-bytes`` and gathers its
-verified bytes in a :class:`~carget.fetcher.output.SegmentBuffer`; the writer task sends
-the head segment's bytes to the output as they fill in, then moves to the next.
+The file is cut into segments of :data:`SEGMENT_BYTES`. Each worker (gateways ×
+``--streams``) takes the next segment, fetches it with ``entity-bytes`` and gathers its
+verified bytes in a :class:`~carget.fetcher.outputs.stdout.SegmentBuffer`; the writer
+task sends the head segment's bytes to the output as they fill in, then moves on.
 
-* A stream may only start a segment within ``streams`` segments of the head, so memory
-  stays near :data:`WINDOW_BYTES` whatever the file's size.
-* A stream with nothing to start takes over the back half of what is left of the head
+* A worker may only start a segment within as many segments of the head as there are
+  workers, so memory stays near :data:`WINDOW_BYTES` whatever the file's size.
+* A worker with nothing to start takes over the back half of what is left of the head
   segment (:func:`~carget.fetcher.split.steal`), so a slow gateway cannot hold the
   output back for long.
-* A stream whose gateway proved far slower than another
-  (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster streams
+* A worker whose gateway proved far slower than another
+  (:class:`~carget.fetcher.split.Pace`) leaves fresh segments to the faster workers
   instead of taking the next head-to-be.
-* A stream that fails puts the rest of its segment, from its last verified leaf, first
-  in line for the next free stream (another gateway if this one is dropped), as ``get``
+* A request that fails puts the rest of its segment, from its last verified leaf, first
+  in line for the next free worker (another gateway if this one is dropped), as ``get``
   does.
 """
 
@@ -27,43 +27,36 @@ import trio
 
 from ..cid import CID
 from ..errors import CargetError, IncompleteDAG
-from .output import SegmentBuffer, StreamOutput
+from .outputs.stdout import SegmentBuffer, StdoutOutput
+from .request import car_url, request_car
+from .run import FATAL_ERRORS, Gateway, Run, hold_back, open_nursery
 from .split import Pace, Unit, steal
-from .stream import (
-    _CONTENT_ERRORS,
-    _car_url,
-    _Gateway,
-    _hold_back,
-    _nursery,
-    _Run,
-    _stream,
-)
 from .verifier import DagVerifier, Scope
 
 __all__ = ["SEGMENT_BYTES", "WINDOW_BYTES", "cat_split"]
 
 #: bytes per segment at most: a request's set-up vanishes next to it
 SEGMENT_BYTES: Final = 8 << 20
-#: bytes of segments in memory (one per stream) at most: with each stream's own pipeline
-#: (a few MiB) this keeps four streams well inside the 100 MiB budget
+#: bytes of segments in memory (one per worker) at most: with each request's own pipeline
+#: (a few MiB) this keeps four workers well inside the 100 MiB budget
 WINDOW_BYTES: Final = 16 << 20
 
 
-async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: list[_Gateway],
+async def cat_split(run: Run, cid: CID, size: int, out: StdoutOutput, workers: list[Gateway],
                     on_block: Callable[[CID, bytes | memoryview], None] | None = None,
                     segment_bytes: int = SEGMENT_BYTES) -> None:
-    """Fetch ``[out.pos, size)`` of the file ``cid`` with one stream per entry of
+    """Fetch ``[out.pos, size)`` of the file ``cid`` with one worker per entry of
     ``workers`` (a gateway appears once per connection), writing it to ``out`` in order.
     Raises the run's final error when no gateway is left for a missing segment."""
     segment_bytes = max(1, min(segment_bytes, WINDOW_BYTES // max(1, len(workers))))
-    run.streams = max(1, len(workers))
+    run.concurrency = max(1, len(workers))
     segments = [SegmentBuffer(lo, min(lo + segment_bytes, size))
                 for lo in range(out.pos, size, segment_bytes)]
     window = max(1, len(workers))
     head = 0  # the segment being written out
     emitted = 0  # bytes of it already written
-    assigned = 0  # segments handed to a stream so far (in order)
-    retry: list[SegmentBuffer] = []  # segments a failed stream left unfinished
+    assigned = 0  # segments handed to a worker so far (in order)
+    retry: list[SegmentBuffer] = []  # segments a failed request left unfinished
     inflight: dict[Unit, SegmentBuffer] = {}
     pace = Pace()
     spare: list[bytearray] = []  # buffers of written-out segments, for the next ones
@@ -87,12 +80,12 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
         seg.on_block = on_block
         seg.on_progress = filled_more
 
-    async def worker(gw: _Gateway) -> None:
+    async def worker(gw: Gateway) -> None:
         nonlocal assigned, alive
         pace.started(gw)
         try:
             while not gw.dropped and not gw.not_found:
-                if await _hold_back(gw, pace, bool(retry or assigned < len(segments)),
+                if await hold_back(gw, pace, bool(retry or assigned < len(segments)),
                                     lambda: changed):
                     continue
                 if retry:
@@ -103,9 +96,9 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 elif head >= len(segments):
                     return
                 else:
-                    # only the head segment holds the output back: a stream with nothing
+                    # only the head segment holds the output back: a worker with nothing
                     # to start helps there (stealing from any segment made thousands of
-                    # tiny requests when every stream was fast and the window full).
+                    # tiny requests when every request was fast and the window full).
                     # The cut must fall past what the victim already placed (and so past
                     # what was written out): its writer thread can be a batch ahead of the
                     # position its state reports, and these bytes must never go out twice
@@ -121,7 +114,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                         continue
                     victim, cut, hi = got
                     old = inflight[victim]
-                    old.hi = cut  # its stream stops there; the rest is a new segment
+                    old.hi = cut  # its request stops there; the rest is a new segment
                     seg = SegmentBuffer(cut, hi)
                     seg.on_block, seg.on_progress = on_block, filled_more
                     segments.insert(segments.index(old) + 1, seg)
@@ -132,15 +125,15 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 unit = Unit(lo, seg.hi)
                 inflight[unit] = seg
                 v = DagVerifier(cid, scope=Scope.ENTITY, byte_range=(lo, seg.hi))
-                url = _car_url(gw.url, cid, (), Scope.ENTITY, (lo, seg.hi))
+                url = car_url(gw.url, cid, (), Scope.ENTITY, (lo, seg.hi))
                 began, before = trio.current_time(), seg.filled
                 try:
-                    await _stream(run, gw, v, seg, url, state=unit.state)
+                    await request_car(run, gw, v, seg, url, state=unit.state)
                     if not seg.complete:  # the verifier placed its range: cannot happen
                         raise IncompleteDAG(f"segment {seg.lo}-{seg.hi} is incomplete after "
                                             f"a verified answer")
                     pace.record(gw, seg.filled - before, trio.current_time() - began)
-                except _CONTENT_ERRORS:
+                except FATAL_ERRORS:
                     raise
                 except CargetError as exc:
                     if not seg.complete:
@@ -176,7 +169,7 @@ async def cat_split(run: _Run, cid: CID, size: int, out: StreamOutput, workers: 
                 raise run.final_error(str(run.target))
             await changed.wait()
 
-    async with _nursery() as nursery:
+    async with open_nursery() as nursery:
         for gw in workers:
             nursery.start_soon(worker, gw)
         await writer()

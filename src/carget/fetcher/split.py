@@ -1,11 +1,12 @@
-"""Sharing one file's byte range among streams (sans-IO: no trio, no sockets).
+"""Sharing one file's byte range among requests (sans-IO: no trio, no sockets).
 
-A :class:`Unit` is the range one stream is fetching; its :class:`StreamState` says how far
-the stream's verified bytes got. :func:`steal` lets an idle stream take over the back half
-of the busiest stream's range: the victim is told (``narrow_to``) to stop at the cut,
-which its verifying thread applies between two pieces (:meth:`DagVerifier.narrow`).
-Used by ``get`` (:mod:`carget.fetcher.engine`) and split ``cat``
-(:mod:`carget.fetcher.inorder`).
+A :class:`Unit` is the range one request is fetching; its :class:`UnitState` says how far
+the request's verified bytes got. :func:`steal` lets an idle worker take over the back
+half of the busiest request's range: the victim is told (``narrow_to``) to stop at the
+cut, which its verifying thread applies between two pieces (:meth:`DagVerifier.narrow`).
+:class:`Pace` tells a slow gateway to leave fresh work to a faster one. Used by the file
+strategy (:mod:`carget.fetcher.file`) and split ``cat`` (:mod:`carget.fetcher.inorder`).
+:func:`merge_ranges` and :func:`gaps` are the byte-range arithmetic the outputs share.
 """
 
 from __future__ import annotations
@@ -15,22 +16,32 @@ from typing import Final
 
 from .verifier import DagVerifier, FileData, VerifierEvent
 
-__all__ = ["SLOW_FACTOR", "Pace", "StreamState", "Unit", "steal"]
+__all__ = ["SLOW_FACTOR", "SPLIT_AFTER", "SPLIT_BELOW", "Pace", "Unit", "UnitState", "gaps",
+           "merge_ranges", "steal"]
 
 #: a gateway this many times slower than another one still serving (bytes per second of
 #: its last finished request) starts no fresh work while the faster one can take it
 SLOW_FACTOR: Final = 4.0
+#: a request slower than :data:`SPLIT_BELOW` this many seconds into a fetch is held back
+#: by the link or the gateway, not by verifying (one request verifies ~1 GB/s on a core):
+#: then more connections help where each one is limited. ``cat`` from one gateway reads
+#: one answer straight through, the fastest way when the gateway keeps up
+#: (bench_fetch.py), and splits the rest over the gateway's ``--streams`` connections
+#: once it is slow; ``get`` opens a gateway's connections past the first few only then
+SPLIT_AFTER = 1.0
+#: bytes per second of a request below which it counts as slow
+SPLIT_BELOW = 64e6
 
 
-class StreamState:
-    """What a stream got done, and what it is asked to do.
+class UnitState:
+    """What the request fetching a unit got done, and what it is asked to do.
 
     ``written_end`` is where the bytes it handed to the output stop (its leaves arrive in
     file order), the point a failover continues from, and ``leaf_len`` the length of its
     last leaf (a guess at where leaf boundaries fall ahead); ``written`` / ``reported``
-    count bytes for progress (written on the stream's thread, reported from trio).
-    ``narrow_to``, set from trio, asks the stream to stop at that offset because another
-    stream took over the rest; the verifying thread applies it between two pieces."""
+    count bytes for progress (written on the request's thread, reported from trio).
+    ``narrow_to``, set from trio, asks the request to stop at that offset because another
+    took over the rest; the verifying thread applies it between two pieces."""
 
     __slots__ = ("leaf_len", "narrow_to", "reported", "written", "written_end")
 
@@ -56,15 +67,15 @@ class StreamState:
 
 
 class Unit:
-    """A byte range ``[lo, hi)`` of the file being fetched by one stream; ``hi`` drops
-    when another stream takes over the rest (:func:`steal`)."""
+    """A byte range ``[lo, hi)`` of the file being fetched by one request; ``hi`` drops
+    when another takes over the rest (:func:`steal`)."""
 
     __slots__ = ("hi", "lo", "state")
 
     def __init__(self, lo: int, hi: int) -> None:
         self.lo = lo
         self.hi = hi
-        self.state = StreamState(lo)
+        self.state = UnitState(lo)
 
     def left(self) -> tuple[int, int]:
         """(first byte not yet written, bytes still to come)."""
@@ -99,7 +110,7 @@ def steal(inflight: list[Unit], min_bytes: int) -> tuple[Unit, int, int] | None:
 
 class Pace:
     """How fast each gateway served its last finished request, and which gateways still
-    have live streams: a gateway far slower than a live one (:data:`SLOW_FACTOR`) should
+    have live workers: a gateway far slower than a live one (:data:`SLOW_FACTOR`) should
     leave fresh work (new ranges, take-overs) to it."""
 
     def __init__(self) -> None:
@@ -126,3 +137,32 @@ class Pace:
             return False
         return any(r > mine * SLOW_FACTOR and self._alive.get(g, 0) > 0
                    for g, r in self._rates.items() if g is not gw)
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, with overlapping and touching ``[lo, hi)`` ranges joined."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def gaps(done: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The parts of ``[lo, hi)`` that the merged ranges ``done`` do not cover."""
+    out: list[tuple[int, int]] = []
+    pos = lo
+    for a, b in done:
+        if b <= pos:
+            continue
+        if a >= hi:
+            break
+        if a > pos:
+            out.append((pos, a))
+        pos = max(pos, b)
+    if pos < hi:
+        out.append((pos, hi))
+    return out

@@ -21,8 +21,8 @@ trustless-gateway, IPIP-402 ``dag-scope``, IPIP-412 ``order=dfs``):
   whose CAR lacks the path's last block means "not found").
 
 File bytes come out as :class:`FileData` in file order, with the offset they belong at,
-so the writer can ``pwrite`` them; a failed stream resumes after the last bytes its
-output wrote (:class:`~carget.fetcher.split.StreamState`).
+so the writer can ``pwrite`` them; a failed request resumes after the last bytes its
+output wrote (:class:`~carget.fetcher.split.UnitState`).
 Never imports trio: the fetcher runs :meth:`DagVerifier.feed` on a worker thread.
 """
 
@@ -124,6 +124,10 @@ class FileData:
     data: bytes | memoryview
     cid: CID
     frame: tuple[bytes, bytes] | None
+
+    def block(self) -> bytes | memoryview:
+        """The whole block the leaf came in (its dag-pb framing around the data, if any)."""
+        return self.frame[0] + bytes(self.data) + self.frame[1] if self.frame else self.data
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +236,7 @@ class DagVerifier:
 
     @property
     def done(self) -> bool:
-        """True once every wanted block is placed: the rest of the stream is not needed."""
+        """True once every wanted block is placed: the rest of the answer is not needed."""
         return not self._stack
 
     @property
@@ -242,7 +246,7 @@ class DagVerifier:
 
     @property
     def offset(self) -> int:
-        """Bytes of the CAR stream consumed so far."""
+        """Bytes of the CAR answer consumed so far."""
         return self._dec.offset
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[VerifierEvent]:
@@ -263,7 +267,7 @@ class DagVerifier:
 
     def narrow(self, hi: int) -> None:
         """Lower the end of the terminal file's byte range to ``hi`` mid-answer (another
-        stream took over the rest). Wanted file nodes that start at or past ``hi`` are
+        request took over the rest). Wanted file nodes that start at or past ``hi`` are
         dropped from the frontier, and so are their blocks if the gateway still sends
         them; a node that straddles ``hi`` stays, and when it is expanded only its
         children before ``hi`` are wanted. Once everything before ``hi`` is placed the

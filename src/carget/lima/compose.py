@@ -34,7 +34,6 @@ The walk is a loop over an explicit stack, bounded by :data:`MAX_BASE_DEPTH` and
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import re
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from ..digest import digest_bytes
 from ..errors import DigestMismatch, FetchTimeout, InputError, NetworkError, NotFoundError
 from .locate import TemplatesDir, default_base
 from .template import (
@@ -304,7 +304,7 @@ def _check(raw: bytes, digest: str | None, what: str) -> None:
     if digest is None:
         return
     algo = digest.partition(":")[0]
-    got = f"{algo}:{hashlib.new(algo, raw).hexdigest()}"
+    got = digest_bytes(algo, raw)
     if got != digest:
         raise DigestMismatch(f"{what} has digest {got}, the base says {digest}")
 

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from typing import Any
 import httpx
 import trio
 
+from ..digest import NotRegularFile, file_digest, new_hasher
 from ..errors import (
     CargetError,
     DigestMismatch,
@@ -155,23 +154,13 @@ def _file_digest(path: Path, algo: str) -> str:
     """``algo:HEX`` of the regular file ``path``. Raises :class:`UsageError` when ``path``
     is not a regular file (what the CID named was not a file), :class:`InputError` when it
     cannot be read."""
-    h = hashlib.new(algo)
     try:
-        # O_NOFOLLOW: what the fetcher left is read only if it is the file itself
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # a symlink is not followed: what the fetcher left is read only if it is the file
+        return file_digest(path, algo)
+    except NotRegularFile:
+        raise UsageError(f"{path} is not a file: lima images and archives are files") from None
     except OSError as exc:
         raise InputError(f"cache: cannot read {path}: {exc.strerror or exc}") from None
-    with open(fd, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{path} is not a file: lima images and archives are files")
-        buf = bytearray(HTTP_CHUNK)
-        view = memoryview(buf)
-        try:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-        except OSError as exc:
-            raise InputError(f"cache: cannot read {path}: {exc.strerror or exc}") from None
-    return f"{algo}:{h.hexdigest()}"
 
 
 def event_bytes(event: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -228,7 +217,7 @@ async def _fetch_location(
     """
     assert entry.digest is not None
     algo = entry.digest.partition(":")[0]
-    h = hashlib.new(algo)
+    h = new_hasher(algo)
     part = out.with_name(out.name + ".part")
     done = 0
     try:

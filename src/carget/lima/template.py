@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import platform
 import posixpath
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +28,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from ..cid import CID
+from ..digest import DigestSyntaxError, parse_digest
 from ..errors import CargetError, InputError, UsageError
 
 __all__ = [
-    "DIGEST_ALGORITHMS",
     "LIMA_ARCHES",
     "MAX_TEMPLATE_BYTES",
     "Entry",
@@ -60,14 +59,10 @@ _MACHINE_TO_LIMA = {
     "s390x": "s390x",
 }
 
-#: digests carget can check (the go-digest algorithms lima uses that carget.add computes)
-DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
-
 #: lima templates are a few KiB; anything far larger is not a template and is refused
 #: before YAML parsing can spend memory on it
 MAX_TEMPLATE_BYTES = 4 * 1024 * 1024
 
-_DIGEST_RE = re.compile(r"^([a-z0-9]+):([0-9a-f]+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,17 +160,10 @@ def location_basename(location: str) -> str:
 def check_digest(text: str, where: str) -> str:
     """Validate a go-digest string (``sha256:HEX``). Raises :class:`InputError` naming
     ``where`` if it is malformed or its algorithm is one carget cannot compute."""
-    m = _DIGEST_RE.match(text)
-    if m is None:
-        raise InputError(f"{where}: digest {text!r} is not ALGORITHM:HEX (e.g. sha256:...)")
-    algo, hexpart = m.groups()
-    if algo not in DIGEST_ALGORITHMS:
-        raise InputError(
-            f"{where}: digest algorithm {algo!r} is not supported "
-            f"(use {' or '.join(DIGEST_ALGORITHMS)})"
-        )
-    if len(hexpart) != DIGEST_ALGORITHMS[algo]:
-        raise InputError(f"{where}: {algo} digest must have {DIGEST_ALGORITHMS[algo]} hex digits")
+    try:
+        parse_digest(text, exact=True)
+    except DigestSyntaxError as exc:
+        raise InputError(f"{where}: digest {exc}") from None
     return text
 
 
