@@ -8,7 +8,8 @@ Steps, all on 127.0.0.1:
 2. an origin: ``carget serve --cid-version 1 FILE`` (256 KiB raw leaves);
 3. the bridge: ``carget serve --upstream ORIGIN --cache-dir TMP`` with an empty cache;
 4. ``curl -o /dev/null BRIDGE/ipfs/ROOT`` once (bridged), then ``--rounds`` more times
-   (cached; best of them), then ``--clients`` at once from the cache.
+   (cached; best of them), then ``--clients`` at once from the cache; the bridge's peak
+   RSS at the end.
 
     python benchmarks/bench_bridge.py [--mib 512] [--rounds 3] [--clients 16]
 """
@@ -26,6 +27,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_bytecode, hashlib_baseline, make_file, warm
 from bench_serve import curl_many, curl_once
+
+
+def peak_rss(pid: int) -> int:
+    """A process's peak resident set in KiB (Linux: VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 def start(argv: list[str]) -> tuple[subprocess.Popen[str], str, str]:
@@ -80,6 +90,7 @@ def main() -> None:
             agg = total / wall / 1e6
             print(f"{f'cached, {args.clients} clients at once':<38} {agg:8.0f} MB/s  "
                   f"{agg / base:5.2f}x")
+            print(f"bridge peak RSS: {peak_rss(bridge.pid) / 1024:.0f} MiB")
         finally:
             for p in (bridge, origin):
                 p.terminate()
