@@ -65,7 +65,7 @@ from _common import Run, ensure_bytecode, hashlib_baseline, make_file, report, r
 SERVER = """
 import sys, trio
 from functools import partial
-from carget.blockstore import BlockStore
+from carget.server.store import BlockStore
 from carget.server import serve
 from carget.unixfs.options import resolve_options
 store = BlockStore()

@@ -35,7 +35,7 @@ from _common import ensure_bytecode, hashlib_baseline, make_file, warm
 SERVER = """
 import sys, trio
 from functools import partial
-from carget.blockstore import BlockStore
+from carget.server.store import BlockStore
 from carget.server import ServerLimits, serve
 from carget.unixfs.options import resolve_options
 store = BlockStore()

@@ -349,7 +349,7 @@ def test_fuzz_nothing_is_ever_created_outside_the_output(spec: list[tuple[str, o
         ext = base / "ext"
         ext.mkdir()
         before = snapshot(base, ext)
-        exporter = Exporter(dag.blocks.__getitem__)
+        exporter = Exporter(dag.blocks)
         try:
             extract_node(exporter, root, exporter.node(root), str(ext), "x")
             ok = True

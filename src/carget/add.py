@@ -32,7 +32,7 @@ from .cid import CID, Block
 from .cpus import usable_cpus
 from .digest import ALGORITHMS, new_hasher
 from .errors import InputError, UsageError
-from .unixfs.file import FileImporter, FileLink, LeafEncoder
+from .unixfs.file import FileImporter, FileLink, LeafEncoder, LeafHook
 from .unixfs.options import DEFAULT, ImportOptions
 
 if TYPE_CHECKING:
@@ -339,19 +339,21 @@ def import_stream(
     emit: Emit | None = None,
     digest: str | None = None,
     progress: Callable[[int], None] | None = None,
+    on_leaf: LeafHook | None = None,
 ) -> AddResult:
     """Import everything ``f`` yields as one UnixFS file.
 
     ``emit`` receives every block in DAG-writing order (children before parents, root
     last); a leaf's ``data`` may be a memoryview into a reused buffer, valid only during the
     call. ``digest`` ("sha256" or "sha512") also computes the whole stream's digest in the
-    same pass. ``progress`` is called with the byte count of each finished batch.
-    Raises :class:`UsageError` for an unknown digest, :class:`OSError` from reads.
+    same pass. ``progress`` is called with the byte count of each finished batch;
+    ``on_leaf`` where each leaf's bytes lie in the stream (:data:`LeafHook`). Raises
+    :class:`UsageError` for an unknown digest, :class:`OSError` from reads.
     """
     if digest is not None and digest not in ALGORITHMS:
         raise UsageError(f"unsupported digest {digest!r} (use {' or '.join(ALGORITHMS)})")
     jobs = max(1, jobs if jobs is not None else usable_cpus())
-    importer = FileImporter(opts, emit)
+    importer = FileImporter(opts, emit, on_leaf)
     enc = importer.leaves
     chunk = opts.chunk_size
     batch = max(1, BATCH_BYTES // chunk) * chunk
@@ -360,9 +362,7 @@ def import_stream(
 
     def take(links: list[tuple[FileLink, Block | None]], n: int) -> None:
         for link, block in links:
-            if block is not None and emit is not None:
-                emit(block)
-            importer.add_leaf(link)
+            importer.add_leaf(link, block)
         if progress is not None:
             progress(n)
 
@@ -429,6 +429,7 @@ def add_file(
     emit: Emit | None = None,
     digest: str | None = None,
     progress: Callable[[int], None] | None = None,
+    on_leaf: LeafHook | None = None,
 ) -> AddResult:
     """Compute a file's UnixFS root CID exactly as ``ipfs add --only-hash`` would.
 
@@ -439,7 +440,8 @@ def add_file(
     """
     with open_regular_file(path) as f:
         try:
-            return import_stream(f, opts, jobs=jobs, emit=emit, digest=digest, progress=progress)
+            return import_stream(f, opts, jobs=jobs, emit=emit, digest=digest,
+                                 progress=progress, on_leaf=on_leaf)
         except OSError as exc:
             raise InputError(f"{os.fspath(path)}: {exc.strerror or exc}") from None
 

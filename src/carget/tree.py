@@ -40,13 +40,13 @@ from .cid import CID, Block
 from .digest import ALGORITHMS, digest_bytes
 from .errors import InputError, UsageError
 from .unixfs.data import UnixTime
-from .unixfs.file import FileImporter, LeafEncoder
+from .unixfs.file import FileImporter, LeafEncoder, LeafHook, tell_leaf
 from .unixfs.options import ImportOptions, top_directory_options
 
 if TYPE_CHECKING:  # imported where used: adding one file needs no directory code
     from .unixfs.directory import DirectoryBuilder, DirResult
 
-__all__ = ["Report", "add_paths"]
+__all__ = ["Report", "TreeLeafHook", "add_paths"]
 
 Report = Callable[[str, str, "str | None"], None]
 
@@ -152,9 +152,16 @@ class _Frame:
         self.sub: dict[str, list[_DirLine]] = {}
 
 
+#: :data:`~carget.unixfs.file.LeafHook` with the file's path first: where each leaf's bytes
+#: lie in which file (may be called from worker threads)
+TreeLeafHook = Callable[[str, CID, int, int, bytes, bytes], None]
+
+
 class _TreeAdder:
     def __init__(self, opts: ImportOptions, jobs: int | None, emit: Emit | None,
-                 digest: str | None, report: Report | None) -> None:
+                 digest: str | None, report: Report | None,
+                 on_leaf: TreeLeafHook | None = None) -> None:
+        self.on_leaf = on_leaf
         self.opts = opts
         self.jobs = jobs
         self.emit = emit
@@ -194,20 +201,34 @@ class _TreeAdder:
 
     # --- leaves: files and symlinks ----------------------------------------------------
 
-    def _encode_small(self, data: bytes,
-                      emit: Emit | None) -> tuple[CID, int, str | None]:
+    def _hook(self, path: str) -> LeafHook | None:
+        hook = self.on_leaf
+        if hook is None:
+            return None
+
+        def told(cid: CID, offset: int, length: int, head: bytes, tail: bytes) -> None:
+            hook(path, cid, offset, length, head, tail)
+
+        return told
+
+    def _encode_small(self, data: bytes, emit: Emit | None,
+                      path: str) -> tuple[CID, int, str | None]:
         """Import a small file's bytes (the same DAG add_file makes, less overhead). Safe
-        on worker threads: it touches nothing but its arguments and ``emit``."""
+        on worker threads: it touches nothing but its arguments, ``emit`` and the leaf
+        hook."""
         chunk = self.opts.chunk_size
         if self._one_leaf and len(data) <= chunk:
             # balanced layout: a file of at most one chunk is its leaf (the empty file too,
             # as FileImporter.finish makes it), so no importer or layout is needed
             link, block = self._leaves.encode(data, emit is not None)
+            hook = self._hook(path)
+            if hook is not None:
+                tell_leaf(hook, self._leaves, link, 0)
             if block is not None and emit is not None:
                 emit(block)
             cid, tsize = link.cid, link.tsize
         else:
-            importer = FileImporter(self.opts, emit)
+            importer = FileImporter(self.opts, emit, self._hook(path))
             view = memoryview(data)
             for i in range(0, len(data), chunk):
                 importer.add_chunk(view[i : i + chunk])
@@ -229,12 +250,15 @@ class _TreeAdder:
             # _encode_small's first case written out: this is most files of a tree
             emit = self.emit
             link, block = self._leaves.encode(data, emit is not None)
+            hook = self._hook(path)
+            if hook is not None:
+                tell_leaf(hook, self._leaves, link, 0)
             if block is not None and emit is not None:
                 emit(block)
             if self.report is not None:
                 self.report(str(link.cid), _display(parent, name), None)
             return link.cid, link.tsize
-        cid, tsize, digest = self._encode_small(data, self.emit)
+        cid, tsize, digest = self._encode_small(data, self.emit, path)
         self._tell(cid, _display(parent, name), digest)
         return cid, tsize
 
@@ -243,10 +267,11 @@ class _TreeAdder:
         if st.st_size <= SMALL_FILE and self.small_ok:
             data = _read_small(path)
             if data is not None:
-                return self._encode_small(data, emit)
+                return self._encode_small(data, emit, path)
         # one batch: a thread pool would only add start-up cost
         jobs = 1 if st.st_size <= BATCH_BYTES else self.jobs
-        res = add_file(path, self.opts, jobs=jobs, emit=emit, digest=self.digest)
+        res = add_file(path, self.opts, jobs=jobs, emit=emit, digest=self.digest,
+                       on_leaf=self._hook(path))
         return res.cid, res.tsize, res.digest
 
     def _file(self, path: str, st: os.stat_result) -> tuple[CID, int, str | None]:
@@ -494,9 +519,11 @@ def add_paths(
     digest: str | None = None,
     report: Report | None = None,
     report_leaves: bool = True,
+    on_leaf: TreeLeafHook | None = None,
 ) -> list[CID]:
     """Import each source ("-" is stdin), or all of them in one wrapper directory when
-    ``opts.wrap``, and return the root CIDs in order.
+    ``opts.wrap``, and return the root CIDs in order. ``on_leaf`` is told where each
+    leaf's bytes lie in which file (:data:`TreeLeafHook`; not for stdin).
 
     Directories are walked whole (the caller decides whether -r allows them). Raises
     :class:`InputError` naming the path for anything that cannot be read: a missing or
@@ -505,7 +532,7 @@ def add_paths(
     entry name a directory cannot hold. ``report_leaves=False`` (kubo's ``--silent``)
     reports directories only: kubo prints its directories whatever ``--silent`` says.
     """
-    adder = _TreeAdder(opts, jobs, emit, digest, report if report_leaves else None)
+    adder = _TreeAdder(opts, jobs, emit, digest, report if report_leaves else None, on_leaf)
     args = _arguments(sources, opts)
     if not opts.wrap:
         roots: list[CID] = []

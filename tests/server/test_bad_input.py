@@ -10,9 +10,9 @@ import httpx
 import pytest
 from servehelp import CAR_TYPE, car_cids
 
-from carget.blockstore import BlockStore
 from carget.cid import CID
 from carget.server import ServerLimits
+from carget.server.store import BlockStore
 from carget.server.testing import build_store, running_gateway
 
 MULTI = "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvggmt2sa"
@@ -49,7 +49,7 @@ MISSING = "QmYhmPjhFjYFyaoiuNzYv8WGavpSRDwdHWe5B4M5du5Rtk"
     (f"/ipfs/{MULTI}?format=bogus", 400),
     (f"/ipfs/{MULTI}?format=tar", 406),
     (f"/ipfs/{MULTI}?format=dag-json", 406),
-    (f"/ipfs/{MULTI}", 400),  # strict trustless: say what you want
+    (f"/ipfs/{MULTI}", 200),  # no trustless format: the content (path gateway)
     (f"/ipfs/{MULTI}?format=raw&utm_source=x&filename=a.bin", 200),  # unknown names ignored
     (f"/ipfs/{ASCII}/more?format=car", 404),  # a raw block has no entries
     (f"/ipfs/{MULTI}/x?format=car", 404),  # nor does a file
@@ -65,15 +65,16 @@ def test_bad_requests_get_the_right_status(client: httpx.Client, target: str,
 
 
 @pytest.mark.parametrize(("accept", "status"), [
-    ("text/html", 406),
-    ("application/json, text/plain", 406),
+    ("text/html", 200),  # the content itself, as a path gateway
+    ("application/json, text/plain", 200),
+    ("application/json, application/x-tar", 406),  # only formats it cannot give
     (f"{CAR_TYPE}; version=2", 406),
     (f"{CAR_TYPE}; order=bfs", 406),
     (f"{CAR_TYPE}; dups=maybe", 406),
-    ("*/*", 400),
+    ("*/*", 200),
     (f"text/html, {CAR_TYPE};q=0.1", 200),
     (f"{CAR_TYPE}; q=abc", 400),
-    (f"{CAR_TYPE}; q=0", 400),
+    (f"{CAR_TYPE}; q=0", 200),  # refused CAR: what is left is the content
 ])
 def test_accept_negotiation(client: httpx.Client, accept: str, status: int) -> None:
     r = client.get(f"/ipfs/{MULTI}", headers={"Accept": accept})

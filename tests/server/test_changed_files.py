@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-import carget.blockstore as bs
-from carget.blockstore import BlockStore
-from carget.cid import CID, RAW, Block
+import carget.server.store as bs
+from carget.cid import CID, RAW
 from carget.errors import InputError
+from carget.server.store import BlockStore
 from carget.unixfs.dagpb import decode_node
 from carget.unixfs.options import resolve_options
 
@@ -26,20 +26,20 @@ OPTS = resolve_options(cid_version=1, chunker=f"size-{CHUNK}")
 
 def _rewrite_on_first_leaf(monkeypatch: pytest.MonkeyPatch, path: Path, offset: int,
                            data: bytes) -> list[int]:
-    """Rewrite ``path`` in place at ``offset`` as soon as the import emits its first leaf:
+    """Rewrite ``path`` in place at ``offset`` as soon as the import reports its first leaf:
     a deterministic stand-in for a file changed while it is being read."""
-    original = bs._Recorder.emit
+    original = bs._LeafRecorder.on_leaf
     fired: list[int] = []
 
-    def emit(self: Any, block: Block) -> None:
-        original(self, block)
-        if not fired and block.cid.codec == RAW:
+    def on_leaf(self: Any, *args: Any) -> None:
+        original(self, *args)
+        if not fired:
             fired.append(1)
             with open(path, "r+b") as f:
                 f.seek(offset)
                 f.write(data)
 
-    monkeypatch.setattr(bs._Recorder, "emit", emit)
+    monkeypatch.setattr(bs._LeafRecorder, "on_leaf", on_leaf)
     return fired
 
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from servehelp import car_cids
 
-from carget.blockstore import BlockStore
 from carget.car.decoder import decode_car
 from carget.cid import CID, RAW
+from carget.server.store import BlockStore
 from carget.server.testing import running_gateway
 from carget.tree import add_paths
 from carget.unixfs.node import decode_unixfs
@@ -103,8 +103,8 @@ def test_a_tree_of_many_files_is_sent_with_a_bounded_set_of_open_files(
     # here) could hold them all: the server keeps at most SPAN_FILES of them open, never
     # closes one a pending chunk still needs (the bytes would be wrong), and each file's
     # bytes arrive intact
-    from carget.blockstore import SPAN_FILES, SPAN_MIN
     from carget.server import ServerLimits
+    from carget.server.blocks import SPAN_FILES, SPAN_MIN
 
     src = tmp_path / "many"
     src.mkdir()
@@ -220,3 +220,21 @@ def test_corrupt_cars_are_refused_with_carget_errors(tmp_path: Path) -> None:
     junk.write_bytes(b"\xff" * 100)
     with pytest.raises(CARError):
         BlockStore().add_car(str(junk))
+
+
+def test_an_empty_file_with_raw_leaves_is_served(tmp_path: Path) -> None:
+    """Its leaf holds no bytes (so no file span): the block is kept in memory instead. The
+    lassie interop test found it missing from a tree's CAR once."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "empty").write_bytes(b"")
+    (tree / "a.txt").write_bytes(b"hello\n")
+    store = BlockStore()
+    root = store.add_paths([str(tree)], resolve_options(cid_version=1), jobs=1)[0]
+    empty = CID.of(b"", RAW)
+    assert store.get(empty) == b""
+    with running_gateway(store) as url:
+        r = httpx.get(f"{url}/ipfs/{root}?format=car", timeout=10)
+        assert str(empty) in car_cids(r.content)
+        r = httpx.get(f"{url}/ipfs/{root}/empty", timeout=10)
+        assert r.status_code == 200 and r.content == b""

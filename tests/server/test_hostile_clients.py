@@ -11,9 +11,9 @@ import httpx
 import pytest
 from multiformats import CID as MFCID
 
-from carget.blockstore import BlockStore
 from carget.cid import CID, DAG_CBOR, RAW
 from carget.server._http import MAX_HEAD_BYTES
+from carget.server.store import BlockStore
 from carget.server.testing import running_gateway
 from carget.unixfs.dagpb import PBLink, encode_node
 from carget.unixfs.data import DataType, UnixFSData, encode_data

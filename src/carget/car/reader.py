@@ -30,7 +30,6 @@ from ..cid import CID, IDENTITY, Block, decode_varint, read_cid
 from ..errors import (
     CARError,
     CIDDecodeError,
-    IncompleteDAG,
     InputError,
     UsageError,
     VerificationError,
@@ -323,8 +322,8 @@ class CarReader:
 class CarBlockStore:
     """Random access by CID over a seekable CAR file (v1 or v2).
 
-    ``get(cid)`` returns the verified bytes or raises :class:`IncompleteDAG` when the CAR
-    lacks the block; it is the ``get_block`` the UnixFS exporter wants.
+    ``get(cid)`` returns the verified bytes, or None when the CAR lacks the block: a
+    :class:`~carget.blocksource.BlockSource`, as the UnixFS exporter wants.
     """
 
     def __init__(self, f: BinaryIO, limits: CarLimits = DEFAULT_LIMITS,
@@ -381,6 +380,19 @@ class CarBlockStore:
         verify_block(cid, data, offset)
         return data
 
+    @property
+    def indexed(self) -> bool:
+        """True when blocks are found through the file's CARv2 index (no scan was made)."""
+        return self._index is not None
+
+    def locate(self, multihash: bytes) -> list[int]:
+        """File offsets of the sections the index (or the scan) lists for ``multihash``
+        (a candidate each: an index may lie, so read and check the section there). Uses
+        no file access."""
+        if self._index is not None:
+            return [self._base + rel for rel in self._index.find(multihash)]
+        return [off for raw, off in self._offsets.items() if raw.endswith(multihash)]
+
     def __contains__(self, cid: CID) -> bool:
         if identity_data(cid) is not None:
             return True
@@ -388,9 +400,10 @@ class CarBlockStore:
             return bool(self._index.find(cid.multihash))
         return cid.bytes in self._offsets
 
-    def get(self, cid: CID) -> bytes:
-        """The block's bytes, verified. Raises :class:`IncompleteDAG` when absent,
-        :class:`HashMismatch` / :class:`CARError` when the file is bad."""
+    def get(self, cid: CID) -> bytes | None:
+        """The block's bytes, verified, or None when the CAR lacks it (a
+        :class:`~carget.blocksource.BlockSource`). Raises :class:`HashMismatch` /
+        :class:`CARError` when the file is bad."""
         inline = identity_data(cid)
         if inline is not None:
             return inline
@@ -405,7 +418,7 @@ class CarBlockStore:
                 data = self._read_section(off, cid)
                 if data is not None:
                     return data
-        raise IncompleteDAG(f"block {cid} is not in the CAR")
+        return None
 
     def cids(self) -> list[CID]:
         """CIDs of the indexed blocks (scan order without an index)."""

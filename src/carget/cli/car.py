@@ -231,7 +231,7 @@ def extract(car_file: str, out_dir: str, root_text: str | None, path_in_dag: str
             root = store.header.roots[0]
         else:
             raise UsageError(f"the CAR has {len(store.header.roots)} roots: pick one with --root")
-        exporter = Exporter(store.get)
+        exporter = Exporter(store)
         res = exporter.resolve(root, path_in_dag)
         segs = [s for s in path_in_dag.split("/") if s]
         name = segs[-1] if segs else str(res.cid)

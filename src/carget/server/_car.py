@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..blocksource import BlockSource, require
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import DecodeError, IncompleteDAG, NotFoundError, UnsupportedCodec, UsageError
 from ..unixfs.node import Node, block_links, decode_unixfs
 from ..unixfs.walk import file_children_in, path_step
 
 __all__ = [
-    "BlockSource",
+    "WalkSource",
     "ByteRange",
     "Resolved",
     "UnsupportedCodec",
@@ -41,10 +42,10 @@ TRAVERSABLE = (RAW, DAG_PB, DAG_CBOR)
 MAX_INDEX_DIGITS = 19
 
 
-class BlockSource(Protocol):
-    def get(self, cid: CID) -> bytes | None: ...
+class WalkSource(BlockSource, Protocol):
+    """A block source that may know a block has no links without reading it."""
 
-    def is_leaf(self, cid: CID) -> bool: ...
+    def is_leaf(self, cid: CID, /) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +65,11 @@ class ByteRange:
     last: int
 
 
-def _need(src: BlockSource, cid: CID) -> bytes:
-    data = src.get(cid)
-    if data is None:
-        raise IncompleteDAG(f"block {cid} is not available")
-    return data
+def _need(src: WalkSource, cid: CID) -> bytes:
+    return require(src, cid)
 
 
-def _links(src: BlockSource, cid: CID) -> list[CID]:
+def _links(src: WalkSource, cid: CID) -> list[CID]:
     if cid.codec == RAW or src.is_leaf(cid):
         return []
     if cid.codec in (DAG_PB, DAG_CBOR):
@@ -79,7 +77,7 @@ def _links(src: BlockSource, cid: CID) -> list[CID]:
     raise IncompleteDAG(f"cannot follow links of {cid.codec_name} block {cid}")
 
 
-def resolve_path(src: BlockSource, root: CID, segments: list[str]) -> Resolved:
+def resolve_path(src: WalkSource, root: CID, segments: list[str]) -> Resolved:
     """Walk ``segments`` from ``root`` through UnixFS directories, HAMT shards and dag-cbor
     maps and lists, one :func:`~carget.unixfs.walk.path_step` at a time.
 
@@ -133,7 +131,7 @@ def resolve_range(size: int, spec: tuple[int | None, int | None]) -> ByteRange |
     return ByteRange(first, last)
 
 
-def car_blocks(src: BlockSource, resolved: Resolved, scope: str, byte_range: ByteRange | None,
+def car_blocks(src: WalkSource, resolved: Resolved, scope: str, byte_range: ByteRange | None,
                dups: bool) -> Iterator[CID]:
     """The CIDs of a CAR response body, in order (identity CIDs left out).
 
@@ -180,7 +178,7 @@ def car_blocks(src: BlockSource, resolved: Resolved, scope: str, byte_range: Byt
         yield t
 
 
-def _dfs(src: BlockSource, root: CID, fresh: Any, dups: bool) -> Iterator[CID]:
+def _dfs(src: WalkSource, root: CID, fresh: Any, dups: bool) -> Iterator[CID]:
     stack: list[Iterator[CID]] = [iter((root,))]
     while stack:
         cid = next(stack[-1], None)
@@ -197,7 +195,7 @@ def _dfs(src: BlockSource, root: CID, fresh: Any, dups: bool) -> Iterator[CID]:
             stack.append(iter(children))
 
 
-def _file_dfs(src: BlockSource, root: CID, node: Node, rng: ByteRange | None,
+def _file_dfs(src: WalkSource, root: CID, node: Node, rng: ByteRange | None,
               fresh: Any) -> Iterator[CID]:
     """A UnixFS file's blocks, or those holding bytes ``rng`` (offsets via blocksizes)."""
     # stack entries: iterator over (child cid, absolute start, absolute end)
@@ -228,7 +226,7 @@ def _file_dfs(src: BlockSource, root: CID, node: Node, rng: ByteRange | None,
             stack.append(children(child, start))
 
 
-def _hamt_dfs(src: BlockSource, root: CID, fresh: Any) -> Iterator[CID]:
+def _hamt_dfs(src: WalkSource, root: CID, fresh: Any) -> Iterator[CID]:
     """A sharded directory's entity: the root and every sub-shard, not the entries."""
     stack: list[Iterator[CID]] = [iter((root,))]
     while stack:

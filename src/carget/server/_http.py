@@ -49,21 +49,40 @@ import os
 import resource
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Protocol
 
 import h11
 import trio
 
-from ..blockstore import SPAN_FILES, SPAN_MIN, FileSpan
 from ..car.encoder import section_prefix
 from ..cid import CID
-from ..errors import CargetError, IncompleteDAG
+from ..errors import (
+    CargetError,
+    FetchTimeout,
+    IncompleteDAG,
+    NetworkError,
+    NotFoundError,
+    VerificationError,
+)
 from ._car import car_blocks
-from ._routes import CarPlan, Plan, _error, plan_request
+from ._filebody import file_pieces
+from ._pathgw import SNIFF_BYTES, FileBody
+from ._routes import CarPlan, Plan, _error, not_modified, plan_request, split_target
+from .blocks import (
+    SPAN_FILES,
+    SPAN_MIN,
+    FileSpan,
+    Need,
+    NeedBlock,
+    ServedSource,
+    Waiter,
+    Waiting,
+    Want,
+)
 
 __all__ = ["BufferBudget", "FdBudget", "HTTPServer", "ServedStore", "ServerLimits", "fd_plan"]
 
@@ -100,18 +119,11 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After:
          b"Content-Length: 0\r\n\r\n")
 
 
-class ServedStore(Protocol):
-    def get(self, cid: CID) -> bytes | None: ...
+#: plans of one request that may each wait for a block (a path through a deep DAG of
+#: blocks not held yet needs one wait per block on it)
+MAX_PLAN_WAITS = 256
 
-    def is_leaf(self, cid: CID) -> bool: ...
-
-    def size(self, cid: CID) -> int | None: ...
-
-    def read_into(self, cid: CID, buf: memoryview) -> int: ...
-
-    def open_span(self, cid: CID, fds: dict[str, int]) -> FileSpan | None: ...
-
-    def in_memory(self, cid: CID) -> bytes | None: ...
+ServedStore = ServedSource  # the name this module's users know
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,9 @@ class ServerLimits:
     #: 1.86x on threads, 2.25x on the event loop; 16 clients 1.55x / 2.55x). Threads
     #: only pay when most blocks must be read and re-hashed (files changed since import).
     thread_reads: int = 0
+    #: how long an answer waits for one block a filler (the upstream) is getting: the
+    #: trustless spec's "no new bytes for 30 s" is a timeout, so the same here
+    block_wait: float = 30.0
 
 
 class _Close(Exception):
@@ -348,12 +363,80 @@ def car_chunks(store: ServedStore, plan: CarPlan, size: int,
             budget.give(held)
 
 
+def file_chunks(pieces: Generator[memoryview | FileSpan | Need, None, None],
+                size: int) -> Generator[Chunk | Need, None, None]:
+    """A file body's pieces as chunks of about ``size`` bytes; a :class:`Need` ends the
+    chunk being built (it goes out first) and is passed on. Spans per chunk stay below
+    half the open-file cache, so no file a chunk needs is closed before it is sent."""
+    parts: list[memoryview | FileSpan] = []
+    total = spans = 0
+    for piece in pieces:
+        if isinstance(piece, Need):
+            if parts:
+                yield Chunk(parts, total)
+                parts, total, spans = [], 0, 0
+            yield piece
+            continue
+        parts.append(piece)
+        if isinstance(piece, FileSpan):
+            total += piece.length
+            spans += 1
+        else:
+            total += len(piece)
+        if total >= size or spans >= SPAN_FILES // 2:
+            yield Chunk(parts, total)
+            parts, total, spans = [], 0, 0
+    if parts:
+        yield Chunk(parts, total)
+
+
+def planning_want(target: str) -> Want | None:
+    """What a request is after, for a filler asked for a block while it is planned: the
+    content path, and the first bytes (what a file answer reads to sniff its type)."""
+    try:
+        segs, _ = split_target(target)
+        root = CID.parse(segs[0]) if segs else None
+    except (CargetError, ValueError, IndexError, KeyError):
+        return None
+    if root is None:
+        return None
+    return Want(root, tuple(segs[1:]), (0, SNIFF_BYTES - 1))
+
+
+def wait_status(exc: CargetError) -> int:
+    """The status of an answer that could not get a block (nothing sent yet)."""
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, FetchTimeout):
+        return 504
+    if isinstance(exc, NetworkError | VerificationError):
+        return 502
+    return 500
+
+
+def access_line(peer: str, method: str, target: str, status: int, sent: int,
+                seconds: float, complete: bool) -> str:
+    """One access-log line: time, client, request, status, body bytes, duration; "cut"
+    when the answer ended before its end (the client saw it torn)."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    shown = target if target.isprintable() else repr(target)
+    return (f"{when} {peer} {method} {shown} {status or '-'} {sent} {seconds:.3f}s"
+            + ("" if complete else " cut"))
+
+
 class HTTPServer:
     """Serves one :class:`ServedStore` over HTTP/1.1; hand :meth:`handle` to
     ``trio.serve_listeners``."""
 
-    def __init__(self, store: ServedStore, limits: ServerLimits | None = None) -> None:
+    def __init__(self, store: ServedStore, limits: ServerLimits | None = None, *,
+                 waiter: Waiter | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.store = store
+        #: makes a missing block arrive (the cache, filled by an upstream); None: a
+        #: missing block is missing (404 before the status line, a cut after it)
+        self.waiter = waiter
+        #: gets one access-log line per request
+        self.log = log
         self.limits = limits or ServerLimits()
         self.active = 0
         self.refusing = 0  # sockets being sent the canned 503
@@ -412,6 +495,8 @@ class _Connection:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.declared = 0  # Content-Length of the current request's body
         self.files = 0  # descriptors of server.files this connection's answer holds
+        self.status = 0  # of the answer being sent (for the access log)
+        self.body_bytes = 0  # body bytes of the answer sent so far
 
     async def run(self) -> None:
         conn = self.conn
@@ -513,6 +598,8 @@ class _Connection:
             pass
 
     async def _send(self, event: h11.Event) -> None:
+        if isinstance(event, h11.Data):
+            self.body_bytes += len(event.data)
         parts = self.conn.send_with_data_passthrough(event)
         if not parts:
             return
@@ -521,6 +608,7 @@ class _Connection:
     async def _send_body(self, chunk: Chunk) -> None:
         # h11 frames the chunk (it only needs len() of data passed through); the frame's
         # header and trailer are tiny, the chunk's parts are sent as they are
+        self.body_bytes += len(chunk)
         framed = self.conn.send_with_data_passthrough(
             h11.Data(data=chunk))  # type: ignore[arg-type]  # h11 passes any sized data through
         assert framed is not None
@@ -596,6 +684,7 @@ class _Connection:
         raise _Close()
 
     async def _send_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
         hdrs = [("Server", "carget"), ("Date", email.utils.formatdate(usegmt=True)), *headers]
         try:
             reason = HTTPStatus(status).phrase.encode()
@@ -605,7 +694,91 @@ class _Connection:
                                       headers=[(k.encode(), v.encode()) for k, v in hdrs]))
 
     async def _answer(self, req: h11.Request) -> None:
+        start = time.monotonic()
+        self.status, self.body_bytes = 0, 0
         method = req.method.decode("ascii", "replace")
+        target = req.target.decode("ascii", "replace")
+        done = False
+        try:
+            await self._answer_request(req, method)
+            done = True
+        finally:
+            log = self.server.log
+            if log is not None:
+                log(access_line(self._peer(), method, target, self.status, self.body_bytes,
+                                time.monotonic() - start, done))
+
+    def _peer(self) -> str:
+        sock = getattr(self.stream, "socket", None)
+        try:
+            return str(sock.getpeername()[0]) if sock is not None else "-"
+        except OSError:
+            return "-"
+
+    async def _plan(self, method: str, target: str, headers: dict[str, str]) -> Plan:
+        """Plan the answer; while a block it needs is missing and the waiter can get it,
+        wait and plan again. Waits that fail become error answers (nothing is sent yet)."""
+        store = self.server.store
+        waiter = self.server.waiter
+        want = planning_want(target)
+        for _ in range(MAX_PLAN_WAITS):
+            try:
+                plan = plan_request(method, target, headers,
+                                    Waiting(store) if waiter is not None else store)
+            except NeedBlock as need:
+                error = await self._wait_block(need.cid, want)
+                if error is not None:
+                    return error
+                continue
+            if plan.car is not None and waiter is not None and method != "HEAD":
+                error = await self._gather_car(plan.car, want)
+                if error is not None:
+                    return error
+            return plan
+        return _error(504, "too many blocks to wait for before answering")
+
+    async def _gather_car(self, car: CarPlan, want: Want | None) -> Plan | None:
+        """Before a CAR answer over a source that can still get blocks: walk it and wait
+        until every block it carries is there (a CAR body cannot wait midway), so the
+        body then streams from the cache. The walk starts again after each wait, on
+        blocks mostly present by then (one fetch brings the whole entity)."""
+        store = self.server.store
+        if want is not None:
+            rng = car.byte_range
+            want = Want(want.root, want.segments,
+                        None if rng is None else (rng.first, rng.last))
+        for _ in range(MAX_PLAN_WAITS):
+            try:
+                for cid in car_blocks(Waiting(store), car.resolved, car.scope,
+                                      car.byte_range, car.dups):
+                    if store.size(cid) is None:
+                        raise NeedBlock(cid)
+                return None
+            except NeedBlock as need:
+                error = await self._wait_block(need.cid, want)
+                if error is not None:
+                    return error
+            except CargetError:
+                return None  # the body meets it again, and ends there
+        return _error(504, "too many blocks to wait for before answering")
+
+    async def _wait_block(self, cid: CID, want: Want | None) -> Plan | None:
+        """Wait for ``cid`` through the waiter: None once it is there, else the error
+        answer to give (while no byte is out)."""
+        waiter = self.server.waiter
+        if waiter is None:
+            return _error(502, f"block {cid} is not available")
+        try:
+            with trio.fail_after(self.limits.block_wait):
+                await waiter.wait_for(cid, want)
+        except trio.TooSlowError:
+            return _error(504, f"block {cid} did not arrive within "
+                               f"{self.limits.block_wait:g} s")
+        except CargetError as exc:
+            return _error(wait_status(exc), str(exc))
+        return None
+
+    async def _answer_request(self, req: h11.Request, method: str) -> None:
         headers: dict[str, str] = {}
         for k, v in req.headers:
             name = k.decode("ascii", "replace").lower()
@@ -619,26 +792,30 @@ class _Connection:
             plan = _error(400, "request target is not ASCII")
         else:
             try:
-                plan = plan_request(method, target, headers, self.server.store)
+                plan = await self._plan(method, target, headers)
             except Exception as exc:  # a bug: answer 500, keep serving
                 traceback.print_exc(file=sys.stderr)
                 plan = _error(500, f"internal error: {type(exc).__name__}")
-        etag = next((v for k, v in plan.headers if k == "Etag"), None)
-        if plan.status == 200 and etag and headers.get("if-none-match") in (etag, "*"):
-            keep = {"Etag", "Cache-Control", "X-Ipfs-Path", "X-Ipfs-Roots", "Vary"}
+        if plan.status in (200, 206) and not_modified(headers.get("if-none-match"),
+                                                       plan.etags):
+            keep = {"Etag", "Cache-Control", "X-Ipfs-Path", "Ipfs-Uri", "Vary"}  # as kubo 0.43
             await self._send_head(304, [(k, v) for k, v in plan.headers if k in keep])
             await self._send(h11.EndOfMessage())
             return
-        if plan.car is not None and method != "HEAD" and not await self._take_files({}):
+        if (plan.car is not None or plan.file is not None) and method != "HEAD" \
+                and not await self._take_files({}):
             plan = _error(503, "busy: no file descriptors to spare; try again")
             plan.headers.append(("Retry-After", "1"))
         try:
-            await self._send_response(method, plan)
+            if plan.file is not None and method != "HEAD":
+                await self._send_file(plan, plan.file)
+            else:
+                await self._send_response(method, plan)
         finally:
             self.server.files.give(self.files)  # what the answer did not hand back itself
             self.files = 0
 
-    async def _send_response(self, method: str, plan: Plan) -> None:
+    async def _send_head_checked(self, plan: Plan) -> None:
         try:
             await self._send_head(plan.status, plan.headers)
         except h11.LocalProtocolError:
@@ -647,6 +824,9 @@ class _Connection:
             traceback.print_exc(file=sys.stderr)
             plan = _error(500, "internal error: a response header could not be written")
             await self._send_head(plan.status, plan.headers)
+
+    async def _send_response(self, method: str, plan: Plan) -> None:
+        await self._send_head_checked(plan)
         if method == "HEAD":
             await self._send(h11.EndOfMessage())
             return
@@ -656,6 +836,54 @@ class _Connection:
             if plan.body:
                 await self._send(h11.Data(data=plan.body))
         await self._send(h11.EndOfMessage())
+
+    async def _send_file(self, plan: Plan, body: FileBody) -> None:
+        """A file answer: its first chunk is ready (every block it needs waited for)
+        before the status line, so a block that never comes is an error status; after
+        that, a block that never comes cuts the connection."""
+        fds: dict[str, int] = {}
+        gen = file_chunks(file_pieces(self.server.store, body.cid, body.size, body.first,
+                                      body.last, fds), self.limits.write_size)
+        try:
+            first = await self._next_chunk(gen, fds, body)
+            if isinstance(first, Plan):
+                await self._send_response("GET", first)
+                return
+            await self._send_head_checked(plan)
+            chunk = first
+            while chunk is not None:
+                await self._send_body(chunk)
+                nxt = await self._next_chunk(gen, fds, body)
+                if isinstance(nxt, Plan):
+                    raise _Close()  # bytes are out: cut, so the client sees it torn
+                chunk = nxt
+            await self._send(h11.EndOfMessage())
+        finally:
+            gen.close()
+            for fd in fds.values():
+                os.close(fd)
+
+    async def _next_chunk(self, gen: Generator[Chunk | Need, None, None],
+                          fds: dict[str, int], body: FileBody) -> Chunk | Plan | None:
+        """The next chunk of a file body (None at its end), waiting for blocks as the
+        body asks; an error answer when that fails (a block that never came, a DAG
+        that is not what it claims)."""
+        while True:
+            if not await self._take_files(fds):
+                return _error(503, "busy: no file descriptors to spare; try again")
+            try:
+                item = next(gen, None)
+            except CargetError as exc:
+                return _error(wait_status(exc), str(exc))
+            except OSError as exc:
+                return _error(500, f"cannot read a block: {exc.strerror or exc}")
+            finally:
+                self._settle_files(fds)
+            if not isinstance(item, Need):
+                return item
+            error = await self._wait_block(item.cid, body.want)
+            if error is not None:
+                return error
 
     async def _take_files(self, fds: dict[str, int]) -> bool:
         """Hold :data:`STEP_FILES` descriptors of the budget before a chunk is prepared.

@@ -5,8 +5,9 @@ Rules (ipfs/specs http-gateways/trustless-gateway; IPIP-402, IPIP-412, IPIP-523)
 
 * ``format`` beats ``Accept`` (IPIP-523); ``car-version``/``car-order``/``car-dups`` beat the
   matching ``Accept`` parameters; ``Accept`` entries are tried by q-value, best first.
-* No ``format`` and no usable ``Accept``: 400 (the spec's "strict trustless mode");
-  ``Accept`` that names only types we cannot give: 406.
+* No ``format`` and no trustless ``Accept`` type: a path-gateway answer, the content itself
+  (:mod:`._pathgw`); ``Accept`` that names only IPLD/gateway types we cannot give
+  (``application/json``, ``application/x-tar``, a CAR of another version…): 406.
 * Raw blocks only for ``/ipfs/{cid}`` with no path; CAR-only parameters on a raw request
   are a 400 (the spec makes them "only available for CAR requests").
 * Missing root block: 404 (412 with ``Cache-Control: only-if-cached``); missing name on the
@@ -23,20 +24,29 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from ..car.encoder import encode_header
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
-from ..errors import CargetError, DecodeError, NotFoundError, UnsafePathError, UsageError
+from ..errors import (
+    CargetError,
+    DecodeError,
+    IncompleteDAG,
+    NotFoundError,
+    UnsafePathError,
+    UsageError,
+)
 from ..names import is_valid_name
 from ..unixfs.node import decode_dag_cbor, decode_unixfs
 from ._car import (
     TRAVERSABLE,
-    BlockSource,
     ByteRange,
     Resolved,
     UnsupportedCodec,
+    WalkSource,
     resolve_path,
     resolve_range,
 )
+from ._pathgw import FileBody, plan_path
+from .blocks import Waiting
 
-__all__ = ["CarPlan", "Plan", "plan_request"]
+__all__ = ["CarPlan", "Plan", "not_modified", "plan_request"]
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
@@ -46,6 +56,11 @@ IMMUTABLE = "public, max-age=29030400, immutable"
 MAX_TARGET = 8192
 #: formats other gateways know that this trustless gateway cannot give (406, not 400)
 KNOWN_FORMATS = {"tar", "json", "cbor", "dag-json", "dag-cbor", "ipns-record"}
+#: ``Accept`` types that ask for one of those formats: naming only these (or trustless
+#: types with parameters we cannot meet) is a 406; any other type gets the content
+KNOWN_TYPES = {"application/json", "application/cbor", "application/x-tar",
+               "application/vnd.ipld.dag-json", "application/vnd.ipld.dag-cbor",
+               "application/vnd.ipfs.ipns-record", RAW_TYPE, CAR_TYPE}
 CAR_PARAMS = ("dag-scope", "entity-bytes", "car-version", "car-order", "car-dups")
 #: characters a path segment keeps as they are in ``X-Ipfs-Path`` (RFC 3986 ``pchar``:
 #: unreserved, sub-delims, ``:`` and ``@``); every other byte of its UTF-8 is %XX, so an
@@ -78,6 +93,21 @@ class Plan:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     car: CarPlan | None = None
+    file: FileBody | None = None
+    #: ETags (strong form) that make an ``If-None-Match`` a 304
+    etags: tuple[str, ...] = ()
+
+
+def not_modified(if_none_match: str | None, etags: tuple[str, ...]) -> bool:
+    """True when ``If-None-Match`` names one of ``etags`` (weak comparison, RFC 9110
+    13.1.2: ``W/"x"`` matches ``"x"``) or is ``*``."""
+    if not if_none_match or not etags:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") in etags:
+            return True
+    return False
 
 
 def _error(status: int, message: str) -> Plan:
@@ -104,13 +134,14 @@ def _parse_params(parts: list[str]) -> dict[str, str]:
 
 
 def negotiate(accept: str | None) -> _Want | str | None:
-    """The best response ``Accept`` allows: a :class:`_Want`, None if ``Accept`` says nothing
-    specific (absent or wildcards only), or "406" if it names only types we cannot give.
-    Raises :class:`UsageError` for a malformed q-value."""
+    """The best trustless response ``Accept`` allows: a :class:`_Want`; None when it asks
+    for no trustless type but accepts something else (absent, wildcards, ``text/html``…:
+    the content itself); "406" when it names only formats we cannot give. Raises
+    :class:`UsageError` for a malformed q-value."""
     if not accept:
         return None
     options: list[tuple[float, int, _Want | None]] = []
-    specific = False
+    other = False  # a type the content itself may satisfy
     for idx, item in enumerate(accept.split(",")):
         parts = item.split(";")
         mtype = parts[0].strip().lower()
@@ -123,9 +154,9 @@ def negotiate(accept: str | None) -> _Want | str | None:
             raise UsageError(f"bad q-value in Accept: {item.strip()!r}") from None
         if q <= 0:
             continue
-        if mtype in ("*/*", "application/*"):
+        if mtype not in KNOWN_TYPES:
+            other = True  # text/html, */* and the like: the content, if nothing better
             continue
-        specific = True
         want: _Want | None = None
         if mtype == RAW_TYPE:
             want = _Want("raw")
@@ -136,12 +167,10 @@ def negotiate(accept: str | None) -> _Want | str | None:
                     and dups in (None, "y", "n"):
                 want = _Want("car", order == "dfs", None if dups is None else dups == "y")
         options.append((-q, idx, want))
-    if not specific:
-        return None
     for _, _, want in sorted(options, key=lambda o: (o[0], o[1])):
         if want is not None:
             return want
-    return "406"
+    return "406" if options and not other else None
 
 
 def parse_entity_bytes(text: str) -> tuple[int | None, int | None]:
@@ -208,7 +237,7 @@ def split_target(target: str) -> tuple[list[str], dict[str, str]]:
 
 
 def plan_request(method: str, target: str, headers: dict[str, str],
-                 store: BlockSource) -> Plan:
+                 store: WalkSource) -> Plan:
     """Decide the whole response to one request (no I/O beyond ``store`` lookups)."""
     if method not in ("GET", "HEAD"):
         plan = _error(405, f"method {method} not allowed")
@@ -224,12 +253,16 @@ def plan_request(method: str, target: str, headers: dict[str, str],
         return _error(502, f"stored block is malformed: {exc}")
     except UnsafePathError as exc:  # a directory listing a name twice: the content's fault
         return _error(502, f"the DAG is inconsistent: {exc}")
+    except IncompleteDAG as exc:  # a block the answer needs is not there
+        return _error(502, str(exc))
     except CargetError as exc:
         return _error(500, str(exc))
 
 
-def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
+def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
     segs, q = split_target(target)
+    request_path, _, raw_query = target.partition("?")
+    request_path = request_path.partition("#")[0]
     if not segs:
         raise UsageError("missing CID after /ipfs/")
     cid_text, path = segs[0], segs[1:]
@@ -253,8 +286,21 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
         return _error(406, f"cannot give any of: {headers.get('accept')}; "
                            f"this gateway serves {RAW_TYPE} and {CAR_TYPE}")
     elif accepted is None:
-        raise UsageError(f"say what you want: ?format=raw|car or Accept: {RAW_TYPE} or "
-                         f"{CAR_TYPE} (trustless gateway)")
+        if "only-if-cached" in headers.get("cache-control", "").lower() \
+                and not _present(store, cid):
+            return _error(412, f"block {cid} is not in this gateway's store")
+        if not _present(store, cid):
+            store.get(cid)  # a waiting source raises NeedBlock here
+            raise NotFoundError(f"block {cid} is not in this gateway's store")
+        shown = content_path(cid_text, path) + ("/" if request_path.endswith("/") else "")
+        try:
+            ans = plan_path(store, cid, cid_text, path, q, headers, request_path, raw_query,
+                            shown)
+        except NotFoundError as exc:
+            plan = _error(404, str(exc))
+            plan.headers.append(("Ipfs-Uri", "ipfs://" + shown[len("/ipfs/"):]))
+            return plan
+        return Plan(ans.status, ans.headers, ans.body, file=ans.file, etags=ans.etags)
     else:
         assert isinstance(accepted, _Want)
         kind = accepted.kind
@@ -269,6 +315,8 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
             raise UsageError(f"{', '.join(bad)} only apply to CAR responses")
         if path:
             raise UsageError("raw blocks are served only for /ipfs/{cid}, without a path")
+        if only_cached and not _present(store, cid):
+            return _error(412, f"block {cid} is not in this gateway's store")
         data = store.get(cid)
         if data is None:
             if only_cached:
@@ -284,7 +332,7 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
             ("X-Ipfs-Path", fullpath),
             ("X-Ipfs-Roots", str(cid)),
             ("Vary", "Accept"),
-        ], body=data)
+        ], body=data, etags=(f'"{cid_text}.raw"',))
 
     # --- CAR ------------------------------------------------------------------------------
     version = q.get("car-version", "1")
@@ -315,6 +363,8 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
         # entity-bytes with dag-scope=all and relies on that), under block the block alone
         spec = None
 
+    if only_cached and not _present(store, cid):
+        return _error(412, f"block {cid} is not in this gateway's store")
     if store.get(cid) is None:
         if only_cached:
             return _error(412, f"block {cid} is not in this gateway's store")
@@ -352,4 +402,12 @@ def _plan(target: str, headers: dict[str, str], store: BlockSource) -> Plan:
         ("X-Ipfs-Roots", roots),
         ("Vary", "Accept"),
     ]
-    return Plan(200, hdrs, car=CarPlan(header, resolved, scope, byte_range, dups))
+    return Plan(200, hdrs, car=CarPlan(header, resolved, scope, byte_range, dups),
+                etags=(f'"{cid_text}.car.{tag}"',))
+
+
+def _present(store: WalkSource, cid: CID) -> bool:
+    """Whether the source holds ``cid`` now (without waiting for it)."""
+    if isinstance(store, Waiting):
+        return store.has(cid)
+    return cid.is_identity or store.get(cid) is not None

@@ -6,23 +6,25 @@
 
 Paths ending in ``.car`` are indexed as CARs; anything else is imported like ``carget add``
 with ``import_opts`` (the keyword arguments of :func:`carget.unixfs.options.resolve_options`).
-A ready :class:`~carget.blockstore.BlockStore` may be passed instead of paths.
+A ready store (a :class:`~carget.server.store.BlockStore`, or layers of sources) may be
+passed instead of paths.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import trio
 
-from ..blockstore import BlockStore
 from . import serve
-from ._http import ServerLimits
+from ._http import ServedStore, ServerLimits
+from .blocks import Waiter
+from .store import BlockStore
 
 __all__ = ["build_store", "running_gateway"]
 
@@ -47,13 +49,16 @@ def build_store(paths: Sequence[str | os.PathLike[str]], **import_opts: Any) -> 
 
 
 @contextmanager
-def running_gateway(paths_or_store: BlockStore | Sequence[str | os.PathLike[str]],
-                    *, limits: ServerLimits | None = None,
+def running_gateway(paths_or_store: ServedStore | Sequence[str | os.PathLike[str]],
+                    *, limits: ServerLimits | None = None, waiter: Waiter | None = None,
+                    log: Callable[[str], None] | None = None,
                     **import_opts: Any) -> Iterator[str]:
-    """Yield the base URL (``http://127.0.0.1:PORT``) of a gateway serving the content;
-    stop it on exit. Raises what the import or the bind raised, in the calling thread."""
-    store = (paths_or_store if isinstance(paths_or_store, BlockStore)
-             else build_store(paths_or_store, **import_opts))
+    """Yield the base URL (``http://127.0.0.1:PORT``) of a gateway serving the content
+    (``waiter`` and ``log`` as :func:`carget.server.serve` takes them); stop it on exit.
+    Raises what the import or the bind raised, in the calling thread."""
+    store: ServedStore = (build_store(paths_or_store, **import_opts)
+                          if isinstance(paths_or_store, Sequence)
+                          else paths_or_store)
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -61,7 +66,8 @@ def running_gateway(paths_or_store: BlockStore | Sequence[str | os.PathLike[str]
         async with trio.open_nursery() as nursery:
             box["cancel"] = nursery.cancel_scope
             box["token"] = trio.lowlevel.current_trio_token()
-            box["port"] = await nursery.start(partial(serve, store, "127.0.0.1", 0, limits=limits))
+            box["port"] = await nursery.start(partial(serve, store, "127.0.0.1", 0, limits=limits,
+                                                        waiter=waiter, log=log))
             ready.set()
 
     def thread() -> None:

@@ -1,11 +1,12 @@
 """The UnixFS exporter: the importer in reverse, pulling blocks on demand.
 
-Everything here works over one callable, ``get_block(cid) -> bytes``, which returns a
-block's bytes (already verified by whoever fetched them) or raises
-:class:`~carget.errors.NotFoundError` / :class:`~carget.errors.IncompleteDAG` when the
-block is missing; those errors pass through unchanged. Only the blocks that an operation
-needs are requested: resolving a path touches the directories and HAMT shards on the way;
-reading a byte range descends only into children whose ``blocksizes`` range overlaps it.
+Everything here works over one :class:`~carget.blocksource.BlockSource` (``get(cid)``
+gives a block's bytes, already verified by whoever fetched them, or None); a block the
+walk needs and the source lacks raises :class:`~carget.errors.IncompleteDAG`
+(:func:`carget.blocksource.require`), and the source's own errors pass through unchanged.
+Only the blocks that an operation needs are requested: resolving a path touches the
+directories and HAMT shards on the way; reading a byte range descends only into children
+whose ``blocksizes`` range overlaps it.
 
 Sizes are checked against what blocks really hold: a child whose bytes (raw length, or
 declared ``filesize``) differ from its parent's ``blocksizes`` entry, or a file whose
@@ -14,26 +15,22 @@ leaves hold fewer or more bytes than declared, raises :class:`UnixFSError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..blocksource import BlockSource, require
 from ..cid import CID, RAW
 from ..errors import UnixFSError, UsageError
 from ..names import NameSet, check_entry_name
-from .node import Node, decode_unixfs, identity_data
+from .node import Node, decode_unixfs
 from .walk import check_hamt_depth, file_children_in, path_step
 
 __all__ = [
     "DirEntry",
     "Exporter",
-    "GetBlock",
     "Resolved",
     "split_path",
 ]
-
-GetBlock = Callable[[CID], "bytes | memoryview"]
-
-
 
 @dataclass(frozen=True, slots=True)
 class DirEntry:
@@ -64,21 +61,20 @@ def split_path(path: str | Sequence[str]) -> list[str]:
 
 
 class Exporter:
-    """Pull-based reader of UnixFS DAGs over ``get_block``."""
+    """Pull-based reader of UnixFS DAGs over a block source."""
 
-    def __init__(self, get_block: GetBlock) -> None:
-        self._get = get_block
+    def __init__(self, source: BlockSource) -> None:
+        self.source = source
 
     def block(self, cid: CID) -> bytes | memoryview:
-        """A block's bytes; identity CIDs answer from the CID itself."""
-        inline = identity_data(cid)
-        if inline is not None:
-            return inline
-        return self._get(cid)
+        """A block's bytes; identity CIDs answer from the CID itself. Raises
+        :class:`IncompleteDAG` when the source lacks it."""
+        return require(self.source, cid)
 
     def node(self, cid: CID) -> Node:
         """Fetch and decode one block as UnixFS. Raises DagPBError/UnixFSError when it is
-        malformed, UsageError for a codec that is not UnixFS, and get_block's errors."""
+        malformed, UsageError for a codec that is not UnixFS, and IncompleteDAG for a
+        missing block."""
         return decode_unixfs(cid, self.block(cid))
 
     # --- paths ------------------------------------------------------------------------
@@ -165,7 +161,7 @@ class Exporter:
 
         Raises :class:`UsageError` if ``cid`` is not a file or the range is negative,
         :class:`UnixFSError` when a block holds a different number of bytes than its parent
-        declares, and get_block's errors for missing blocks.
+        declares, and :class:`IncompleteDAG` for missing blocks.
         """
         if start < 0 or (end is not None and end < start):
             raise UsageError(f"invalid byte range {start}:{end}")

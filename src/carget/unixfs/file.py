@@ -30,7 +30,14 @@ from .data import DataType, UnixFSData, encode_data
 from .layout import Layout, new_layout
 from .options import ImportOptions
 
-__all__ = ["FileImporter", "FileLink", "LeafEncoder", "make_cid"]
+__all__ = ["FileImporter", "FileLink", "LeafEncoder", "LeafHook", "make_cid", "tell_leaf"]
+
+#: told of every leaf that holds file bytes, before its block is emitted: (leaf CID, file
+#: offset of its bytes, their length, the block's bytes before them, the block's bytes
+#: after them). A leaf's block is exactly ``head + file[offset:offset+length] + tail``, so
+#: a store can serve it from the file (``carget serve``) without keeping it. Leaves of no
+#: bytes and identity (inlined) leaves are not reported: their blocks are tiny.
+LeafHook = Callable[[CID, int, int, bytes, bytes], None]
 
 
 class FileLink:
@@ -135,6 +142,15 @@ class LeafEncoder:
         return FileLink(cid, length, size), block
 
 
+def tell_leaf(hook: LeafHook, enc: LeafEncoder, link: FileLink, offset: int) -> None:
+    """Report the leaf ``link`` (its bytes at ``offset`` in the file) to ``hook``."""
+    cid, n = link.cid, link.filesize
+    if n == 0 or cid.is_identity:
+        return
+    head, tail = enc.frame(n) if cid.codec == DAG_PB else (b"", b"")
+    hook(cid, offset, n, head, tail)
+
+
 class FileImporter:
     """Sans-IO file importer.
 
@@ -143,23 +159,26 @@ class FileImporter:
     their children, the root last.
     """
 
-    def __init__(self, opts: ImportOptions, emit: Callable[[Block], None] | None = None) -> None:
+    def __init__(self, opts: ImportOptions, emit: Callable[[Block], None] | None = None,
+                 on_leaf: LeafHook | None = None) -> None:
         self.opts = opts
         self.leaves = LeafEncoder(opts)
         self._hasher = self.leaves.hasher
         self._emit = emit
+        self._on_leaf = on_leaf
         self._layout: Layout[FileLink] = new_layout(opts.layout, opts.max_links, self._reduce)
         self.size = 0
 
     def add_chunk(self, chunk: bytes | memoryview) -> None:
-        link, block = self.leaves.encode(chunk, want_data=self._emit is not None)
+        self.add_leaf(*self.leaves.encode(chunk, want_data=self._emit is not None))
+
+    def add_leaf(self, link: FileLink, block: Block | None = None) -> None:
+        """Push a leaf the caller encoded: ``on_leaf`` is told where its bytes lie, then
+        ``block`` (if given) is emitted."""
+        if self._on_leaf is not None:
+            tell_leaf(self._on_leaf, self.leaves, link, self.size)
         if block is not None and self._emit is not None:
             self._emit(block)
-        self.size += link.filesize
-        self._layout.push(link)
-
-    def add_leaf(self, link: FileLink) -> None:
-        """Push a leaf whose block the caller built (and emitted) itself."""
         self.size += link.filesize
         self._layout.push(link)
 

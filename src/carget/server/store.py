@@ -2,17 +2,20 @@
 
 Nothing is copied into a second store:
 
-* files are imported with the same options as ``carget add``; each leaf is remembered as
-  (file, offset, length) plus, for dag-pb leaves, the few bytes of framing before and after
-  the chunk (:meth:`LeafEncoder.frame`). Only internal nodes (file parents, directories,
+* files are imported with the same options as ``carget add``; the importer tells where
+  each leaf's bytes lie in which file and the leaf block's framing around them (its leaf
+  hook, :data:`carget.tree.TreeLeafHook`), so a leaf is ``head + file[offset:offset +
+  length] + tail`` and is never kept. Only internal nodes (file parents, directories,
   HAMT shards) are kept in memory;
-* CARs (v1 or v2) are scanned once: every block is hash-checked and indexed as
-  (file, offset, length), then read back with ``os.pread`` when served.
+* CARs are indexed as (file, offset, length) and read back with ``os.pread`` when served:
+  a CARv2 with an index through that index (no scan at start; each block is read and
+  hashed the first time it is asked for, since an index may lie), any other CAR by one
+  scan that hash-checks every block.
 
 Served bytes must be the bytes hashed at start. A file's identity is taken *before* the
 import reads it (every file under the sources is stat'ed first) and compared once its
 blocks are known: a file that changed meanwhile is imported again on its own, and if that
-no longer gives the CID already reported, it is refused (:class:`InputError`) instead of
+no longer gives the very leaves reported, it is refused (:class:`InputError`) instead of
 being served with blocks hashed from other bytes (issue 12: a file rewritten 1 s into its
 import served a leaf with bytes of another hash). A CAR is checked the same way around
 its scan. Each read re-checks the file's identity
@@ -32,24 +35,20 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
-from .cid import CID, DAG_PB, RAW, Block, decode_varint, encode_varint
-from .errors import CargetError, HashMismatch, InputError
-from .unixfs.file import LeafEncoder
-from .unixfs.node import identity_data
-from .unixfs.options import ImportOptions
+from ..car.decoder import DEFAULT_LIMITS
+from ..car.reader import CarBlockStore, CarReader
+from ..cid import CID, RAW, Block, decode_varint, encode_varint, read_cid
+from ..errors import CargetError, HashMismatch, InputError
+from ..unixfs.node import identity_data
+from ..unixfs.options import ImportOptions
+from .blocks import SPAN_FILES, SPAN_MIN, FileSpan
 
-__all__ = ["SPAN_FILES", "SPAN_MIN", "BlockStore", "FileSpan", "Report"]
-
-#: blocks smaller than this are copied into the body rather than sent with sendfile
-SPAN_MIN = 64 * 1024
-#: open files kept per answer for sendfile: a chunk holds at most SPAN_FILES parts, half
-#: of them spans, so 16 spans of SPAN_MIN make a whole 1 MiB write; the server counts
-#: these descriptors (plus one for a block read) against its process-wide budget
-SPAN_FILES = 32
+__all__ = ["BlockStore", "Report"]
 
 Report = Callable[[str, str, "str | None"], None]
 
@@ -57,12 +56,35 @@ Report = Callable[[str, str, "str | None"], None]
 class _Source:
     """One file on disk that blocks are read from, and the identity it had when indexed."""
 
-    __slots__ = ("changed", "path", "signature")
+    __slots__ = ("_notify", "changed", "path", "signature")
 
-    def __init__(self, path: str, st: os.stat_result) -> None:
+    def __init__(self, path: str, st: os.stat_result,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.signature = _signature(st)
         self.changed = False
+        self._notify = notify
+
+    def mark_changed(self) -> None:
+        """Note that the file no longer holds what was indexed (once: the notice goes
+        to the store's ``on_changed``)."""
+        if not self.changed:
+            self.changed = True
+            if self._notify is not None:
+                self._notify(self.path)
+
+    def check(self, fd: int) -> bool:
+        """True while ``fd`` (this file, open) still has the identity it had when indexed;
+        False (and the file is re-hashed on every later read) once it does not."""
+        if self.changed:
+            return False
+        try:
+            same = _signature(os.fstat(fd)) == self.signature
+        except OSError:
+            same = False
+        if not same:
+            self.mark_changed()
+        return same
 
 
 _Signature = tuple[int, int, int, int, int]
@@ -126,35 +148,7 @@ class _Loc:
         return len(self.head) + self.length + len(self.tail)
 
 
-class FileSpan:
-    """A block that lives in a file: ``head + file[offset:offset + length] + tail``, with
-    the file open (``fd``, owned by the caller's cache, see :meth:`BlockStore.open_span`)."""
-
-    __slots__ = ("_source", "fd", "head", "length", "offset", "tail")
-
-    def __init__(self, source: _Source, fd: int, loc: _Loc) -> None:
-        self._source = source
-        self.fd = fd
-        self.offset = loc.offset
-        self.length = loc.length
-        self.head = loc.head
-        self.tail = loc.tail
-
-    def unchanged(self) -> bool:
-        """True while the file still has the identity it had when indexed; False (and the
-        file is re-hashed on every later read) once it does not."""
-        if self._source.changed:
-            return False
-        try:
-            same = _signature(os.fstat(self.fd)) == self._source.signature
-        except OSError:
-            same = False
-        if not same:
-            self._source.changed = True
-        return same
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _PendingLeaf:
     multihash: bytes
     codec: int
@@ -164,59 +158,31 @@ class _PendingLeaf:
     tail: bytes
 
 
-@dataclass
-class _Recorder:
-    """Turns the importer's ``emit`` stream into locations: leaves in file order become
-    (offset, length) records for the file ``report`` names next; the rest stays in memory."""
+class _LeafRecorder:
+    """What an import tells a store: each leaf's place in its file (the importer's leaf
+    hook, possibly from worker threads), every other block in memory. Leaves are told
+    before their blocks are emitted, so no leaf's bytes are ever kept."""
 
-    store: BlockStore
-    enc: LeafEncoder
-    pending: list[_PendingLeaf] = field(default_factory=list)
-    pos: int = 0
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+        self.files: dict[str, list[_PendingLeaf]] = {}
+        self._leaves: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def on_leaf(self, path: str, cid: CID, offset: int, length: int, head: bytes,
+                tail: bytes) -> None:
+        leaf = _PendingLeaf(cid.multihash, cid.codec, offset, length, head, tail)
+        with self._lock:
+            self.files.setdefault(path, []).append(leaf)
+            self._leaves.add(cid.multihash)
 
     def emit(self, block: Block) -> None:
         cid = block.cid
-        data = block.data
-        if cid.codec == RAW:
-            n = len(data)
-            if not cid.is_identity:
-                self.pending.append(_PendingLeaf(cid.multihash, RAW, self.pos, n, b"", b""))
-            self.pos += n
-            return
-        chunk = self._dagpb_leaf_chunk(data) if cid.codec == DAG_PB else None
-        if chunk is not None:
-            start, n = chunk
-            if not cid.is_identity:
-                self.pending.append(_PendingLeaf(
-                    cid.multihash, DAG_PB, self.pos, n, bytes(data[:start]),
-                    bytes(data[start + n:])))
-            self.pos += n
-            return
-        if not cid.is_identity:
-            self.store._mem(cid, bytes(data))
-
-    def _dagpb_leaf_chunk(self, data: bytes | memoryview) -> tuple[int, int] | None:
-        """(start, length) of the chunk if ``data`` is exactly a dag-pb leaf as the importer
-        frames one, else None (parents and directories start with Links, field 2)."""
-        if len(data) < 6 or data[0] != 0x0A:
-            return None
-        try:
-            _, p = decode_varint(data, 1)
-            p += 2  # Type field: two bytes (08 02 or 08 00)
-            if p >= len(data) or data[p] != 0x12:
-                return None
-            size, start = decode_varint(data, p + 1)
-        except (IndexError, CargetError):
-            return None
-        head, tail = self.enc.frame(size)
-        if (start != len(head) or len(data) != start + size + len(tail)
-                or bytes(data[:start]) != head or bytes(data[start + size:]) != tail):
-            return None
-        return start, size
-
-    def take(self) -> list[_PendingLeaf]:
-        leaves, self.pending, self.pos = self.pending, [], 0
-        return leaves
+        if cid.is_identity or cid.multihash in self._leaves:
+            return  # a leaf (placed by on_leaf) or in the CID itself; an empty leaf,
+            # told of by no one, is kept here
+        with self._lock:
+            self.store._mem(cid, bytes(block.data))
 
 
 class BlockStore:
@@ -226,9 +192,14 @@ class BlockStore:
     (``os.pread`` on descriptors opened per read), so a server may read on worker threads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_changed: Callable[[str], None] | None = None) -> None:
         self._locs: dict[bytes, _Loc] = {}
+        #: CARv2 files with an index: blocks found (and hashed) on first use
+        self._indexed: list[tuple[_Source, CarBlockStore]] = []
         self.roots: list[tuple[CID, str]] = []
+        #: told the path of a served file found changed (its blocks are refused from then
+        #: on unless they still hash right): the access log's notice
+        self.on_changed = on_changed
 
     # --- adding ---------------------------------------------------------------------------
 
@@ -244,72 +215,55 @@ class BlockStore:
 
     def add_paths(self, sources: Sequence[str], opts: ImportOptions, *, jobs: int | None = None,
                   report: Report | None = None) -> list[CID]:
-        """Import files and directories as ``carget add`` does and index their blocks.
+        """Import files and directories as ``carget add`` does and index their blocks:
+        the importer tells where each leaf's bytes lie in which file
+        (:data:`carget.tree.TreeLeafHook`), every other block is kept in memory.
 
         ``report(cid, name, digest)`` gets the same lines ``carget add`` prints. Raises
         :class:`InputError` for unreadable paths (from :func:`carget.tree.add_paths`) and
         for a file that changed while it was imported (identity taken before it was read,
-        compared after) and no longer gives the CID reported for it.
+        compared after) and, imported again on its own, no longer gives the same leaves.
         """
-        from .add import add_file
-        from .tree import add_paths
+        from ..add import add_file
+        from ..tree import add_paths
 
-        enc = LeafEncoder(opts)
-        rec = _Recorder(self, enc)
-        out: list[CID] = []
+        rec = _LeafRecorder(self)
         before = _identities(sources)  # before the import reads anything
+        roots = add_paths(list(sources), opts, jobs=jobs, emit=rec.emit, report=report,
+                          on_leaf=rec.on_leaf)
+        for path, leaves in rec.files.items():
+            if self._attach(path, leaves, before):
+                continue
+            # the file changed since it was stat'ed: import it again on its own (identity
+            # first); it is served only if it still holds the very leaves reported
+            again = _LeafRecorder(self)
+            first = _identities([path])
 
-        def on_report(cid_text: str, name: str, digest: str | None) -> None:
-            leaves = rec.take()
-            cid = CID.parse(cid_text)
-            path = self._entry_path(sources, name)
-            if leaves:
-                if path is None or not self._attach(path, leaves, enc, before):
-                    # the file changed since it was stat'ed, or the name does not map back
-                    # to the file that produced these leaves: import that file again on its
-                    # own (identity first), which is slower but exact
-                    if path is None:
-                        raise InputError(f"cannot locate the file for {name!r} to serve it")
-                    again = _Recorder(self, enc)
-                    first = _identities([path])
-                    got = add_file(path, opts, jobs=jobs, emit=again.emit)
-                    if got.cid != cid or not self._attach(path, again.take(), enc, first):
-                        raise InputError(f"{path} changed while it was being imported; "
-                                         "not serving it")
-            if report is not None:
-                report(cid_text, name, digest)
+            def told(cid: CID, offset: int, length: int, head: bytes, tail: bytes,
+                     _path: str = path, _again: _LeafRecorder = again) -> None:
+                _again.on_leaf(_path, cid, offset, length, head, tail)
 
-        roots = add_paths(list(sources), opts, jobs=jobs, emit=rec.emit, report=on_report)
+            try:
+                add_file(path, opts, jobs=jobs, on_leaf=told)
+            except InputError:
+                raise InputError(f"{path} changed while it was being imported; "
+                                 "not serving it") from None
+            fresh = again.files.get(path, [])
+            if fresh != leaves or not self._attach(path, fresh, first):
+                raise InputError(f"{path} changed while it was being imported; "
+                                 "not serving it")
         for src, root in zip(sources, roots, strict=False):
             name = os.path.basename(os.path.normpath(src)) if src != "-" else str(root)
             if opts.wrap:
                 name = ""
             self.roots.append((root, name))
-            out.append(root)
-        return out
+        return roots
 
-    @staticmethod
-    def _entry_path(sources: Sequence[str], name: str) -> str | None:
-        """The local path behind a ``carget add`` output name (kubo names entries relative
-        to the parent of each source, so ``dir/sub/f`` is ``<parent of dir>/dir/sub/f``)."""
-        for src in sources:
-            if src == "-":
-                continue
-            base = os.path.normpath(src)
-            if os.path.basename(base) in (".", ".."):
-                base = os.path.realpath(base)  # kubo names "." by the directory's real name
-            top = os.path.basename(base)
-            if name == top or name.startswith(top + "/"):
-                path = os.path.join(os.path.dirname(base), name)
-                if os.path.isfile(path):
-                    return path
-        return None
-
-    def _attach(self, path: str, leaves: list[_PendingLeaf], enc: LeafEncoder,
+    def _attach(self, path: str, leaves: list[_PendingLeaf],
                 before: dict[tuple[int, int], _Signature]) -> bool:
         """Record ``leaves`` as living in ``path``, whose identity must still be the one in
         ``before`` (taken before it was read); check the file size and re-hash the first
-        and last leaf so a wrong mapping cannot survive. Returns False if they disagree."""
+        and last leaf. Returns False if they disagree."""
         try:
             st = os.stat(path)
         except OSError:
@@ -319,7 +273,7 @@ class BlockStore:
         end = leaves[-1].offset + leaves[-1].length
         if st.st_size != end:
             return False
-        src = _Source(path, st)
+        src = _Source(path, st, self._changed)
         locs = [(leaf, _Loc(src, leaf.offset, leaf.length, leaf.head, leaf.tail))
                 for leaf in leaves]
         for leaf, loc in {id(x): x for x in (locs[0], locs[-1])}.values():
@@ -348,9 +302,19 @@ class BlockStore:
             raise InputError(f"{path}: {exc.strerror or exc}") from None
         with f:
             st = os.fstat(f.fileno())
-            src = _Source(path, st)
+            src = _Source(path, st, self._changed)
+            v2 = CarReader(f, verify=False).header.v2
+            f.seek(0)
+            car = CarBlockStore(f) if v2 is not None and v2.index_offset else None
             locs: dict[bytes, _Loc] = {}
-            roots = _scan_car(f, src, locs)
+            if car is not None and car.indexed:
+                # the CARv2 index says where blocks are: no scan; each block is read and
+                # hashed the first time it is asked for (an index may lie), then served
+                # like any other
+                roots = list(car.header.roots)
+                self._indexed.append((src, car))
+            else:
+                roots = _scan_car(f, src, locs)
             if _signature(os.fstat(f.fileno())) != src.signature:
                 raise InputError(f"{path} changed while it was being indexed; not serving it")
         for mh, loc in locs.items():
@@ -360,17 +324,35 @@ class BlockStore:
             self.roots.append((root, name))
         return roots
 
+    def _changed(self, path: str) -> None:
+        if self.on_changed is not None:
+            self.on_changed(path)
+
     # --- reading --------------------------------------------------------------------------
 
+    def _find(self, cid: CID) -> _Loc | None:
+        """Where the block is: indexed at start, or found through a CARv2 index (then
+        read and hashed once, here, before it is ever handed out)."""
+        mh = cid.multihash
+        loc = self._locs.get(mh)
+        if loc is not None or not self._indexed:
+            return loc
+        for src, car in self._indexed:
+            for offset in car.locate(mh):
+                loc = _indexed_loc(src, offset, cid)
+                if loc is not None:
+                    return self._locs.setdefault(mh, loc)
+        return None
+
     def has(self, cid: CID) -> bool:
-        return cid.is_identity or cid.multihash in self._locs
+        return cid.is_identity or self._find(cid) is not None
 
     def size(self, cid: CID) -> int | None:
         """The block's length, or None if the store does not have it."""
         if cid.is_identity:
             data = identity_data(cid)
             return None if data is None else len(data)
-        loc = self._locs.get(cid.multihash)
+        loc = self._find(cid)
         return None if loc is None else loc.size
 
     def is_leaf(self, cid: CID) -> bool:
@@ -378,7 +360,7 @@ class BlockStore:
         file leaves read from imported files)."""
         if cid.codec == RAW:
             return True
-        loc = self._locs.get(cid.multihash)
+        loc = self._find(cid)
         return loc is not None and loc.source is not None and bool(loc.head)
 
     def get(self, cid: CID) -> bytes | None:
@@ -389,7 +371,7 @@ class BlockStore:
         """
         if cid.is_identity:
             return identity_data(cid)
-        loc = self._locs.get(cid.multihash)
+        loc = self._find(cid)
         if loc is None:
             return None
         if loc.source is None:
@@ -402,7 +384,7 @@ class BlockStore:
     def in_memory(self, cid: CID) -> bytes | None:
         """The block if it is held in memory (internal nodes, added blocks), without a
         copy; None if it is read from a file (or absent)."""
-        loc = self._locs.get(cid.multihash)
+        loc = self._find(cid)
         return loc.head if loc is not None and loc.source is None else None
 
     def read_into(self, cid: CID, buf: memoryview) -> int:
@@ -416,7 +398,9 @@ class BlockStore:
             data = identity_data(cid) or b""
             buf[: len(data)] = data
             return len(data)
-        loc = self._locs[cid.multihash]
+        loc = self._find(cid)
+        if loc is None:
+            raise KeyError(cid)
         head, tail, n = loc.head, loc.tail, loc.length
         buf[: len(head)] = head
         if loc.source is None:
@@ -426,7 +410,7 @@ class BlockStore:
         try:
             got = os.preadv(fd, [buf[len(head): len(head) + n]], loc.offset)
             if not src.changed and _signature(os.fstat(fd)) != src.signature:
-                src.changed = True
+                src.mark_changed()
         finally:
             os.close(fd)
         if got != n:
@@ -450,18 +434,33 @@ class BlockStore:
         ``chunk size / SPAN_MIN`` spans, far fewer, so no file is closed while a span of
         the chunk being built still needs it. Raises :class:`InputError` if the file can
         no longer be opened."""
-        loc = self._locs.get(cid.multihash)
+        loc = self._find(cid)
         if (loc is None or loc.source is None or loc.source.changed or cid.is_identity
                 or loc.length < SPAN_MIN):
             return None
+        return self._span(loc, fds, loc.head, loc.tail)
+
+    def data_span(self, cid: CID, fds: dict[str, int]) -> FileSpan | None:
+        """For a leaf of an imported file, or a raw block: a span of exactly its UnixFS
+        bytes (the file chunk, no framing); None as :meth:`open_span` does, and for other
+        blocks (whose file range holds dag-pb framing)."""
+        loc = self._find(cid)
+        if (loc is None or loc.source is None or loc.source.changed or cid.is_identity
+                or loc.length < SPAN_MIN or not (cid.codec == RAW or loc.head)):
+            return None
+        return self._span(loc, fds, b"", b"")
+
+    @staticmethod
+    def _span(loc: _Loc, fds: dict[str, int], head: bytes, tail: bytes) -> FileSpan | None:
         src = loc.source
+        assert src is not None
         fd = fds.pop(src.path, None)
         if fd is None:
             while len(fds) >= SPAN_FILES:
                 os.close(fds.pop(next(iter(fds))))
             fd = _open_source(src)
         fds[src.path] = fd  # now the most recently used
-        span = FileSpan(src, fd, loc)
+        span = FileSpan(fd, loc.offset, loc.length, head, tail, check=src.check)
         return span if span.unchanged() else None
 
     def _read_loc(self, loc: _Loc) -> bytes:
@@ -472,11 +471,11 @@ class BlockStore:
         try:
             data = os.pread(fd, loc.length, loc.offset)
             if not src.changed and _signature(os.fstat(fd)) != src.signature:
-                src.changed = True
+                src.mark_changed()
         finally:
             os.close(fd)
         if len(data) != loc.length:
-            src.changed = True
+            src.mark_changed()
         h = len(loc.head)
         buf[:h] = loc.head
         buf[h: h + len(data)] = data
@@ -505,11 +504,45 @@ def _check(cid: CID, data: bytes | bytearray | memoryview) -> None:
 
 # --- CAR index -----------------------------------------------------------------------------
 
+#: bytes read at an indexed offset to parse the section's length and CID
+_SECTION_HEAD = 10 + 128
+
+
+def _indexed_loc(src: _Source, offset: int, cid: CID) -> _Loc | None:
+    """The block at an index's ``offset`` if the section there is ``cid``'s and its bytes
+    hash right; None otherwise (a lying index, a changed file)."""
+    try:
+        fd = _open_source(src)
+    except InputError:
+        return None
+    try:
+        head = os.pread(fd, _SECTION_HEAD, offset)
+        try:
+            length, p = decode_varint(head, 0)
+            found, end = read_cid(head, p)
+        except (IndexError, CargetError):
+            return None
+        if found.multihash != cid.multihash:
+            return None
+        n = length - (end - p)
+        if n < 0 or n > DEFAULT_LIMITS.section:
+            return None
+        data = os.pread(fd, n, offset + end)
+        if _signature(os.fstat(fd)) != src.signature:
+            src.mark_changed()
+            return None
+    finally:
+        os.close(fd)
+    try:
+        cid.verify(data)
+    except HashMismatch:
+        return None
+    return _Loc(src, offset + end, n, b"", b"")
+
+
 def _scan_car(f: BinaryIO, src: _Source, locs: dict[bytes, _Loc]) -> list[CID]:
     """One pass of :class:`carget.car.reader.CarReader` (every block verified; CARv1/v2,
     its limits): remember where each block's bytes start, keep none of them."""
-    from .car.reader import CarReader
-
     reader = CarReader(f, verify=True)
     roots = list(reader.header.roots)
     for block in reader.blocks():

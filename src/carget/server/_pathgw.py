@@ -1,0 +1,361 @@
+"""Path-gateway answers, sans-IO: ``GET /ipfs/CID[/path]`` that asks for no trustless
+format gets the content itself, as kubo 0.43's gateway (boxo) gives it, and as the
+gateway-conformance suite's path-gateway tests check:
+
+* a file: its bytes, ``Content-Type`` from the name (Go's table for the common
+  extensions, Python's built-in one otherwise, never the machine's), else sniffed from the
+  first bytes; ``ETag: "CID"`` of the file; ``Accept-Ranges: bytes``; one ``Range`` → 206,
+  an unsatisfiable one → 416 with ``Content-Range: bytes */SIZE``; several ranges, or a
+  malformed ``Range``, get the whole file (RFC 9110 lets a server ignore ``Range``);
+  ``?filename=`` → ``Content-Disposition: inline`` (``attachment`` with
+  ``?download=true``), both forms of the name as boxo writes them;
+* a directory: a 301 to the same path with a trailing slash (query kept) when it lacks
+  one; then ``index.html`` if the directory holds one (``ETag`` of the directory), else an
+  HTML listing (names, sizes, CIDs) with ``ETag: "DirIndex-…_CID-CID"`` and the short
+  cache lifetime kubo gives generated pages;
+* a symlink: its target as the body;
+* other codecs (dag-cbor, …): 501, with the trustless formats named.
+
+``X-Ipfs-Path`` is the path as requested; ``X-Ipfs-Roots`` one CID per path segment (the
+logical roots, HAMT shards left out). Blocks are read through the source given; over a
+:class:`~carget.server.blocks.Waiting` source a missing block raises ``NeedBlock`` so the
+caller can wait for it and plan again.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from ..cid import CID, DAG_CBOR, DAG_PB, RAW
+from ..errors import NotFoundError, UnixFSError, UnsupportedCodec
+from ..unixfs.exporter import Exporter
+from ..unixfs.node import Node, decode_unixfs
+from ..unixfs.walk import path_step
+from ._car import WalkSource
+from ._filebody import file_pieces
+from .blocks import Need, Want
+
+__all__ = ["FileBody", "PathAnswer", "content_type", "plan_path", "sniff"]
+
+#: what /ipfs/ content may be cached for (spec, conformance suite)
+IMMUTABLE = "public, max-age=29030400, immutable"
+#: generated listings may change with the gateway's version: a week, as kubo
+LISTING_CACHE = "public, max-age=604800, stale-while-revalidate=2678400"
+#: bytes looked at to sniff a type (as Go's http.DetectContentType)
+SNIFF_BYTES = 512
+#: entries shown in a listing: a page is built in memory, so a HAMT of millions of
+#: entries must not become a page of hundreds of MiB
+MAX_LISTING = 10_000
+#: changes when the listing's HTML does, so ETags of listings change with it
+LISTING_VERSION = "carget-1"
+
+#: Go's mime table (mime.TypeByExtension's built-ins) for what kubo serves most; others
+#: come from Python's built-in table, read without the machine's mime.types
+_GO_TYPES = {
+    ".avif": "image/avif", ".css": "text/css; charset=utf-8", ".gif": "image/gif",
+    ".htm": "text/html", ".html": "text/html",
+    ".jpeg": "image/jpeg", ".jpg": "image/jpeg", ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json", ".mjs": "text/javascript; charset=utf-8",
+    ".pdf": "application/pdf", ".png": "image/png", ".svg": "image/svg+xml",
+    ".wasm": "application/wasm", ".webp": "image/webp", ".xml": "text/xml; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8", ".md": "text/markdown; charset=utf-8",
+}
+_PY_TYPES = mimetypes.MimeTypes()
+#: (prefix, type) signatures, as Go's sniffer knows them (a small part of it)
+_MAGIC = (
+    (b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"),
+    (b"\x1f\x8b\x08", "application/x-gzip"), (b"PK\x03\x04", "application/zip"),
+    (b"\x00asm", "application/wasm"), (b"QFI\xfb", "application/octet-stream"),
+    (b"ustar", "application/x-tar"),
+)
+_HTML_TAGS = (b"<!doctype html", b"<html", b"<head", b"<script", b"<iframe", b"<h1",
+              b"<div", b"<font", b"<table", b"<a", b"<style", b"<title", b"<b", b"<body",
+              b"<br", b"<p", b"<!--")
+
+
+def content_type(name: str | None) -> str | None:
+    """The type a file name implies, or None (then the bytes decide)."""
+    if not name or "." not in name:
+        return None
+    ext = name[name.rfind("."):].lower()
+    if ext in _GO_TYPES:
+        return _GO_TYPES[ext]
+    guessed = _PY_TYPES.types_map[True].get(ext)
+    if guessed is None:
+        return None
+    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
+
+
+def sniff(head: bytes) -> str:
+    """A type from a file's first bytes (HTML, common binary formats, text, else
+    ``application/octet-stream``)."""
+    for magic, mtype in _MAGIC:
+        if head.startswith(magic):
+            return mtype
+    lead = head.lstrip(b"\t\n\x0c\r ").lower()
+    for tag in _HTML_TAGS:
+        if lead.startswith(tag) and lead[len(tag):len(tag) + 1] in (b" ", b">"):
+            return "text/html"  # as kubo 0.43 labels sniffed HTML
+    if lead.startswith(b"<?xml"):
+        return "text/xml; charset=utf-8"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end is still text
+        if exc.start < len(head) - 3:
+            return "application/octet-stream"
+        text = head[: exc.start].decode("utf-8")
+    if any(ord(c) < 0x20 and c not in "\t\n\r\x0c\x1b" for c in text):
+        return "application/octet-stream"
+    return "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """A file answer's body: bytes ``first..last`` (inclusive) of the file ``cid``."""
+
+    cid: CID
+    size: int
+    first: int
+    last: int
+    want: Want
+
+
+@dataclass
+class PathAnswer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    file: FileBody | None = None
+    #: ETags an ``If-None-Match`` may name for a 304 (strong form; weak ones compare equal)
+    etags: tuple[str, ...] = ()
+
+
+def _logical_walk(src: WalkSource, root: CID, segs: list[str]) -> tuple[list[CID], CID]:
+    """Resolve ``segs`` from ``root``: (one CID per segment, root first; terminal).
+    Raises :class:`NotFoundError` (also for a path into a non-UnixFS block)."""
+    roots = [root]
+    cur, seg, depth = root, 0, 0
+    while seg < len(segs):
+        data = src.get(cur)
+        if data is None:
+            raise NotFoundError(f"block {cur} on the path is not available")
+        step = path_step(cur, data, segs, seg, depth)
+        if step.cid is None:
+            raise UnsupportedCodec(f"{cur} is {cur.codec_name}: a path inside it is "
+                                   "served only as ?format=car")
+        cur, seg, depth = step.cid, step.seg, step.hamt_depth
+        if not depth:
+            roots.append(cur)
+    return roots, cur
+
+
+def _disposition(name: str, download: bool) -> str:
+    ascii_name = "".join(c if c.isascii() and c.isprintable() else "_" for c in name)
+    return (f"{'attachment' if download else 'inline'}; "
+            f"filename=\"{quote(ascii_name, safe='')}\"; "
+            f"filename*=UTF-8''{quote(name, safe='')}")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=`` range resolved against ``size``: (first, last); None to send the
+    whole file (no, several or malformed ranges); "416" when unsatisfiable."""
+    if not header:
+        return None
+    unit, eq, spec = header.partition("=")
+    if not eq or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    a, dash, b = spec.strip().partition("-")
+    if not dash or not (a.isdigit() or a == "") or not (b.isdigit() or b == "") \
+            or (a == b == "") or len(a) > 19 or len(b) > 19:
+        return None
+    if a == "":  # the last b bytes
+        n = int(b)
+        if n == 0 or size == 0:
+            return "416"
+        return max(0, size - n), size - 1
+    first = int(a)
+    last = size - 1 if b == "" else min(int(b), size - 1)
+    if b != "" and int(b) < first:
+        return None  # invalid: ignored (RFC 9110 14.1.1)
+    if first >= size:
+        return "416"
+    return first, last
+
+
+def _listing(src: WalkSource, dir_cid: CID, node: Node, cid_text: str, segs: list[str],
+             request_path: str) -> bytes:
+    crumbs = [f'<a href="/ipfs/{html.escape(quote(cid_text, safe=""))}">'
+              f"{html.escape(cid_text)}</a>"]
+    for i, seg in enumerate(segs):
+        href = "/ipfs/" + "/".join(quote(s, safe="") for s in [cid_text, *segs[: i + 1]])
+        crumbs.append(f'<a href="{html.escape(href)}">{html.escape(seg)}</a>')
+    base = "/ipfs/" + "/".join(quote(s, safe="") for s in [cid_text, *segs])
+    rows = []
+    if segs:
+        rows.append(f'<tr><td></td><td><a href="{html.escape(base)}/..">..</a></td>'
+                    "<td></td><td></td></tr>")
+    shown = 0
+    for entry in Exporter(src).list_dir(dir_cid, node):
+        if shown == MAX_LISTING:
+            rows.append(f"<tr><td colspan=4>(only the first {MAX_LISTING} entries are "
+                        "listed)</td></tr>")
+            break
+        shown += 1
+        href = f"{base}/{quote(entry.name, safe='')}"
+        cid = str(entry.cid)
+        hash_href = f"/ipfs/{cid}?filename={quote(quote(entry.name, safe=''), safe='')}"
+        size = "" if entry.tsize is None else str(entry.tsize)
+        rows.append(
+            f'<tr><td></td><td><a href="{html.escape(href)}">{html.escape(entry.name)}</a>'
+            f'</td><td><a class="ipfs-hash" translate="no" href="{html.escape(hash_href)}">'
+            f"{html.escape(cid)}</a></td><td>{size}</td></tr>")
+    page = (
+        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(request_path)}</title></head>\n<body>\n"
+        f"<h1>Index of /ipfs/{'/'.join(crumbs)}</h1>\n"
+        f"<p>{html.escape(str(dir_cid))}</p>\n<table>\n"
+        "<tr><th></th><th>Name</th><th>CID</th><th>Size</th></tr>\n"
+        + "\n".join(rows) + "\n</table>\n</body>\n</html>\n")
+    return page.encode("utf-8")
+
+
+def _first_bytes(src: WalkSource, cid: CID, size: int) -> bytes:
+    out = bytearray()
+    for piece in file_pieces(_Plain(src), cid, size, 0, min(size, SNIFF_BYTES) - 1, {}):
+        if isinstance(piece, Need):  # a waiting source raised NeedBlock before this
+            raise NotFoundError(f"block {piece.cid} is not available")
+        assert isinstance(piece, memoryview)  # _Plain has no spans
+        out += piece
+    return bytes(out)
+
+
+class _Plain:
+    """A walk source as a served one with no spans: what sniffing reads through."""
+
+    def __init__(self, src: WalkSource) -> None:
+        self.src = src
+
+    def get(self, cid: CID, /) -> bytes | None:
+        return self.src.get(cid)
+
+    def is_leaf(self, cid: CID, /) -> bool:
+        return False
+
+    def size(self, cid: CID, /) -> int | None:
+        return None
+
+    def read_into(self, cid: CID, buf: memoryview, /) -> int:
+        raise KeyError(cid)
+
+    def open_span(self, cid: CID, fds: dict[str, int], /) -> None:
+        return None
+
+    def data_span(self, cid: CID, fds: dict[str, int], /) -> None:
+        return None
+
+    def in_memory(self, cid: CID, /) -> bytes | None:
+        return None
+
+
+def plan_path(src: WalkSource, cid: CID, cid_text: str, segs: list[str],
+              query: dict[str, str], headers: dict[str, str], request_path: str,
+              raw_query: str, x_ipfs_path: str) -> PathAnswer:
+    """The answer to a path request (``request_path`` and ``raw_query`` as the client
+    sent them, for the redirect). Raises :class:`NotFoundError`,
+    :class:`UnsupportedCodec`, decoders' errors, and what ``src`` raises."""
+    roots, t = _logical_walk(src, cid, segs)
+    # kubo 0.43 names the content path in Ipfs-Uri; the conformance suite (and older
+    # clients) read X-Ipfs-Path: both are given
+    common = [("X-Ipfs-Path", x_ipfs_path), ("Ipfs-Uri", "ipfs://" + x_ipfs_path[len("/ipfs/"):]),
+              ("X-Ipfs-Roots", ",".join(map(str, roots)))]
+    if t.codec not in (RAW, DAG_PB):
+        what = "dag-cbor" if t.codec == DAG_CBOR else t.codec_name
+        raise UnsupportedCodec(f"{t} is {what}, not UnixFS: ask for ?format=raw or "
+                               "?format=car")
+    data = src.get(t)
+    if data is None:
+        raise NotFoundError(f"block {t} is not available")
+    node = decode_unixfs(t, data)
+    if node.kind in ("directory", "hamt"):
+        if not request_path.endswith("/"):
+            loc = request_path + "/" + (f"?{raw_query}" if raw_query else "")
+            # a short page as Go's http.Redirect writes one, for clients that show it
+            page = f'<a href="{html.escape(loc)}">Moved Permanently</a>.\n\n'.encode()
+            return PathAnswer(301, [("Location", loc),
+                                    ("Content-Type", "text/html; charset=utf-8"),
+                                    ("Content-Length", str(len(page))), *common], page)
+        try:
+            step = path_step(t, data, ["index.html"], 0, 0, node)
+            index = step.cid
+            depth = step.hamt_depth
+            while index is not None and depth:  # through HAMT sub-shards
+                sub = src.get(index)
+                if sub is None:
+                    raise NotFoundError(f"block {index} is not available")
+                step = path_step(index, sub, ["index.html"], 0, depth)
+                index, depth = step.cid, step.hamt_depth
+        except NotFoundError:
+            index = None
+        if index is not None:
+            return _file(src, index, "index.html", query, headers, common, etag_cid=t)
+        etag = f'"DirIndex-{LISTING_VERSION}_CID-{t}"'
+        body = _listing(src, t, node, cid_text, segs, request_path)
+        return PathAnswer(200, [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Etag", etag), ("Cache-Control", LISTING_CACHE), *common,
+        ], body, etags=(etag, f'"{t}"'))
+    if node.kind == "symlink":
+        body = node.data
+        return PathAnswer(200, [
+            ("Content-Type", "inode/symlink"), ("Content-Length", str(len(body))),
+            ("Etag", f'"{t}"'), ("Cache-Control", IMMUTABLE), *common,
+        ], body, etags=(f'"{t}"',))
+    if node.kind not in ("file", "raw"):
+        raise UnixFSError(f"{t} is a UnixFS {node.kind}")
+    return _file(src, t, segs[-1] if segs else None, query, headers, common, node=node)
+
+
+def _file(src: WalkSource, t: CID, name: str | None, query: dict[str, str],
+          headers: dict[str, str], common: list[tuple[str, str]], *,
+          node: Node | None = None, etag_cid: CID | None = None) -> PathAnswer:
+    if node is None:
+        data = src.get(t)
+        if data is None:
+            raise NotFoundError(f"block {t} is not available")
+        node = decode_unixfs(t, data)
+        if node.kind not in ("file", "raw"):
+            raise UnixFSError(f"index.html in {etag_cid} is a {node.kind}")
+    size = node.filesize
+    filename = query.get("filename") or None
+    ctype = content_type(filename or name)
+    if ctype is None:
+        ctype = sniff(_first_bytes(src, t, size)) if size else "text/plain; charset=utf-8"
+    etag = f'"{etag_cid or t}"'
+    hdrs = [("Content-Type", ctype), ("Etag", etag), ("Cache-Control", IMMUTABLE),
+            ("Accept-Ranges", "bytes"), *common]
+    if filename:
+        hdrs.append(("Content-Disposition",
+                     _disposition(filename, query.get("download") == "true")))
+    rng = parse_range(headers.get("range"), size)
+    if rng == "416":
+        page = f"invalid range: none of it lies in the file's {size} bytes\n".encode()
+        return PathAnswer(416, [("Content-Range", f"bytes */{size}"),
+                                ("Content-Type", "text/plain; charset=utf-8"),
+                                ("Etag", etag), ("Cache-Control", IMMUTABLE),
+                                ("Content-Length", str(len(page))), *common], page,
+                          etags=(etag,))
+    want = Want(t)
+    if isinstance(rng, tuple):
+        first, last = rng
+        hdrs += [("Content-Range", f"bytes {first}-{last}/{size}"),
+                 ("Content-Length", str(last - first + 1))]
+        return PathAnswer(206, hdrs, file=FileBody(t, size, first, last,
+                                                   Want(t, (), (first, last))),
+                          etags=(etag,))
+    hdrs.append(("Content-Length", str(size)))
+    return PathAnswer(200, hdrs, file=FileBody(t, size, 0, size - 1, want), etags=(etag,))
