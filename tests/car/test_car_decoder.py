@@ -86,6 +86,39 @@ def test_large_feeds_are_not_copied() -> None:
     assert [ev.cid for ev in evs if isinstance(ev, Block)] == [b.cid for b in blocks]
 
 
+def test_a_block_that_starts_a_fed_buffer_is_not_copied() -> None:
+    """A chunked answer that sends each section's length and CID apart from its block
+    (kubo's gateway does): the block is a view of the buffer it came in, and until it is
+    in, the section's head counts as fed but not consumed."""
+    blocks = [bytes([i]) * 300_000 for i in range(3)]
+    cids = [CID.of(b, RAW) for b in blocks]
+    dec = CarDecoder()
+    dec.feed(encode_header(cids[:1]))
+    assert isinstance(dec.next_event(), CarHeader)
+    for cid, block in zip(cids, blocks, strict=True):
+        start = dec.offset
+        head = section_prefix(cid, len(block))
+        dec.feed(head)
+        assert dec.next_event() is NEED_DATA
+        assert dec.offset == start and dec.buffered == len(head)  # not at a boundary
+        fed = bytes(block)
+        dec.feed(fed)
+        ev = dec.next_event()
+        assert isinstance(ev, Block) and ev.cid == cid
+        assert isinstance(ev.data, memoryview) and ev.data.obj is fed
+        assert dec.section_offset == start and dec.offset == start + len(head) + len(block)
+        assert dec.buffered == 0
+    dec.feed_eof()
+    assert dec.next_event() is CAR_END
+
+
+def test_a_section_cut_after_its_cid_is_truncated() -> None:
+    data, _ = _car([b"x" * 100])
+    with pytest.raises(CARError, match="truncated") as info:
+        decode_car(data[:-50])
+    assert info.value.offset == len(encode_header([CID.of(b"x" * 100, RAW)]))
+
+
 def test_need_data_then_clean_end_on_section_boundary() -> None:
     data, _ = _car([b"a" * 10, b"b" * 20])
     dec = CarDecoder()

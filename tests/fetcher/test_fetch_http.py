@@ -83,3 +83,43 @@ def test_chunked_body_with_lines_split_across_reads(step: int) -> None:
             return b"".join(got)
 
         assert trio.run(main) == b"hello world"
+
+
+@pytest.mark.parametrize("step", [7, 1 << 16])
+def test_receiving_is_called_before_each_receive(step: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``receiving()`` comes before every receive of the blocking body reader, once the
+    pieces of the one before are all consumed: the request hands a receive's pieces (a
+    chunked answer's many chunks) to the verifier as one item."""
+    from carget.fetcher import connection
+
+    log: list[str] = []
+    recv = connection.BlockingReader._recv_plain
+
+    def logged_recv(self: connection.BlockingReader, n: int) -> bytes:
+        log.append("recv")
+        return recv(self, n)
+
+    monkeypatch.setattr(connection.BlockingReader, "_recv_plain", logged_recv)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(w), w) for w in (b"x" * k for k in range(1, 60)))
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n")
+    with dribbling_server(raw, step) as port:
+
+        async def main() -> None:
+            def consume(piece: memoryview | None) -> bool:
+                log.append("piece" if piece is not None else "end")
+                return False
+
+            def receiving() -> bool:
+                log.append("receiving")
+                return False
+
+            with trio.fail_after(10):
+                async with open_http(f"http://127.0.0.1:{port}/x", idle_timeout=5) as resp:
+                    await trio.to_thread.run_sync(resp.read_body_blocking, consume,
+                                                  1 << 20, lambda: False, receiving)
+
+        trio.run(main)
+    assert log.count("piece") >= 59 and log[-1] == "end"
+    assert log.count("receiving") == log.count("recv")
+    assert all(log[i - 1] == "receiving" for i, e in enumerate(log) if e == "recv")

@@ -103,3 +103,42 @@ def test_garbage_raises_only_our_errors(blob: bytes) -> None:
             decode(blob)
         except err:
             pass
+
+
+def _unixfs_fields(fields: list[bytes]) -> bytes:
+    """A UnixFS Data message of the given encoded fields, in the order given."""
+    return b"".join(fields)
+
+
+@given(st.binary(max_size=300), st.permutations(["type", "data", "filesize"]),
+       st.lists(links, max_size=2).map(tuple))
+def test_view_decoding_finds_the_data_in_place(payload: bytes, order: list[str],
+                                               node_links: tuple[PBLink, ...]) -> None:
+    """decode_unixfs(view=True) gives a file node's bytes as a view of the block at
+    data_at, whatever order the (legal, non-canonical) UnixFS fields come in; the copying
+    decoders agree with it."""
+    from carget.cid import encode_varint
+    from carget.unixfs.dagpb import decode_node_view
+    from carget.unixfs.data import decode_data_view
+    from carget.unixfs.node import decode_unixfs
+
+    sizes = [1] * len(node_links)
+    parts = {"type": b"\x08\x02",
+             "data": b"\x12" + encode_varint(len(payload)) + payload,
+             "filesize": b"\x18" + encode_varint(len(payload) + len(sizes))}
+    msg = _unixfs_fields([parts[k] for k in order]
+                         + [b"\x20" + encode_varint(s) for s in sizes])
+    block = encode_node(node_links, msg)
+    cid = CID(1, DAG_PB, b"\x12\x20" + bytes(32))
+    node = decode_unixfs(cid, block, view=True)
+    assert isinstance(node.data, memoryview)
+    assert node.data == payload
+    assert block[node.data_at:node.data_at + len(payload)] == payload
+    copied = decode_unixfs(cid, block)
+    assert isinstance(copied.data, bytes) and copied.data == payload
+    assert copied.data_at == node.data_at and copied.unixfs == node.unixfs
+    got_links, pb_data = decode_node_view(block)
+    assert got_links == node_links and pb_data == msg
+    fs, data, at = decode_data_view(msg)
+    assert data == payload and msg[at:at + len(payload)] == payload and fs.data is None
+    assert decode_data(msg).data == payload

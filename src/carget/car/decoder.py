@@ -73,6 +73,9 @@ MAX_SECTION: Final = 8 << 20
 MAX_BLOCK_TRUSTLESS: Final = 2 << 20
 #: a varint is at most 9 bytes in multiformats (63 bits); one more byte tells it is too long
 _VARINT_PEEK: Final = 10
+#: bytes of a section made contiguous at a time to read its CID when the bytes at hand
+#: end inside it (a CIDv1 with a 64-byte digest is 68 bytes)
+_CID_PEEK: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,9 @@ class CarDecoder:
         self.header: CarHeader | None = None
         #: absolute offset of the section of the last Block returned (for indexes)
         self.section_offset = 0
+        #: a section whose length and CID are read, waiting for its block's bytes: (CID,
+        #: section start, block length), its header consumed (see _section)
+        self._pending: tuple[CID, int, int] | None = None
 
     # --- input ------------------------------------------------------------------------
 
@@ -188,13 +194,16 @@ class CarDecoder:
 
     @property
     def offset(self) -> int:
-        """Absolute stream offset of the first byte not yet consumed."""
+        """Absolute stream offset of the first byte not yet consumed (a section counts
+        as consumed once its block is returned)."""
+        if self._pending is not None:
+            return self._pending[1]
         return self._base + self._pos
 
     @property
     def buffered(self) -> int:
         """Bytes fed but not yet consumed."""
-        return len(self._cur) - self._pos + self._queued
+        return self._base + self._pos - self.offset + len(self._cur) - self._pos + self._queued
 
     @property
     def payload_end(self) -> int | None:
@@ -219,6 +228,7 @@ class CarDecoder:
         self._queue.clear()
         self._queued = 0
         self._small = None
+        self._pending = None
 
     # --- buffer management ------------------------------------------------------------
 
@@ -246,20 +256,25 @@ class CarDecoder:
             if len(self._cur) >= n:
                 return True
             avail = len(self._cur)
-        acc = bytearray(self._cur[self._pos :])
-        while len(acc) < n:
+        # one copy into a buffer of exactly n bytes (a bytearray grown piece by piece
+        # was copied again as it grew)
+        parts = [self._cur[self._pos :]]
+        got = len(parts[0])
+        while got < n:
             chunk = self._pop()
-            take = n - len(acc)
+            take = n - got
             if len(chunk) > take:
-                acc += chunk[:take]
+                parts.append(chunk[:take])
                 rest = chunk[take:]
                 self._queue.appendleft(rest)
                 self._queued += len(rest)
+                got = n
             else:
-                acc += chunk
+                parts.append(chunk)
+                got += len(chunk)
         self._base += self._pos
         self._pos = 0
-        self._cur = memoryview(acc).toreadonly()
+        self._cur = memoryview(b"".join(parts))
         return True
 
     def _available(self) -> int:
@@ -406,6 +421,29 @@ class CarDecoder:
         return self.header
 
     def _section(self) -> Event | None:
+        """A section in two steps: its length and CID, then its block. The block is
+        made contiguous on its own, so a block that starts a fed buffer (a chunked HTTP
+        answer that sends each section's length and CID in one chunk and the block in
+        the next, as kubo's gateway does) is returned without a copy."""
+        if self._pending is None:
+            ev = self._section_head()
+            if self._pending is None:
+                return ev
+        cid, start, size = self._pending
+        if not self._ensure(size):
+            return self._starved("section")
+        pos = self._pos
+        data = self._cur[pos : pos + size]
+        if self.verify:
+            verify_block(cid, data, start)
+        self._pos = pos + size
+        self._pending = None
+        self.section_offset = start
+        return Block(cid, data)
+
+    def _section_head(self) -> Event | None:
+        """Read a section's length and CID and check them against the limits, and set
+        ``_pending``; else return what comes instead (None: the state changed)."""
         start = self._base + self._pos
         end_of_payload = self._payload_end
         if end_of_payload is not None and start >= end_of_payload:
@@ -431,26 +469,33 @@ class CarDecoder:
         total = hlen + length
         if end_of_payload is not None and start + total > end_of_payload:
             raise CARError("CAR section runs past the CARv2 data size", start)
-        if not self._ensure(total):
-            return self._starved("section")
-        pos = self._pos
-        sec = self._cur[pos + hlen : pos + total]
-        try:
-            cid, clen = read_cid(sec, 0)
-        except IndexError:
-            raise CARError("CID runs past the end of its section", start) from None
-        except (CIDDecodeError, UsageError) as exc:
-            raise CARError(f"bad CID in section: {exc}", start) from None
-        data = sec[clen:]
+        # the CID from the bytes at hand when they hold it (~36 bytes for sha2-256), so
+        # a block that starts the next fed buffer stays there; else a little more, the
+        # whole section only for a CID that is still not whole
+        avail = len(self._cur) - self._pos
+        peek = min(total, avail if avail > hlen else hlen + _CID_PEEK)
+        while True:
+            if not self._ensure(peek):
+                return self._starved("section")
+            pos = self._pos
+            try:
+                cid, clen = read_cid(self._cur[pos + hlen : pos + peek], 0)
+                break
+            except (IndexError, CIDDecodeError, UsageError) as exc:
+                if peek < total:  # judged on the whole section, as if read at once
+                    peek = min(total, peek + _CID_PEEK) if isinstance(exc, IndexError) else total
+                    continue
+                if isinstance(exc, IndexError):
+                    raise CARError("CID runs past the end of its section", start) from None
+                raise CARError(f"bad CID in section: {exc}", start) from None
+        size = length - clen
         block_limit = self.limits.block
-        if block_limit is not None and len(data) > block_limit:
-            raise LimitExceeded(f"block {cid} of {len(data)} bytes exceeds the limit of "
+        if block_limit is not None and size > block_limit:
+            raise LimitExceeded(f"block {cid} of {size} bytes exceeds the limit of "
                                 f"{block_limit}", start)
-        if self.verify:
-            verify_block(cid, data, start)
-        self._pos = pos + total
-        self.section_offset = start
-        return Block(cid, data)
+        self._pos = pos + hlen + clen
+        self._pending = (cid, start, size)
+        return None
 
 
 def decode_car(data: bytes | bytearray | memoryview, verify: bool = True,

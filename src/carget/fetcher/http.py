@@ -112,13 +112,17 @@ class HttpResponse:
 
     def read_body_blocking(self, consume: Callable[[memoryview | None], bool],
                            read_size: int = READ_SIZE,
-                           stopped: Callable[[], bool] = lambda: False) -> None:
+                           stopped: Callable[[], bool] = lambda: False,
+                           receiving: Callable[[], bool] = lambda: False) -> None:
         """On a worker thread: read the rest of the body, ``read_size`` bytes at most at a
         time, calling ``consume(piece)`` for each piece and ``consume(None)`` at its end;
         stop early when ``consume`` returns True, or (within :data:`STOP_POLL` s, without
-        calling ``consume(None)``) once ``stopped()`` is true. Raises :class:`NetworkError`
-        for a broken or malformed body, :class:`FetchTimeout` after the idle timeout with
-        no bytes. Call :meth:`abort` from trio to make it return at once."""
+        calling ``consume(None)``) once ``stopped()`` is true. ``receiving()`` is called
+        before each receive, once every piece of what came before is consumed (stop when
+        it returns True), so a caller can hand the pieces of one receive on together.
+        Raises :class:`NetworkError` for a broken or malformed body,
+        :class:`FetchTimeout` after the idle timeout with no bytes. Call :meth:`abort`
+        from trio to make it return at once."""
         sock = self._conn.blocking_reader(min(self._idle, STOP_POLL))
         reader = self._reader
         try:
@@ -132,6 +136,8 @@ class HttpResponse:
                     consume(None)
                     return
                 elif event is NEED_DATA:
+                    if receiving():
+                        return
                     try:
                         data = sock.recv(read_size)
                     except TimeoutError:

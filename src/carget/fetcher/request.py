@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,7 +49,8 @@ from .verifier import DagVerifier, VerifierEvent
 __all__ = ["CAR_ACCEPT", "Continuation", "Follow", "car_url", "request_car"]
 
 CAR_ACCEPT: Final = "application/vnd.ipld.car; version=1; order=dfs; dups=y"
-#: body pieces waiting between a request's receiving and verifying threads
+#: receives (the body pieces of one each) waiting between a request's receiving and
+#: verifying threads
 PIPE_DEPTH: Final = 1
 #: verified batches (each pinning its receive buffer) waiting for the writing thread
 WRITE_QUEUE: Final = 1
@@ -95,7 +97,10 @@ class Continuation:
 Follow = Callable[[DagVerifier], Awaitable[Continuation | None]]
 
 
-_Piece = memoryview | None | NetworkError
+#: the pieces of one receive (a chunked answer has several: kubo's gateway sends a
+#: section's length and CID in one chunk and its block in the next), the body's end, or
+#: the error that broke it
+_Piece = list[memoryview] | None | NetworkError
 
 #: the receiver thread's last item
 _FINISHED: Final = object()
@@ -171,12 +176,26 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
     queue: Channel[list[VerifierEvent] | None] = Channel(WRITE_QUEUE, cancelled)
     failed: list[BaseException] = []
     pending: list[object] = []  # a receiver's item the look-ahead took out of turn
+    taken: deque[memoryview] = deque()  # pieces of a receive taken, not yet fed
 
     def receiver() -> None:
         # ends with exactly one _FINISHED (unless cancelled), after the body's None or
-        # the error that broke it
+        # the error that broke it; the pieces of one receive go on as one item (one
+        # hand-off per receive, however many chunks it held)
+        batch: list[memoryview] = []
+
         def hand_on(piece: memoryview | None) -> bool:
-            pieces.put(piece)
+            if piece is None:
+                flush()
+                pieces.put(None)
+            else:
+                batch.append(piece)
+            return enough.is_set()
+
+        def flush() -> bool:
+            if batch:
+                pieces.put(batch[:])
+                batch.clear()
             return enough.is_set()
 
         def stopped() -> bool:
@@ -184,8 +203,9 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
 
         try:
             try:
-                resp.read_body_blocking(hand_on, run.read_size(), stopped)
+                resp.read_body_blocking(hand_on, run.read_size(), stopped, flush)
             except NetworkError as exc:
+                flush()
                 pieces.put(exc)
             except Stopped:
                 return
@@ -212,21 +232,49 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
         except Stopped:
             pass
 
+    def next_item(within: float | None = None) -> object:
+        """The receiver's next item, a receive's pieces one by one (None after
+        ``within`` seconds)."""
+        if not taken:
+            item = pieces.get() if within is None else pieces.get_within(within)
+            if not isinstance(item, list):
+                return item
+            taken.extend(item)
+        return taken.popleft()
+
+    def feed(received: list[memoryview]) -> list[VerifierEvent]:
+        """Feed a receive's pieces; what is left once the verifier is done is kept for
+        the look-ahead."""
+        events: list[VerifierEvent] = []
+        for i, piece in enumerate(received):
+            if verifier.done:
+                taken.extend(received[i:])
+                break
+            events += verifier.feed(piece)
+        return events
+
     def verify() -> None:
         nonlocal collect
         while True:
             while not verifier.done:
-                piece = pieces.get()
+                if taken:  # a receive's pieces the look-ahead left
+                    item: object = list(taken)
+                    taken.clear()
+                else:
+                    item = pieces.get()
                 if failed:
                     raise failed[0]
-                if isinstance(piece, NetworkError):
-                    raise _torn(verifier, resp, piece)
-                if piece is _FINISHED:  # pragma: no cover - the receiver always ends with None
+                if isinstance(item, NetworkError):
+                    raise _torn(verifier, resp, item)
+                if item is _FINISHED:  # pragma: no cover - the receiver always ends with None
                     raise NetworkError(f"{resp.url}: body ended without its end")
-                assert piece is None or isinstance(piece, memoryview)
                 sink[1].apply(verifier)
-                events = verifier.feed_eof() if piece is None else verifier.feed(piece)
-                del piece
+                if item is None:
+                    events = verifier.feed_eof()
+                else:
+                    assert isinstance(item, list)
+                    events = feed(item)
+                del item
                 passed_on(events)
                 del events
             if follow is None or not look_ahead():
@@ -253,7 +301,7 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
         to LOOK_AHEAD for the bytes that tell."""
         seen = verifier.beyond()
         while seen is None:
-            piece = pieces.get_within(LOOK_AHEAD)
+            piece = next_item(LOOK_AHEAD)
             if not isinstance(piece, memoryview):
                 if piece is not None:
                     # the answer ended or broke there: hand the receiver's last item back
@@ -271,7 +319,7 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
         extra = 0
         deadline = time.monotonic() + LOOK_AHEAD
         while (left := deadline - time.monotonic()) > 0:
-            item = pieces.get_within(left)
+            item = next_item(left)
             if isinstance(item, memoryview):
                 extra += len(item)
                 if extra > SETTLE_BYTES:

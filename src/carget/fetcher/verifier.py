@@ -498,7 +498,7 @@ class DagVerifier:
             if self.scope == Scope.ALL:
                 self._push_children([_Want(c, _OTHER, w.path) for c in block_links(cid, data)])
             return
-        node = decode_unixfs(cid, data)
+        node = decode_unixfs(cid, data, view=True)
         kind = node.kind
         if kind == "file":
             self._out.append(EntityStart(w.path, "file", cid, node.filesize))
@@ -515,7 +515,7 @@ class DagVerifier:
         elif kind == "symlink":
             self._out.append(EntityStart(w.path, "symlink", cid))
             self._out.append(InnerNode(cid, data))
-            self._out.append(SymlinkEntry(w.path, node.data.decode("utf-8", "replace")))
+            self._out.append(SymlinkEntry(w.path, bytes(node.data).decode("utf-8", "replace")))
         elif kind == "directory":
             self._remember(cid, data)
             self._out.append(EntityStart(w.path, "directory", cid))
@@ -571,18 +571,17 @@ class DagVerifier:
             self._leaf(w, data, data, None)
             return
         if node is None:
-            node = decode_unixfs(cid, data)
+            node = decode_unixfs(cid, data, view=True)
         if node.kind != "file":
             raise UnixFSError(f"{cid} inside a file is a {node.kind}")
         if w.size is not None and node.filesize != w.size:
             raise UnixFSError(f"file node {cid} declares {node.filesize} bytes, its parent "
                               f"says {w.size}")
         if not node.links:
-            # any split of the block around the bytes will do: prefix + bytes + suffix
-            # re-hashes to the CID, which is all a resumed download needs
-            raw = bytes(data)
-            at = raw.find(node.data) if node.data else len(raw)
-            frame = (raw[:at], raw[at + len(node.data):])
+            # the block around the bytes: prefix + bytes + suffix re-hashes to the CID,
+            # which is all a resumed download needs
+            at, end = node.data_at, node.data_at + len(node.data)
+            frame = (bytes(data[:at]), bytes(data[end:]))
             self._leaf(w, data, node.data, frame)
             return
         self._remember(cid, data)

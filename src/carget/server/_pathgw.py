@@ -310,7 +310,7 @@ def plan_path(src: WalkSource, cid: CID, cid_text: str, segs: list[str],
             ("Etag", etag), ("Cache-Control", LISTING_CACHE), *common,
         ], body, etags=(etag, f'"{t}"'))
     if node.kind == "symlink":
-        body = node.data
+        body = bytes(node.data)
         return PathAnswer(200, [
             ("Content-Type", "inode/symlink"), ("Content-Length", str(len(body))),
             ("Etag", f'"{t}"'), ("Cache-Control", IMMUTABLE), *common,

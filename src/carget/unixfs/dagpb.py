@@ -13,8 +13,8 @@ from ..cid import CID, encode_varint
 from ..errors import CIDDecodeError, DagPBError
 from ._wire import LEN, VARINT, Buffer, iter_fields
 
-__all__ = ["PBLink", "PBNode", "data_field", "decode_node", "encode_link", "encode_node",
-           "link_field"]
+__all__ = ["PBLink", "PBNode", "data_field", "decode_node", "decode_node_view", "encode_link",
+           "encode_node", "link_field"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +114,17 @@ def decode_node(block: Buffer) -> PBNode:
     Raises :class:`DagPBError` for truncation, unknown fields, wrong wire types, fields out
     of canonical order, duplicate Data, or a link whose Hash is not a CID.
     """
+    links, data = decode_node_view(block)
+    return PBNode(links, None if data is None else bytes(data))
+
+
+def decode_node_view(block: Buffer) -> tuple[tuple[PBLink, ...], memoryview | None]:
+    """:func:`decode_node` without copying Data: the links, and Data as a memoryview of
+    ``block`` (None when absent). In canonical form Data is the last field, so it ends
+    the block: it starts at ``len(block) - len(data)``. Raises what :func:`decode_node`
+    raises."""
     links: list[PBLink] = []
-    data: bytes | None = None
+    data: memoryview | None = None
     mv = memoryview(block)
     for field, wire, value, at in iter_fields(mv, 0, len(mv), DagPBError):
         if wire != LEN:
@@ -128,7 +137,7 @@ def decode_node(block: Buffer) -> PBNode:
         elif field == 1:
             if data is not None:
                 raise DagPBError("PBNode has Data twice", at)
-            data = bytes(value)
+            data = value
         else:
             raise DagPBError(f"PBNode has unknown field {field}", at)
-    return PBNode(tuple(links), data)
+    return tuple(links), data

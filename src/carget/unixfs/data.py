@@ -16,7 +16,7 @@ from ..errors import UnixFSError
 from ._wire import I32, LEN, VARINT, Buffer, iter_fields, key, read_varint
 
 __all__ = ["HAMT_HASH_MURMUR3", "DataType", "UnixFSData", "UnixTime", "decode_data",
-           "encode_data"]
+           "decode_data_view", "encode_data"]
 
 #: multicodec of murmur3-x64-64, the only HAMT hash UnixFS defines (a shard's hashType)
 HAMT_HASH_MURMUR3 = 0x22
@@ -98,10 +98,26 @@ def _decode_time(buf: memoryview, base: int) -> UnixTime:
 
 def decode_data(buf: Buffer) -> UnixFSData:
     """Decode UnixFS Data. Raises :class:`UnixFSError` for anything malformed."""
+    fs, data, _ = decode_data_view(buf)
+    if data is None:
+        return fs
+    return UnixFSData(fs.type, bytes(data), fs.filesize, fs.blocksizes, fs.hash_type,
+                      fs.fanout, fs.mode, fs.mtime)
+
+
+def decode_data_view(buf: Buffer) -> tuple[UnixFSData, memoryview | None, int]:
+    """:func:`decode_data` without copying the ``Data`` field (a leaf's file bytes): the
+    message with ``data`` left None, the field as a memoryview of ``buf`` (None when
+    absent), and the offset in ``buf`` where it starts. Raises what :func:`decode_data`
+    raises."""
     fields: dict[int, object] = {}
     blocksizes: list[int] = []
     mv = memoryview(buf)
+    data_end = len(mv)  # where Data ends: the start of the field after it, if any
+    after_data = False
     for field, wire, value, at in iter_fields(mv, 0, len(mv), UnixFSError):
+        if after_data:
+            data_end, after_data = at, False
         if field == 4:
             if wire == VARINT:
                 assert isinstance(value, int)
@@ -123,6 +139,7 @@ def decode_data(buf: Buffer) -> UnixFSData:
         if wire != want:
             raise UnixFSError(f"UnixFS field {field} has wrong wire type", at)
         fields[field] = _decode_time(value, at) if field == 8 else value  # type: ignore[arg-type]
+        after_data = field == 2
     if 1 not in fields:
         raise UnixFSError("UnixFS Data without Type", 0)
     raw_type = fields[1]
@@ -132,12 +149,13 @@ def decode_data(buf: Buffer) -> UnixFSData:
     except ValueError:
         raise UnixFSError(f"unknown UnixFS type {raw_type}", 0) from None
     data = fields.get(2)
+    view = data if isinstance(data, memoryview) else None
     mode = fields.get(7)
     if isinstance(mode, int) and mode > 0xFFFFFFFF:
         raise UnixFSError("mode does not fit in 32 bits", 0)
-    return UnixFSData(
+    fs = UnixFSData(
         type=dtype,
-        data=bytes(data) if isinstance(data, memoryview) else None,
+        data=None,
         filesize=fields.get(3),  # type: ignore[arg-type]
         blocksizes=tuple(blocksizes),
         hash_type=fields.get(5),  # type: ignore[arg-type]
@@ -145,3 +163,4 @@ def decode_data(buf: Buffer) -> UnixFSData:
         mode=mode,  # type: ignore[arg-type]
         mtime=fields.get(8),  # type: ignore[arg-type]
     )
+    return fs, view, data_end - len(view) if view is not None else 0

@@ -218,6 +218,6 @@ class Exporter:
         if node.kind != "symlink":
             raise UsageError(f"{cid} is a {node.kind}, not a symlink")
         try:
-            return node.data.decode("utf-8")
+            return bytes(node.data).decode("utf-8")
         except UnicodeDecodeError:
             raise UnixFSError(f"symlink {cid} target is not UTF-8") from None

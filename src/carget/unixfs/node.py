@@ -13,8 +13,8 @@ from typing import Any
 
 from ..cid import CID, DAG_CBOR, DAG_PB, IDENTITY, RAW, decode_varint
 from ..errors import DagCBORError, NotFoundError, UnixFSError, UsageError
-from .dagpb import PBLink, decode_node
-from .data import HAMT_HASH_MURMUR3, DataType, UnixFSData, decode_data
+from .dagpb import PBLink, decode_node, decode_node_view
+from .data import HAMT_HASH_MURMUR3, DataType, UnixFSData, decode_data_view
 from .murmur3 import murmur3_x64_64
 
 __all__ = [
@@ -35,14 +35,18 @@ class Node:
     """``kind`` is "raw", "file", "directory", "hamt" or "symlink".
 
     ``data`` is the file bytes a leaf holds (the raw block, or UnixFS Data), or a
-    symlink's target; ``links`` the dag-pb links (empty for raw).
+    symlink's target; ``links`` the dag-pb links (empty for raw); ``unixfs`` the UnixFS
+    message (its ``data`` left None: that is ``data`` here). A file node decoded
+    with ``view=True`` holds its data as a memoryview of the block, which starts at
+    ``data_at`` in it.
     """
 
     cid: CID
     kind: str
     links: tuple[PBLink, ...]
     unixfs: UnixFSData | None
-    data: bytes
+    data: bytes | memoryview
+    data_at: int = 0
 
     @property
     def filesize(self) -> int:
@@ -166,8 +170,9 @@ def identity_data(cid: CID) -> bytes | None:
     return mh[pos : pos + length]
 
 
-def decode_unixfs(cid: CID, block: bytes | memoryview) -> Node:
-    """Decode a raw or dag-pb block as UnixFS.
+def decode_unixfs(cid: CID, block: bytes | memoryview, *, view: bool = False) -> Node:
+    """Decode a raw or dag-pb block as UnixFS. With ``view``, a file node's data is a
+    memoryview of ``block`` (no copy; it keeps ``block`` alive), at ``data_at``.
 
     Raises :class:`DagPBError` / :class:`UnixFSError` for malformed blocks or inconsistent
     UnixFS (blocksizes that do not match the links, a HAMT with an unknown hash or a fanout
@@ -175,37 +180,42 @@ def decode_unixfs(cid: CID, block: bytes | memoryview) -> Node:
     (a DAG that is not a file tree is bad content here, not a usage mistake).
     """
     if cid.codec == RAW:
-        return Node(cid, "raw", (), None, bytes(block))
+        return Node(cid, "raw", (), None, memoryview(block) if view else bytes(block))
     if cid.codec != DAG_PB:
         raise UnixFSError(f"{cid} is {cid.codec_name}, not UnixFS (dag-pb or raw)")
-    pb = decode_node(block)
-    if pb.data is None:
+    links, pb_data = decode_node_view(block)
+    if pb_data is None:
         raise UnixFSError(f"dag-pb node {cid} has no UnixFS Data")
-    fs = decode_data(pb.data)
+    fs, fs_data, at = decode_data_view(pb_data)
     t = fs.type
     if t in (DataType.FILE, DataType.RAW):
-        if pb.links and len(fs.blocksizes) != len(pb.links):
+        if links and len(fs.blocksizes) != len(links):
             raise UnixFSError(
-                f"file node {cid} has {len(pb.links)} links but {len(fs.blocksizes)} blocksizes"
+                f"file node {cid} has {len(links)} links but {len(fs.blocksizes)} blocksizes"
             )
-        data = fs.data or b""
-        if fs.filesize is not None and fs.filesize != len(data) + sum(fs.blocksizes):
+        size = len(fs_data) if fs_data is not None else 0
+        if fs.filesize is not None and fs.filesize != size + sum(fs.blocksizes):
             raise UnixFSError(
                 f"file node {cid} declares filesize {fs.filesize} but holds "
-                f"{len(data) + sum(fs.blocksizes)} bytes"
+                f"{size + sum(fs.blocksizes)} bytes"
             )
-        return Node(cid, "file", pb.links, fs, data)
+        if fs_data is None:
+            return Node(cid, "file", links, fs, b"")
+        # Data is the last field of a canonical dag-pb node: it ends the block
+        at += len(block) - len(pb_data)
+        return Node(cid, "file", links, fs, fs_data if view else bytes(fs_data), at)
+    data = bytes(fs_data) if fs_data is not None else b""
     if t == DataType.DIRECTORY:
-        return Node(cid, "directory", pb.links, fs, b"")
+        return Node(cid, "directory", links, fs, b"")
     if t == DataType.HAMT_SHARD:
         fanout = fs.fanout or 0
         if fs.hash_type != HAMT_HASH_MURMUR3:
             raise UnixFSError(f"HAMT shard {cid} uses unsupported hash {fs.hash_type}")
         if fanout < 2 or fanout & (fanout - 1) or fanout > 1024:
             raise UnixFSError(f"HAMT shard {cid} has invalid fanout {fanout}")
-        return Node(cid, "hamt", pb.links, fs, fs.data or b"")
+        return Node(cid, "hamt", links, fs, data)
     if t == DataType.SYMLINK:
-        return Node(cid, "symlink", (), fs, fs.data or b"")
+        return Node(cid, "symlink", (), fs, data)
     raise UnixFSError(f"unsupported UnixFS type {t.name} in {cid}")
 
 

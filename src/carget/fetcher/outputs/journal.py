@@ -119,7 +119,9 @@ def write_file_journal(journal_path: str, target: str, cid: CID, size: int,
     tmp = journal_path + ".tmp"
     fd = open_beside(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with open(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f)
+        # dumps, not dump: json.dump encodes in pure Python (only the one-shot dumps uses
+        # the C encoder), which cost ~3x the CPU on a journal of 2,000 leaf frames
+        f.write(json.dumps(doc))
     os.replace(tmp, journal_path)
 
 
