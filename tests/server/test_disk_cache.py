@@ -112,6 +112,27 @@ def test_a_leaf_that_was_waited_for_goes_out_from_its_cache_file(tmp_path: Path)
     assert waits == 3 and out == data
 
 
+def test_a_block_folder_removed_meanwhile_is_made_again(tmp_path: Path) -> None:
+    # the cache makes each block folder once, not at every put; one removed while it
+    # runs (a user clearing the cache by hand) is made again
+    cache = DiskCache(str(tmp_path))
+    by_folder: dict[int, tuple[CID, bytes]] = {}
+    n = 0
+    while True:
+        cid, data = _leaf(n)
+        n += 1
+        first = by_folder.setdefault(cid.multihash[-1], (cid, data))
+        if first[0] != cid:
+            break
+    cache.put(*first)
+    folder = _file(cache, first[0]).parent
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    cache.put(cid, data)
+    assert _file(cache, cid).read_bytes() == data and cache.get(cid) == data
+
+
 def test_least_recently_used_are_evicted_at_the_bound(tmp_path: Path) -> None:
     cache = DiskCache(str(tmp_path), max_bytes=3 * LEAF)
     leaves = [_leaf(n) for n in range(5)]
