@@ -25,7 +25,8 @@ from carget.add import add_bytes
 from carget.cid import CID, RAW, Block
 from carget.errors import CargetError, HashMismatch, NetworkError, NotFoundError, UsageError
 from carget.server import ServerLimits
-from carget.server.blocks import Layers, Want
+from carget.server._filebody import file_pieces
+from carget.server.blocks import FileSpan, Layers, Need, Want
 from carget.server.cache import DiskCache, parse_size
 from carget.server.store import BlockStore
 from carget.server.testing import running_gateway
@@ -81,6 +82,55 @@ def test_put_get_span_and_wrong_bytes_refused(tmp_path: Path) -> None:
     with pytest.raises(HashMismatch):
         cache.put(other, data)
     assert cache.get(other) is None and not _file(cache, other).exists()
+
+
+def test_a_leaf_that_was_waited_for_goes_out_from_its_cache_file(tmp_path: Path) -> None:
+    # a file answer that waited for a leaf sends it with sendfile from the cache's file,
+    # never read into memory and copied out (two copies of every bridged byte)
+    cache = DiskCache(str(tmp_path))
+    root, data, blocks = _dag(3 * LEAF)
+    cache.put(root, blocks[root])
+    fds: dict[str, int] = {}
+    pieces = file_pieces(cache, root, len(data), 0, len(data) - 1, fds)
+    out = b""
+    waits = 0
+    try:
+        piece = next(pieces)
+        while True:
+            if isinstance(piece, Need):
+                waits += 1
+                cache.put(piece.cid, blocks[piece.cid])
+            else:
+                assert isinstance(piece, FileSpan)
+                out += piece.read()
+            piece = pieces.send(None)
+    except StopIteration:
+        pass
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    assert waits == 3 and out == data
+
+
+def test_a_block_folder_removed_meanwhile_is_made_again(tmp_path: Path) -> None:
+    # the cache makes each block folder once, not at every put; one removed while it
+    # runs (a user clearing the cache by hand) is made again
+    cache = DiskCache(str(tmp_path))
+    by_folder: dict[int, tuple[CID, bytes]] = {}
+    n = 0
+    while True:
+        cid, data = _leaf(n)
+        n += 1
+        first = by_folder.setdefault(cid.multihash[-1], (cid, data))
+        if first[0] != cid:
+            break
+    cache.put(*first)
+    folder = _file(cache, first[0]).parent
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    cache.put(cid, data)
+    assert _file(cache, cid).read_bytes() == data and cache.get(cid) == data
 
 
 def test_least_recently_used_are_evicted_at_the_bound(tmp_path: Path) -> None:

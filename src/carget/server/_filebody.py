@@ -5,7 +5,8 @@ pieces, walked with the one DAG walker (:func:`carget.unixfs.walk.file_children_
 small enough to copy), :class:`FileSpan` s of exactly the wanted bytes of a leaf that lies
 whole in a file (sent with ``os.sendfile``), and :class:`Need` markers for a block the
 source does not have yet. After a ``Need`` the caller waits for the block and resumes the
-generator, which then reads it again; a caller that cannot wait closes the generator.
+generator, which then looks for it again, as a span first (a leaf that came into the
+cache goes out with ``sendfile`` too); a caller that cannot wait closes the generator.
 
 Every block's bytes are checked against what its parent declares (a leaf holding more or
 fewer bytes than its ``blocksizes`` entry raises :class:`UnixFSError`), so the answer is
@@ -27,17 +28,27 @@ __all__ = ["Piece", "file_pieces", "read_block"]
 Piece = memoryview | FileSpan | Need
 
 
-def read_block(src: ServedSource, cid: CID) -> Generator[Need, None, bytes]:
-    """``cid``'s bytes, yielding :class:`Need` until the source has them
-    (``data = yield from read_block(src, cid)``)."""
+def read_block(src: ServedSource, cid: CID, fds: dict[str, int]
+               ) -> Generator[Need, None, bytes | FileSpan]:
+    """A block of a file DAG: a span of its UnixFS bytes when it is a leaf that lies
+    whole in a file, else its bytes; yields :class:`Need` until the source has it
+    (``got = yield from read_block(src, cid, fds)``). A block that had to be waited for
+    is looked for as a span again once it came (into a file: the cache's), rather than
+    read into memory and copied out."""
     inline = identity_data(cid)
     if inline is not None:
         return inline
+    leaf = cid.codec == RAW or (cid.codec == DAG_PB and src.is_leaf(cid))
     while True:
+        if leaf:
+            span = src.data_span(cid, fds)
+            if span is not None:
+                return span
         data = src.get(cid)
         if data is not None:
             return data
         yield Need(cid)
+        leaf = leaf or src.is_leaf(cid)
 
 
 def file_pieces(src: ServedSource, root: CID, size: int, first: int, last: int,
@@ -53,17 +64,14 @@ def file_pieces(src: ServedSource, root: CID, size: int, first: int, last: int,
     while stack:
         cid, base, want = stack.pop()
         lo, hi = max(first - base, 0), min(last + 1 - base, want)
-        if (cid.codec == RAW or (cid.codec == DAG_PB and src.is_leaf(cid))) \
-                and not cid.is_identity:
-            span = src.data_span(cid, fds)
-            if span is not None:
-                if span.length != want:
-                    raise UnixFSError(f"leaf {cid} holds {span.length} bytes, its parent "
-                                      f"says {want}")
-                if hi > lo:
-                    yield span.part(lo, hi - lo)
-                continue
-        data = yield from read_block(src, cid)
+        data = yield from read_block(src, cid, fds)
+        if isinstance(data, FileSpan):
+            if data.length != want:
+                raise UnixFSError(f"leaf {cid} holds {data.length} bytes, its parent "
+                                  f"says {want}")
+            if hi > lo:
+                yield data.part(lo, hi - lo)
+            continue
         if cid.codec == RAW:
             if len(data) != want:
                 raise UnixFSError(f"raw leaf {cid} holds {len(data)} bytes, its parent "

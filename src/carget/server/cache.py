@@ -123,6 +123,7 @@ class DiskCache:
         self._touched: set[bytes] = set()  # mtime refreshed by this process
         self._waiters: dict[bytes, list[_Waiter]] = {}
         self._serial = itertools.count()
+        self._folders: set[str] = set()  # block folders made or seen by this process
         try:
             os.makedirs(self.root, exist_ok=True)
         except OSError as exc:
@@ -316,10 +317,10 @@ class DiskCache:
             self._wake(mh, err)
             raise err
         path = self._path(mh)
-        tmp = os.path.join(os.path.dirname(path), f"{_TMP}{os.getpid()}-{next(self._serial)}")
+        folder = os.path.dirname(path)
+        tmp = os.path.join(folder, f"{_TMP}{os.getpid()}-{next(self._serial)}")
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = self._create(folder, tmp)
             try:
                 view = memoryview(data)
                 while view:
@@ -342,6 +343,19 @@ class DiskCache:
         for victim in victims:
             _unlink(victim)
         self._wake(mh, None)
+
+    def _create(self, folder: str, tmp: str) -> int:
+        """Create the temporary ``tmp`` in ``folder``, making the folder first unless this
+        process knows it (a ``mkdir`` per block showed up in every put); a folder removed
+        meanwhile is made again."""
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
     def fail(self, cid: CID, error: CargetError) -> None:
         """End every wait for ``cid`` with ``error`` (from any thread): the filler could
