@@ -10,12 +10,15 @@ from __future__ import annotations
 import builtins
 import hashlib
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from functools import partial
+from typing import Final, NamedTuple
 
-from . import multibase
+from . import hashers, multibase
 from .errors import CIDDecodeError, CIDParseError, HashMismatch, UsageError
+from .hashers import Hasher
 
 __all__ = [
+    "ALIASES",
     "CID",
     "Block",
     "DAG_CBOR",
@@ -24,7 +27,9 @@ __all__ = [
     "IDENTITY",
     "RAW",
     "SHA2_256",
+    "SUPPORTED_HASHES",
     "HashFunction",
+    "Hasher",
     "decode_varint",
     "encode_varint",
     "hash_function",
@@ -105,7 +110,7 @@ class HashFunction:
     __slots__ = ("code", "digest_size", "name", "new", "prefix")
 
     def __init__(
-        self, code: int, name: str, digest_size: int, new: Callable[[], Any] | None
+        self, code: int, name: str, digest_size: int, new: Callable[[], Hasher] | None
     ) -> None:
         self.code = code
         self.name = name
@@ -119,8 +124,7 @@ class HashFunction:
             return bytes(data)
         h = self.new()
         h.update(data)
-        out: bytes = h.digest()
-        return out
+        return h.digest()
 
     def multihash(self, data: bytes | bytearray | memoryview) -> bytes:
         """The multihash of ``data``: code, length, digest."""
@@ -129,34 +133,80 @@ class HashFunction:
         return self.prefix + self.digest(data)
 
 
-def _blake2b_256() -> Any:
-    return hashlib.blake2b(digest_size=32)
+#: multicodec codes of the BLAKE2 ranges: code ``BLAKE2B_MIN + n - 1`` is an n-byte BLAKE2b
+BLAKE2B_MIN: Final = 0xB201
+BLAKE2S_MIN: Final = 0xB241
+#: the shortest digest kubo takes (boxo verifcid's DefaultMinDigestSize): 20 bytes, so
+#: blake2b-160 is the shortest BLAKE2b
+MIN_DIGEST_SIZE: Final = 20
 
 
-HASHES: Final[dict[str, HashFunction]] = {
-    "sha2-256": HashFunction(SHA2_256, "sha2-256", 32, hashlib.sha256),
-    "sha2-512": HashFunction(0x13, "sha2-512", 64, hashlib.sha512),
-    "sha3-256": HashFunction(0x16, "sha3-256", 32, hashlib.sha3_256),
-    "blake2b-256": HashFunction(0xB220, "blake2b-256", 32, _blake2b_256),
-    "identity": HashFunction(IDENTITY, "identity", 0, None),
-}
+def _table() -> dict[str, HashFunction]:
+    """Every hash ``ipfs add --hash`` takes in kubo 0.43.1, and identity (for --inline).
+
+    That is each multihash boxo's verifcid allows (it refuses md5, murmur3, shake-128,
+    digests under 20 bytes) that go-multihash v0.2.3 also computes (it has no keccak-224
+    or keccak-384, and of BLAKE2s only blake2s-256). Digest lengths are go-multihash's
+    defaults. The same table verifies blocks by code, so whatever carget can add it can
+    verify, and a block under any other code is refused as unverifiable.
+    """
+    fns = [
+        HashFunction(IDENTITY, "identity", 0, None),
+        HashFunction(0x11, "sha1", 20, hashlib.sha1),
+        HashFunction(SHA2_256, "sha2-256", 32, hashlib.sha256),
+        HashFunction(0x13, "sha2-512", 64, hashlib.sha512),
+        HashFunction(0x14, "sha3-512", 64, hashlib.sha3_512),
+        HashFunction(0x15, "sha3-384", 48, hashlib.sha3_384),
+        HashFunction(0x16, "sha3-256", 32, hashlib.sha3_256),
+        HashFunction(0x17, "sha3-224", 28, hashlib.sha3_224),
+        HashFunction(0x19, "shake-256", 64, hashers.shake_256_512),
+        HashFunction(0x1B, "keccak-256", 32, partial(hashers.keccak, 256)),
+        HashFunction(0x1D, "keccak-512", 64, partial(hashers.keccak, 512)),
+        HashFunction(0x1E, "blake3", 32, hashers.blake3_256),
+        HashFunction(0x56, "dbl-sha2-256", 32, hashers.dbl_sha2_256),
+        *(
+            HashFunction(BLAKE2B_MIN + n - 1, f"blake2b-{8 * n}", n, partial(hashers.blake2b, n))
+            for n in range(MIN_DIGEST_SIZE, 65)
+        ),
+        HashFunction(BLAKE2S_MIN + 31, "blake2s-256", 32, hashers.blake2s_256),
+    ]
+    return {h.name: h for h in fns}
+
+
+HASHES: Final[dict[str, HashFunction]] = _table()
+#: other names kubo takes for a hash (go-multihash's ``Names``)
+ALIASES: Final[dict[str, str]] = {"sha3": "sha3-512"}
 _BY_CODE: Final[dict[int, HashFunction]] = {h.code: h for h in HASHES.values()}
 
 
+def _describe() -> str:
+    """The table's names for messages, the BLAKE2b run written as one range."""
+    names = [n for n in HASHES if n != "identity" and not n.startswith("blake2b-")]
+    short, long = 8 * MIN_DIGEST_SIZE, 8 * 64
+    at = names.index("blake2s-256")
+    names.insert(at, f"blake2b-{short}..blake2b-{long} (every 8 bits)")
+    return ", ".join(names)
+
+
+#: what ``--hash`` takes, for messages and help
+SUPPORTED_HASHES: Final = _describe()
+
+
 def hash_function(name_or_code: str | int) -> HashFunction:
-    """Look up a hash function by multihash name or code.
+    """Look up a hash function by multihash code, or by name as kubo does: lower-cased,
+    with go-multihash's aliases (``sha3`` is sha3-512).
 
     Raises :class:`UsageError` for a name or code carget does not implement.
     """
-    found = (
-        _BY_CODE.get(name_or_code) if isinstance(name_or_code, int) else HASHES.get(name_or_code)
-    )
+    if isinstance(name_or_code, int):
+        found = _BY_CODE.get(name_or_code)
+    else:
+        name = name_or_code.lower()
+        found = HASHES.get(ALIASES.get(name, name))
     if found is None:
-        known = ", ".join(HASHES)
         what = hex(name_or_code) if isinstance(name_or_code, int) else repr(name_or_code)
-        raise UsageError(f"unsupported hash function {what} (supported: {known})")
+        raise UsageError(f"unsupported hash function {what} (supported: {SUPPORTED_HASHES})")
     return found
-
 
 
 class CID:

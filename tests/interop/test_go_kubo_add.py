@@ -141,15 +141,27 @@ TREESETS: dict[str, list[str]] = {
     "r-empty-dirs-true": ["-r", "--empty-dirs=true"],
 }
 
-#: hashes kubo 0.43.1 takes that carget does not implement (carget: sha2-256, sha2-512,
-#: sha3-256, blake2b-256); carget refuses them with a usage error, never a wrong CID
-MISSING_HASHES = ["sha1", "sha3-224", "sha3-512", "blake2b-512", "blake2s-256", "keccak-256",
-                  "blake3", "dbl-sha2-256", "shake-256"]
+#: every hash name go-multihash v0.2.3 (kubo 0.43.1's) knows, but identity (below): kubo
+#: takes each that boxo's verifcid allows and go-multihash can compute, and refuses the rest
+#: ("potentially insecure": md5, murmur3, shake-128, digests under 20 bytes; "no such hash
+#: registered": keccak-224/384, blake2s but blake2s-256, ...). carget must do the same.
+MULTIHASH_NAMES = [
+    "sha1", "sha2-256", "sha2-512", "sha3", "sha3-224", "sha3-256", "sha3-384", "sha3-512",
+    "dbl-sha2-256", "murmur3-x64-64", "keccak-224", "keccak-256", "keccak-384", "keccak-512",
+    "blake3", "shake-128", "shake-256", "sha2-256-trunc254-padded", "x11", "md5",
+    "poseidon-bls12_381-a2-fc1",
+    *(f"blake2b-{8 * n}" for n in range(1, 65)), *(f"blake2s-{8 * n}" for n in range(1, 33)),
+]
+#: the hashes kubo takes beyond sha2-256, sha2-512, sha3-256 and blake2b-256 (which the flag
+#: sets above cover), each also with dag-pb leaves, trickle and over a tree
+MORE_HASHES = ["sha1", "sha3-224", "sha3-384", "sha3-512", "shake-256", "keccak-256",
+               "keccak-512", "blake3", "dbl-sha2-256", "blake2b-160", "blake2b-512",
+               "blake2s-256"]
 
 #: (case id) -> why carget differs from kubo 0.43.1 (strict xfail)
 KNOWN: dict[str, str] = {
-    **{f"hash-{h}": f"kubo 0.43.1 adds with --hash={h}; carget does not implement it (it "
-       "refuses with a usage error)" for h in MISSING_HASHES},
+    "hash-identity-tiny": "kubo 0.43.1 takes --hash=identity while each block, its MFS "
+    "directory's too, fits in 128 bytes; carget refuses --hash=identity (use --inline)",
     "stdin-name-slash-wrapped": "kubo makes the directories a --stdin-name with a slash "
     "passes through inside the -w wrapper; carget refuses such a name",
     "nocopy-no-filestore": "kubo refuses --nocopy unless its repository has the filestore "
@@ -289,8 +301,7 @@ def fixed_cases() -> list[Case]:
         Case("stdin-preserve", ("--preserve-mode", "--preserve-mtime", "-"), stdin="f/b1"),
         Case("stdin-and-a-file", ("f/b1", "-"), stdin="f/k1000"),
         Case("stdin-wrapped", ("-w", "f/b1", "-"), stdin="f/k1000"),
-        *(Case(f"hash-{h}", (f"--hash={h}", "f/k1000")) for h in MISSING_HASHES),
-        Case("err-hash-md5", ("--hash=md5", "f/b1")),  # "potentially insecure"
+        *hash_cases(),
         Case("err-hash-sha2-384", ("--hash=sha2-384", "f/b1")),  # not a multihash name
         Case("err-nsecs-alone", ("--mtime-nsecs=5", "f/b1")),
         Case("err-nsecs-over", ("--mtime=10", "--mtime-nsecs=1000000000", "f/b1")),
@@ -299,6 +310,31 @@ def fixed_cases() -> list[Case]:
         Case("err-hash-unknown", ("--hash=nope", "f/b1")),
     ]
     return [*cases, *hamt_cases(), *walk_cases(), *nocopy_cases()]
+
+
+def hash_cases() -> list[Case]:
+    """Every --hash name (and some upper-cased, as kubo lower-cases them), the ones kubo
+    takes also with dag-pb leaves, trickle and over a tree."""
+    three = ("f/e0", "f/k1000", "f/c262145")  # an empty leaf, one leaf, two and a parent
+    out = [Case(f"hash-{h}", (f"--hash={h}", *three)) for h in MULTIHASH_NAMES]
+    out += [Case(f"hash-{h}-pb", (f"--hash={h}", "--raw-leaves=false", *three))
+            for h in MORE_HASHES]
+    out += [Case(f"hash-{h}-trickle", (f"--hash={h}", "--trickle", "--chunker=size-100",
+                                       "f/k2785")) for h in MORE_HASHES]
+    out += [Case(f"tree-r-H-w-{h}", ("-r", "-H", "-w", f"--hash={h}", "tree"))
+            for h in MORE_HASHES]
+    out += [
+        Case("hash-SHA3-384", ("--hash=SHA3-384", "f/k1000")),
+        Case("hash-Blake3", ("--hash=Blake3", "f/k1000")),
+        Case("hash-keccak-256-inline", ("--hash=keccak-256", "--inline", *three)),
+        Case("hash-blake3-v1-2025", ("--hash=blake3", "--profile=unixfs-v1-2025",
+                                     "--chunker=size-1024", "f/m1048577")),
+        Case("hash-identity-tiny", ("--hash=identity", "f/b1")),
+        Case("err-hash-identity", ("--hash=identity", "f/k1000")),
+        Case("err-v0-blake3", ("--cid-version=0", "--hash=blake3", "f/b1")),
+        Case("err-v0-sha1", ("--cid-version=0", "--hash=sha1", "f/b1")),
+    ]
+    return out
 
 
 def walk_cases() -> list[Case]:
@@ -460,7 +496,8 @@ def random_cases(rng: random.Random, count: int) -> tuple[list[Case], dict[str, 
         if rng.random() < 0.3:
             flags.append("--trickle")
         if rng.random() < 0.25:
-            flags.append(f"--hash={rng.choice(['sha2-512', 'sha3-256', 'blake2b-256'])}")
+            hashes = ["sha2-512", "sha3-256", "blake2b-256", *MORE_HASHES]
+            flags.append(f"--hash={rng.choice(hashes)}")
         if rng.random() < 0.2:
             flags += ["--inline", f"--inline-limit={rng.randrange(0, 129)}"]
         if rng.random() < 0.3:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
+from ..cid import SUPPORTED_HASHES
 from ..errors import UsageError
 from ..unixfs.options import PROFILES, ImportOptions, resolve_options
 
@@ -147,7 +148,7 @@ def import_flags(fn: F) -> F:
             "hash_name",
             default=None,
             metavar="NAME",
-            help="Hash function: sha2-256 (default), sha2-512, sha3-256, blake2b-256.",
+            help=f"Hash function (default sha2-256), as kubo's: {SUPPORTED_HASHES}.",
         ),
         click.option("--inline", is_flag=True, help="Inline small blocks into identity CIDs."),
         click.option(

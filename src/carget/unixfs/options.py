@@ -159,8 +159,8 @@ def resolve_options(
     if profile is not None and profile not in PROFILES:
         raise UsageError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     base = PROFILES[profile] if profile else DEFAULT
-    hash_name = (hash or base.hash).lower()
-    hash_function(hash_name)
+    # kubo lower-cases the name and takes go-multihash's aliases: keep the canonical name
+    hash_name = hash_function(hash or base.hash).name
     if hash_name == "identity":
         raise UsageError("--hash=identity is not allowed; use --inline")
     version = base.cid_version if cid_version is None else cid_version
