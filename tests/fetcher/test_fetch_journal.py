@@ -14,6 +14,8 @@ from dagstore import DagStore, car_bytes
 from faultgw import Fault, fault_gateway
 from fetchhelp import content
 from test_fetch_resume import entity_starts, start_slow_get, wait_for
+from test_fetch_tree_failover import BIG, big_tree, sent_for
+from test_fetch_tree_failover import LEAF as TREE_LEAF
 
 from carget.cid import CID, RAW
 from carget.fetcher import FetchOptions
@@ -237,3 +239,26 @@ async def test_sigkill_then_a_cut_last_line_still_resumes(store: DagStore,
     starts = entity_starts(honest.log)
     assert starts and min(starts) > 0, starts  # what the whole lines vouched for was kept
     assert not journal.exists()
+
+
+async def test_a_tree_file_s_part_lines_carry_each_block_once(
+        store: DagStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a part line after every piece received (as a slow gateway gives one a second):
+    # each carries the ranges so far but only the leaf frames not logged before
+    from carget.fetcher.outputs import tree as tree_output
+
+    monkeypatch.setattr(tree_output, "JOURNAL_SECONDS", 0.0)
+    root, big, data = big_tree(store, tmp_path / "src", 0)  # CIDv0: every leaf framed
+    async with fault_gateway(store, Fault("stall", at=66, only_scope="all")) as gw:
+        with trio.move_on_after(1.0):
+            await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=30))
+    parts = [d for d in _journal_lines(tmp_path / ("tree" + JOURNAL_SUFFIX)) if "part" in d]
+    assert len(parts) >= 2
+    keys = [k for d in parts for k in d["frames"]]
+    assert len(keys) == len(set(keys)) == 64  # each frame once
+    assert parts[-1]["done"] == [[0, 64 * TREE_LEAF]]
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            await run_get(str(root), "tree", FetchOptions([gw.url]))
+    assert (tmp_path / "tree" / "a-big.bin").read_bytes() == data
+    assert [eb for _, eb, _ in sent_for(gw, big)] == [f"{64 * TREE_LEAF}:{BIG - 1}"]

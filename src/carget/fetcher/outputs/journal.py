@@ -8,9 +8,10 @@ ranges kept and the blocks to check them), then gets one line per flush with the
 ranges newly written, the verified DAG nodes not logged yet (so the next run can
 re-derive every leaf CID from the root) and the frames of new dag-pb leaves; a reader
 joins the lines. A tree's journal gets one line per verified directory, per finished
-file and, now and then, per file being written (the ranges written so far: the last
-such line of a file counts), each with the blocks needed to check it again. Neither is
-trusted: :mod:`~carget.fetcher.outputs.recheck` re-hashes what it vouches for.
+file (with the blocks needed to check it again) and, now and then, per file being
+written (the ranges written so far: the last such line of a file counts; and the blocks
+it got since its previous such line: a reader joins them). Neither is trusted:
+:mod:`~carget.fetcher.outputs.recheck` re-hashes what it vouches for.
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ class TreeJournal:
     def part(self, path: str, cid: CID, size: int, done: list[tuple[int, int]],
              nodes: dict[str, bytes], frames: dict[str, tuple[bytes, bytes]]) -> None:
         """A file being written: the byte ranges of it in place so far, with the blocks
-        to check them."""
+        to check them that its earlier part lines do not hold."""
         self.log({"part": path, "cid": str(cid), "size": size, "done": done,
                   **encode_blocks(nodes, frames)})
 
@@ -318,7 +319,8 @@ KeptTreeFile = tuple[CID, int, KeptFile]
 @dataclass
 class KeptTree:
     """What a tree journal lists: verified directories (CID and node), finished files
-    and files partly written (the last line of each), by path."""
+    and files partly written (the ranges of the last line of each, the blocks of all of
+    them), by path."""
 
     dirs: dict[str, tuple[CID, bytes]]
     files: dict[str, KeptTreeFile]
@@ -340,8 +342,13 @@ def read_tree_journal(journal_path: str) -> KeptTree:
                     kept.files[str(doc["file"])] = (CID.parse(doc["cid"]), int(doc["size"]),
                                                     _decode(doc))
                 elif "part" in doc:
-                    kept.parts[str(doc["part"])] = (CID.parse(doc["cid"]), int(doc["size"]),
-                                                    _decode(doc))
+                    path, cid = str(doc["part"]), CID.parse(doc["cid"])
+                    part = _decode(doc)
+                    before = kept.parts.get(path)
+                    if before is not None and before[0] == cid:  # its blocks so far, too
+                        part.nodes = before[2].nodes | part.nodes
+                        part.frames = before[2].frames | part.frames
+                    kept.parts[path] = (cid, int(doc["size"]), part)
             except (KeyError, TypeError, ValueError, AttributeError, CargetError):
                 continue  # a malformed line (a bad CID too) vouches for nothing
     return kept
