@@ -26,7 +26,6 @@ what it verified, says so, and the next run resumes unless ``--no-resume``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -85,11 +84,9 @@ def _kept_bytes(path: str) -> int | None:
     if not os.path.lexists(journal):
         return None
     if os.path.isfile(partial):
-        try:
-            with open(journal, encoding="utf-8") as f:
-                return sum(int(b) - int(a) for a, b in json.load(f)["done"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        from ..fetcher.outputs.journal import kept_file_bytes
+
+        return kept_file_bytes(journal)
     total = 0
     for top, _, names in os.walk(partial):
         for n in names:

@@ -28,12 +28,12 @@ from .journal import (
     JOURNAL_SECONDS,
     JOURNAL_SUFFIX,
     PARTIAL_SUFFIX,
+    FileJournal,
     encode_blocks,
     encode_frame,
     encode_node,
     read_file_journal,
     remove_journal,
-    write_file_journal,
 )
 from .recheck import recheck
 
@@ -58,8 +58,14 @@ class FileOutput:
         self.journal_path = path + JOURNAL_SUFFIX
         self._lock = threading.Lock()
         self._done: list[tuple[int, int]] = []
+        # every block the journal needs (encoded), and what of it and of _done is not
+        # logged yet: a flush appends only that (see _write_journal_locked)
         self._nodes: dict[str, str] = {}
         self._frames: dict[str, list[str]] = {}
+        self._new_done: list[tuple[int, int]] = []
+        self._new_nodes: dict[str, str] = {}
+        self._new_frames: dict[str, list[str]] = {}
+        self._journal: FileJournal | None = None
         self._since_journal = 0
         self._journal_at = time.monotonic()
         self.written = 0
@@ -142,14 +148,16 @@ class FileOutput:
                 written += len(ev.data)
                 if ev.frame is not None:
                     with self._lock:
-                        self._frames[str(ev.cid)] = encode_frame(ev.frame)
+                        key = str(ev.cid)
+                        if key not in self._frames:
+                            self._frames[key] = self._new_frames[key] = encode_frame(ev.frame)
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.block())
             elif isinstance(ev, InnerNode):
                 with self._lock:
                     key = str(ev.cid)
                     if key not in self._nodes and ev.cid.codec != RAW:
-                        self._nodes[key] = encode_node(ev.data)
+                        self._nodes[key] = self._new_nodes[key] = encode_node(ev.data)
                 if self.on_block is not None:
                     self.on_block(ev.cid, ev.data)
         if run:
@@ -177,6 +185,7 @@ class FileOutput:
                 rest = rest[n:]
         with self._lock:
             self._done.append((offset, offset + want))
+            self._new_done.append((offset, offset + want))
         if self._digest is not None:
             for piece in run:
                 self._digest_step(offset, piece)
@@ -249,8 +258,19 @@ class FileOutput:
         self._since_journal = 0
         self._journal_at = time.monotonic()
         self._done = merge_ranges(self._done)
-        write_file_journal(self.journal_path, self.target, self.cid, self.size, self._done,
-                           {"nodes": self._nodes, "frames": self._frames})
+        if self._journal is None:  # the run's first flush: all it knows, in a new log
+            self._journal = FileJournal(self.journal_path, self.target, self.cid, self.size,
+                                        self._done, self._nodes, self._frames)
+        else:  # then only what is new: each flush costs what was written since the last
+            self._journal.add(merge_ranges(self._new_done), self._new_nodes,
+                              self._new_frames)
+        self._new_done, self._new_nodes, self._new_frames = [], {}, {}
+
+    def _close_journal(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -262,6 +282,7 @@ class FileOutput:
         right after is covered by the digest check a careful caller runs anyway."""
         os.close(self._fd)
         self._fd = -1
+        self._close_journal()
         os.replace(self.partial, self.path)
         remove_journal(self.journal_path)
 
@@ -269,10 +290,13 @@ class FileOutput:
         """Stop. ``keep`` (interrupted, resumable) writes the journal; otherwise the
         partial file and journal are removed."""
         if self._fd >= 0:
-            if keep:
-                self.write_journal()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                if keep:
+                    self.write_journal()
+            finally:
+                self._close_journal()
+                os.close(self._fd)
+                self._fd = -1
         if not keep or not os.path.exists(self.journal_path):
             try:
                 os.unlink(self.partial)

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import stat
 import time
+from itertools import islice
 
 from ...cid import CID, RAW
 from ...errors import InputError, UnsafePathError, UsageError
@@ -159,8 +160,8 @@ class TreeOutput:
 
     Resumable: the tree is built in ``path.carget-partial/`` and a journal
     (``path.carget-journal``: one JSON line per verified directory and finished file,
-    and for the file being written its ranges so far, each with the blocks needed to
-    check it again) grows as it fills in. An interrupted run keeps both
+    and for the file being written its ranges so far with the blocks it got since its
+    last such line) grows as it fills in. An interrupted run keeps both
     (:meth:`abandon` with ``keep``); the next run for the same CID re-verifies them
     (:meth:`resume`: directory blocks against their CIDs, files leaf by leaf from disk)
     and asks only for what is still missing, down to the byte ranges of a file left
@@ -187,6 +188,10 @@ class TreeOutput:
         self._cur_frames: dict[str, tuple[bytes, bytes]] = {}
         # files left incomplete (a failed answer, or an earlier run): their blocks so far
         self._parts: dict[str, tuple[dict[str, bytes], dict[str, tuple[bytes, bytes]]]] = {}
+        # how many of an incomplete file's nodes and frames its part lines hold already:
+        # a part line carries only those after (blocks are only ever added, and a dict
+        # keeps their order), so logging a big file costs what is new, not all so far
+        self._logged: dict[str, tuple[int, int]] = {}
         self._since_journal = 0
         self._journal_at = time.monotonic()
         self._files: dict[str, int] = {}
@@ -293,16 +298,22 @@ class TreeOutput:
         if self._journal is not None:
             self._journal.file(path, cid, size, self._cur_nodes, self._cur_frames)
         self._cur, self._cur_nodes, self._cur_frames = None, {}, {}
+        self._logged.pop(path, None)
 
     def _journal_part(self, path: str, nodes: dict[str, bytes],
                       frames: dict[str, tuple[bytes, bytes]]) -> None:
-        """Log what of the incomplete file at ``path`` is in place (the next run keeps it)."""
+        """Log what of the incomplete file at ``path`` is in place (the next run keeps it):
+        its ranges, and the blocks its earlier part lines do not hold."""
         self._since_journal = 0
         self._journal_at = time.monotonic()
         entry = self.ledger.entries.get(path)
         if self._journal is None or entry is None or not self.ledger.file_missing(path):
             return
-        self._journal.part(path, entry[1], entry[2], self.ledger.spans[path], nodes, frames)
+        n_nodes, n_frames = self._logged.get(path, (0, 0))
+        self._journal.part(path, entry[1], entry[2], self.ledger.spans[path],
+                           dict(islice(nodes.items(), n_nodes, None)),
+                           dict(islice(frames.items(), n_frames, None)))
+        self._logged[path] = (len(nodes), len(frames))
 
     def _remove_partial(self) -> None:
         remove_tree(self.tmp)
@@ -357,6 +368,7 @@ class TreeOutput:
                 self.ledger.entries[path] = ("file", cid, size)
                 self.ledger.spans[path] = good
                 self._parts[path] = (blocks.nodes, blocks.frames)
+                self._logged[path] = (len(blocks.nodes), len(blocks.frames))  # in the journal
                 kept += sum(b - a for a, b in good)
         self._sweep()
         return kept
