@@ -269,3 +269,20 @@ async def test_an_exception_from_the_sink_aborts_the_fetch(
             await fetch_blocks(root, (), sink, opts(a.url, b.url))
         # the sink's failure is not taken for a gateway's: nothing was asked again
         assert len([e for e in a.log + b.log if e.query.get("dag-scope") == "entity"]) <= 4
+
+
+async def test_scope_block_brings_the_path_and_its_block_only(
+        big: tuple[DagStore, CID, bytes]) -> None:
+    store, root, _ = big
+    async with fault_gateway(store) as gw:
+        sink = Sink()
+        res = await fetch_blocks(root, (), sink, opts(gw.url), scope="block")
+    assert res.kind == "file" and res.size == 2 << 20
+    assert set(sink.blocks) == {root}
+    assert [e.query.get("dag-scope") for e in gw.log] == ["block"]
+
+
+async def test_an_unknown_scope_is_refused(big: tuple[DagStore, CID, bytes]) -> None:
+    _, root, _ = big
+    with pytest.raises(UsageError, match="dag-scope"):
+        await fetch_blocks(root, (), Sink(), opts("http://127.0.0.1:9"), scope="everything")

@@ -232,3 +232,47 @@ def test_serve_command_with_upstream(tmp_path: Path) -> None:
         finally:
             origin.terminate()
     assert list((tmp_path / "xdg" / "carget" / "blocks").rglob("*"))  # the default cache
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["basic", "hamt"])
+async def test_a_listing_fetches_the_directory_not_its_entries(tmp_path: Path,
+                                                               sharded: bool) -> None:
+    """A path answer for a directory needs its own blocks (a HAMT's shards), not what
+    lies under it: a listing beside a 2 MiB file must not bring that file upstream; its
+    index.html, once there, comes alone too."""
+    site = tmp_path / "site"
+    site.mkdir()
+    big = _content(2 << 20, seed=7)
+    (site / "big.bin").write_bytes(big)
+    for i in range(3):
+        (site / f"small-{i}.txt").write_bytes(b"x%d\n" % i)
+    car = tmp_path / "site.car"
+    shard = ["--max-directory-links", "2"] if sharded else []
+    out = subprocess.run([sys.executable, "-m", "carget", "add", "-r", "-Q", "--cid-version",
+                          "1", *shard, "--car", str(car), str(site)], capture_output=True,
+                         text=True, check=True)
+    root = CID.parse(out.stdout.strip())
+    store = DagStore()
+    store.add_car(car)
+    async with fault_gateway(store) as gw, bridge(tmp_path, gw.url) as (url, _, cache):
+        r = await trio.to_thread.run_sync(partial(httpx.get, f"{url}/ipfs/{root}/",
+                                                  timeout=60))
+        assert r.status_code == 200 and "big.bin" in r.text and "small-2.txt" in r.text
+        big_leaves = [c for c in store.blocks if c.codec == RAW and len(store.blocks[c]) > 1024]
+        assert big_leaves and not any(cache.size(c) is not None for c in big_leaves)
+        assert sum(e.sent for e in gw.log) < 64 << 10, gw.log
+        r = await trio.to_thread.run_sync(partial(httpx.get, f"{url}/ipfs/{root}/big.bin",
+                                                  timeout=60))
+        assert r.status_code == 200 and r.content == big
+    (site / "index.html").write_bytes(b"<p>hello</p>\n")
+    out = subprocess.run([sys.executable, "-m", "carget", "add", "-r", "-Q", "--cid-version",
+                          "1", *shard, "--car", str(car), str(site)], capture_output=True,
+                         text=True, check=True)
+    root = CID.parse(out.stdout.strip())
+    store = DagStore()
+    store.add_car(car)
+    async with fault_gateway(store) as gw, bridge(tmp_path / "2", gw.url) as (url, _, cache):
+        r = await trio.to_thread.run_sync(partial(httpx.get, f"{url}/ipfs/{root}/",
+                                                  timeout=60))
+        assert r.status_code == 200 and r.content == b"<p>hello</p>\n"
+        assert sum(e.sent for e in gw.log) < 64 << 10, gw.log

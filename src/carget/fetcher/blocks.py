@@ -10,25 +10,28 @@ bytes themselves.
 
 from __future__ import annotations
 
+import trio
+
 from ..cid import CID, DAG_PB
-from ..errors import UsageError
+from ..errors import CargetError, UsageError
 from ..unixfs.node import decode_unixfs
 from .file import fetch_ranges
 from .outputs.sink import BlockFileOutput, BlockTreeOutput, SinkFailed, give_events
 from .race import Resolved, resolve
-from .request import Continuation
-from .run import bounded, start_run
+from .request import Continuation, car_url, request_car
+from .run import FATAL_ERRORS, Run, bounded, start_run
 from .split import UnitState
 from .target import Target
 from .tree import fetch_tree
 from .types import BlockSink, BlocksResult, FetchOptions
-from .verifier import VerifierEvent
+from .verifier import DagVerifier, Scope, VerifierEvent
 
 __all__ = ["fetch_blocks"]
 
 
 async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: FetchOptions,
-                       *, byte_range: tuple[int, int] | None = None) -> BlocksResult:
+                       *, byte_range: tuple[int, int] | None = None,
+                       scope: str = Scope.ALL) -> BlocksResult:
     """Fetch ``root/path``'s entity from ``opts.gateways``, verified, into ``sink``.
 
     For a file: the blocks of the bytes ``[lo, hi)`` of ``byte_range`` (clipped to the
@@ -37,7 +40,11 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
     failover from the last verified leaf, ``Retry-After``), plus the path's blocks and
     the file's inner nodes down to those leaves. For a directory, a symlink or a
     non-UnixFS entity: the whole of it (``dag-scope=all``), one gateway at a time, a
-    failed answer continued with what it left missing. Runs under trio; ``opts.timeout``
+    failed answer continued with what it left missing. ``scope`` narrows that as
+    ``dag-scope`` does: ``entity`` gives a directory's own blocks only (a HAMT's shards,
+    what a listing or a name lookup reads; not its entries), and a symlink or non-UnixFS
+    block alone; ``block`` gives the path's blocks and the terminal block only, for files
+    too. Runs under trio; ``opts.timeout``
     bounds it. ``opts.digest``, ``fallback_url`` and ``car_out`` concern files written
     whole and are refused (UsageError). Raises carget's errors as
     :func:`~carget.fetcher.fetch_file` does (NotFoundError, VerificationError,
@@ -45,6 +52,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
     if opts.digest is not None or opts.fallback_url is not None or opts.car_out is not None:
         raise UsageError("fetch_blocks hands blocks to a sink: digest, fallback_url and "
                          "car_out apply to files written whole")
+    if scope not in (Scope.BLOCK, Scope.ENTITY, Scope.ALL):
+        raise UsageError(f"dag-scope {scope!r} is not block, entity or all")
     if byte_range is not None and not 0 <= byte_range[0] <= byte_range[1]:
         raise UsageError(f"byte range {byte_range} must be 0 <= lo <= hi")
     run = await start_run(Target(root, tuple(path)), opts)
@@ -82,6 +91,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
         announce(res.events)
         run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
                   gateway=res.gateway.url if res.gateway else None)
+        if scope == Scope.BLOCK:  # the race's answer carried the path and the block
+            return BlocksResult(res.cid, res.kind, res.size)
         if res.kind == "file":
             assert res.size is not None
             out = file_output(res.size)
@@ -92,7 +103,12 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
                 await fetch_ranges(run, res, out, missing)
             return BlocksResult(res.cid, res.kind, res.size)
         tree = BlockTreeOutput(sink)
-        await fetch_tree(run, res, lambda: tree)
+        if scope == Scope.ALL:
+            await fetch_tree(run, res, lambda: tree)
+        elif res.kind == "directory" and decode_unixfs(res.cid, res.block).kind == "hamt":
+            await _shards(run, res, tree)
+        # else: a basic directory, a symlink or a non-UnixFS block is its one block,
+        # which the race's answer carried
         return BlocksResult(res.cid, res.kind, None)
 
     try:
@@ -102,3 +118,24 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
         raise exc.error from None
     finally:
         run.close()
+
+
+async def _shards(run: Run, res: Resolved, out: BlockTreeOutput) -> None:
+    """A sharded directory's own blocks (``dag-scope=entity``: every shard, no entry),
+    from the race's gateway first, then the others, each after its back-off."""
+    first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
+    for gw in first:
+        while not gw.dropped and not gw.not_found:
+            wait = gw.ready_at - trio.current_time()
+            if wait > 0:
+                await trio.sleep(wait)
+            v = DagVerifier(res.cid, scope=Scope.ENTITY)
+            try:
+                await request_car(run, gw, v, out,
+                                  car_url(gw.url, res.cid, (), Scope.ENTITY, None))
+                return
+            except FATAL_ERRORS:
+                raise
+            except CargetError as exc:
+                run.failed(gw, exc)
+    raise run.final_error(str(run.target))

@@ -726,7 +726,7 @@ class _Connection:
                 plan = plan_request(method, target, headers,
                                     Waiting(store) if waiter is not None else store)
             except NeedBlock as need:
-                error = await self._wait_block(need.cid, want)
+                error = await self._wait_block(need.cid, need.want or want)
                 if error is not None:
                     return error
                 continue
@@ -746,7 +746,7 @@ class _Connection:
         if want is not None:
             rng = car.byte_range
             want = Want(want.root, want.segments,
-                        None if rng is None else (rng.first, rng.last))
+                        None if rng is None else (rng.first, rng.last), car.scope)
         for _ in range(MAX_PLAN_WAITS):
             try:
                 for cid in car_blocks(Waiting(store), car.resolved, car.scope,
@@ -755,7 +755,7 @@ class _Connection:
                         raise NeedBlock(cid)
                 return None
             except NeedBlock as need:
-                error = await self._wait_block(need.cid, want)
+                error = await self._wait_block(need.cid, need.want or want)
                 if error is not None:
                     return error
             except CargetError:

@@ -36,7 +36,7 @@ from ..unixfs.node import Node, decode_unixfs
 from ..unixfs.walk import path_step
 from ._car import WalkSource
 from ._filebody import file_pieces
-from .blocks import Need, Want
+from .blocks import Need, NeedBlock, Want
 
 __all__ = ["FileBody", "PathAnswer", "content_type", "plan_path", "sniff"]
 
@@ -301,7 +301,13 @@ def plan_path(src: WalkSource, cid: CID, cid_text: str, segs: list[str],
         except NotFoundError:
             index = None
         if index is not None:
-            return _file(src, index, "index.html", query, headers, common, etag_cid=t)
+            try:
+                return _file(src, index, "index.html", query, headers, common, etag_cid=t)
+            except NeedBlock as need:
+                # its blocks lie under the directory, outside the directory's own
+                # (what the request path brings): ask for the index page itself
+                raise NeedBlock(need.cid, Want(cid, (*segs, "index.html"),
+                                               (0, SNIFF_BYTES - 1))) from None
         etag = f'"DirIndex-{LISTING_VERSION}_CID-{t}"'
         body = _listing(src, t, node, cid_text, segs, request_path)
         return PathAnswer(200, [

@@ -160,11 +160,14 @@ class Layers:
 @dataclass(frozen=True, slots=True)
 class Want:
     """What an answer is after, so that a filler can fetch whole runs, not block by block:
-    the content path's root and segments, and the file byte range (inclusive) if any."""
+    the content path's root and segments, the file byte range (inclusive) if any, and the
+    ``dag-scope`` it needs ("entity": a file's bytes, a directory's own blocks; "all":
+    everything under it, for a CAR of the whole DAG)."""
 
     root: CID
     segments: tuple[str, ...] = ()
     byte_range: tuple[int, int] | None = None
+    scope: str = "entity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +180,12 @@ class Need:
 class NeedBlock(Exception):
     """Raised by planning over :class:`Waiting` when a block is absent but may come."""
 
-    def __init__(self, cid: CID) -> None:
+    def __init__(self, cid: CID, want: Want | None = None) -> None:
         super().__init__(f"waiting for block {cid}")
         self.cid = cid
+        #: what the block is for, when the planner knows better than the request target
+        #: (a directory's index.html)
+        self.want = want
 
 
 class Waiting:

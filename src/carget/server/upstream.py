@@ -28,7 +28,7 @@ from .cache import DiskCache
 
 __all__ = ["Upstream"]
 
-_Key = tuple[CID, tuple[str, ...], tuple[int, int] | None]
+_Key = tuple[CID, tuple[str, ...], tuple[int, int] | None, str]
 
 
 @dataclass
@@ -59,8 +59,8 @@ class Upstream:
 
     def request(self, cid: CID, want: Want | None) -> None:
         """Get ``cid`` into the cache (trio thread; returns at once)."""
-        key: _Key = (want.root, want.segments, want.byte_range) if want is not None \
-            else (cid, (), None)
+        key: _Key = (want.root, want.segments, want.byte_range, want.scope) \
+            if want is not None else (cid, (), None, "block")
         job = self._fetches.get(key)
         if job is None:
             if self._nursery is None:
@@ -72,11 +72,12 @@ class Upstream:
         job.asked.add(cid)
 
     async def _fetch(self, key: _Key, job: _Fetch) -> None:
-        root, path, rng = key
+        root, path, rng, scope = key
         error: CargetError | None = None
         try:
             await fetch_blocks(root, path, self._put, self.opts,
-                               byte_range=None if rng is None else (rng[0], rng[1] + 1))
+                               byte_range=None if rng is None else (rng[0], rng[1] + 1),
+                               scope=scope)
         except CargetError as exc:
             error = exc
         finally:
