@@ -15,7 +15,7 @@ from ._importflags import KuboFlagsCommand, add_flags, import_flags, pop_import_
 _PRINTABLE = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
 
 
-def _esc(name: str) -> str:
+def printable_name(name: str) -> str:
     return name.translate(_PRINTABLE)
 
 
@@ -117,9 +117,10 @@ def add(
         if quiet:
             out.write(f"{cid}\n")
         else:
-            out.write(f"added {cid} {_esc(name)}\n")
+            out.write(f"added {cid} {printable_name(name)}\n")
         if file_digest:
-            out.write(f"{file_digest}\n" if quiet else f"digest {file_digest} {_esc(name)}\n")
+            shown = printable_name(name)
+            out.write(f"{file_digest}\n" if quiet else f"digest {file_digest} {shown}\n")
 
     from ..tree import add_paths
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..server.upstream import Upstream
 from ._importflags import import_flags, pop_import_options
 from ._signals import INTERRUPT_SIGNALS
-from .add import ValueWordsCommand, _esc
+from .add import ValueWordsCommand, printable_name
 
 #: kubo's gateway listens on 8080 by default; so does this one
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -122,7 +122,7 @@ def serve(paths: tuple[str, ...], listen: str, public: bool, upstreams: tuple[st
             files.append(p)
     if files:
         def report(cid: str, name: str, digest: str | None) -> None:
-            out.write(f"added {cid} {_esc(name)}\n")
+            out.write(f"added {cid} {printable_name(name)}\n")
 
         store.add_paths(files, opts, jobs=jobs, report=report)
     out.flush()

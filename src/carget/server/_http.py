@@ -71,7 +71,7 @@ from ..errors import (
 from ._car import car_blocks
 from ._filebody import file_pieces
 from ._pathgw import SNIFF_BYTES, FileBody
-from ._routes import CarPlan, Plan, _error, not_modified, plan_request, split_target
+from ._routes import CarPlan, Plan, error_plan, not_modified, plan_request, split_target
 from .blocks import (
     SPAN_FILES,
     SPAN_MIN,
@@ -573,7 +573,7 @@ class _Connection:
 
     async def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            plan = _error(exc.error_status_hint, f"bad request: {exc}")
+            plan = error_plan(exc.error_status_hint, f"bad request: {exc}")
             plan.headers.append(("Connection", "close"))
             try:
                 await self._send_head(plan.status, plan.headers)
@@ -735,7 +735,7 @@ class _Connection:
                 if error is not None:
                     return error
             return plan
-        return _error(504, "too many blocks to wait for before answering")
+        return error_plan(504, "too many blocks to wait for before answering")
 
     async def _gather_car(self, car: CarPlan, want: Want | None) -> Plan | None:
         """Before a CAR answer over a source that can still get blocks: walk it and wait
@@ -760,22 +760,22 @@ class _Connection:
                     return error
             except CargetError:
                 return None  # the body meets it again, and ends there
-        return _error(504, "too many blocks to wait for before answering")
+        return error_plan(504, "too many blocks to wait for before answering")
 
     async def _wait_block(self, cid: CID, want: Want | None) -> Plan | None:
         """Wait for ``cid`` through the waiter: None once it is there, else the error
         answer to give (while no byte is out)."""
         waiter = self.server.waiter
         if waiter is None:
-            return _error(502, f"block {cid} is not available")
+            return error_plan(502, f"block {cid} is not available")
         try:
             with trio.fail_after(self.limits.block_wait):
                 await waiter.wait_for(cid, want)
         except trio.TooSlowError:
-            return _error(504, f"block {cid} did not arrive within "
+            return error_plan(504, f"block {cid} did not arrive within "
                                f"{self.limits.block_wait:g} s")
         except CargetError as exc:
-            return _error(wait_status(exc), str(exc))
+            return error_plan(wait_status(exc), str(exc))
         return None
 
     async def _answer_request(self, req: h11.Request, method: str) -> None:
@@ -789,13 +789,13 @@ class _Connection:
         try:
             target = req.target.decode("ascii")
         except UnicodeDecodeError:
-            plan = _error(400, "request target is not ASCII")
+            plan = error_plan(400, "request target is not ASCII")
         else:
             try:
                 plan = await self._plan(method, target, headers)
             except Exception as exc:  # a bug: answer 500, keep serving
                 traceback.print_exc(file=sys.stderr)
-                plan = _error(500, f"internal error: {type(exc).__name__}")
+                plan = error_plan(500, f"internal error: {type(exc).__name__}")
         if plan.status in (200, 206) and not_modified(headers.get("if-none-match"),
                                                        plan.etags):
             keep = {"Etag", "Cache-Control", "X-Ipfs-Path", "Ipfs-Uri", "Vary"}  # as kubo 0.43
@@ -804,7 +804,7 @@ class _Connection:
             return
         if (plan.car is not None or plan.file is not None) and method != "HEAD" \
                 and not await self._take_files({}):
-            plan = _error(503, "busy: no file descriptors to spare; try again")
+            plan = error_plan(503, "busy: no file descriptors to spare; try again")
             plan.headers.append(("Retry-After", "1"))
         try:
             if plan.file is not None and method != "HEAD":
@@ -822,7 +822,7 @@ class _Connection:
             # a header h11 will not write (it checks before anything is sent): a bug, since
             # every value from a request or a DAG is escaped; answer it, never a silent close
             traceback.print_exc(file=sys.stderr)
-            plan = _error(500, "internal error: a response header could not be written")
+            plan = error_plan(500, "internal error: a response header could not be written")
             await self._send_head(plan.status, plan.headers)
 
     async def _send_response(self, method: str, plan: Plan) -> None:
@@ -870,13 +870,13 @@ class _Connection:
         that is not what it claims)."""
         while True:
             if not await self._take_files(fds):
-                return _error(503, "busy: no file descriptors to spare; try again")
+                return error_plan(503, "busy: no file descriptors to spare; try again")
             try:
                 item = next(gen, None)
             except CargetError as exc:
-                return _error(wait_status(exc), str(exc))
+                return error_plan(wait_status(exc), str(exc))
             except OSError as exc:
-                return _error(500, f"cannot read a block: {exc.strerror or exc}")
+                return error_plan(500, f"cannot read a block: {exc.strerror or exc}")
             finally:
                 self._settle_files(fds)
             if not isinstance(item, Need):

@@ -46,7 +46,7 @@ from ._car import (
 from ._pathgw import FileBody, plan_path
 from .blocks import Waiting
 
-__all__ = ["CarPlan", "Plan", "not_modified", "plan_request"]
+__all__ = ["CarPlan", "Plan", "error_plan", "not_modified", "plan_request", "split_target"]
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
@@ -110,7 +110,7 @@ def not_modified(if_none_match: str | None, etags: tuple[str, ...]) -> bool:
     return False
 
 
-def _error(status: int, message: str) -> Plan:
+def error_plan(status: int, message: str) -> Plan:
     body = (message.rstrip() + "\n").encode("utf-8", "replace")
     return Plan(status, [("Content-Type", "text/plain; charset=utf-8"),
                          ("X-Content-Type-Options", "nosniff"),
@@ -240,23 +240,23 @@ def plan_request(method: str, target: str, headers: dict[str, str],
                  store: WalkSource) -> Plan:
     """Decide the whole response to one request (no I/O beyond ``store`` lookups)."""
     if method not in ("GET", "HEAD"):
-        plan = _error(405, f"method {method} not allowed")
+        plan = error_plan(405, f"method {method} not allowed")
         plan.headers.append(("Allow", "GET, HEAD"))
         return plan
     try:
         return _plan(target, headers, store)
     except NotFoundError as exc:
-        return _error(404, str(exc))
+        return error_plan(404, str(exc))
     except UsageError as exc:
-        return _error(501 if isinstance(exc, UnsupportedCodec) else 400, str(exc))
+        return error_plan(501 if isinstance(exc, UnsupportedCodec) else 400, str(exc))
     except DecodeError as exc:
-        return _error(502, f"stored block is malformed: {exc}")
+        return error_plan(502, f"stored block is malformed: {exc}")
     except UnsafePathError as exc:  # a directory listing a name twice: the content's fault
-        return _error(502, f"the DAG is inconsistent: {exc}")
+        return error_plan(502, f"the DAG is inconsistent: {exc}")
     except IncompleteDAG as exc:  # a block the answer needs is not there
-        return _error(502, str(exc))
+        return error_plan(502, str(exc))
     except CargetError as exc:
-        return _error(500, str(exc))
+        return error_plan(500, str(exc))
 
 
 def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
@@ -279,16 +279,16 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
     if fmt is not None:
         if fmt not in ("raw", "car"):
             if fmt in KNOWN_FORMATS:
-                return _error(406, f"format={fmt} is not served by a trustless gateway")
+                return error_plan(406, f"format={fmt} is not served by a trustless gateway")
             raise UsageError(f"unknown format {fmt!r}")
         kind = fmt
     elif accepted == "406":
-        return _error(406, f"cannot give any of: {headers.get('accept')}; "
+        return error_plan(406, f"cannot give any of: {headers.get('accept')}; "
                            f"this gateway serves {RAW_TYPE} and {CAR_TYPE}")
     elif accepted is None:
         if "only-if-cached" in headers.get("cache-control", "").lower() \
                 and not _present(store, cid):
-            return _error(412, f"block {cid} is not in this gateway's store")
+            return error_plan(412, f"block {cid} is not in this gateway's store")
         if not _present(store, cid):
             store.get(cid)  # a waiting source raises NeedBlock here
             raise NotFoundError(f"block {cid} is not in this gateway's store")
@@ -297,7 +297,7 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
             ans = plan_path(store, cid, cid_text, path, q, headers, request_path, raw_query,
                             shown)
         except NotFoundError as exc:
-            plan = _error(404, str(exc))
+            plan = error_plan(404, str(exc))
             plan.headers.append(("Ipfs-Uri", "ipfs://" + shown[len("/ipfs/"):]))
             return plan
         return Plan(ans.status, ans.headers, ans.body, file=ans.file, etags=ans.etags)
@@ -316,11 +316,11 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
         if path:
             raise UsageError("raw blocks are served only for /ipfs/{cid}, without a path")
         if only_cached and not _present(store, cid):
-            return _error(412, f"block {cid} is not in this gateway's store")
+            return error_plan(412, f"block {cid} is not in this gateway's store")
         data = store.get(cid)
         if data is None:
             if only_cached:
-                return _error(412, f"block {cid} is not in this gateway's store")
+                return error_plan(412, f"block {cid} is not in this gateway's store")
             raise NotFoundError(f"block {cid} is not in this gateway's store")
         return Plan(200, [
             ("Content-Type", RAW_TYPE),
@@ -339,7 +339,7 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
     if version != "1":
         if "car-version" in q and version not in ("1", "2"):
             raise UsageError(f"bad car-version {version!r}")
-        return _error(406, "only CAR version 1 is served")
+        return error_plan(406, "only CAR version 1 is served")
     order = q.get("car-order")
     if order is not None and order not in ("dfs", "unk"):
         raise UsageError(f"bad car-order {order!r} (dfs or unk)")
@@ -364,10 +364,10 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
         spec = None
 
     if only_cached and not _present(store, cid):
-        return _error(412, f"block {cid} is not in this gateway's store")
+        return error_plan(412, f"block {cid} is not in this gateway's store")
     if store.get(cid) is None:
         if only_cached:
-            return _error(412, f"block {cid} is not in this gateway's store")
+            return error_plan(412, f"block {cid} is not in this gateway's store")
         raise NotFoundError(f"block {cid} is not in this gateway's store")
     resolved = resolve_path(store, cid, path)
     t = resolved.terminal
