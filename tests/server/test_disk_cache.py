@@ -196,6 +196,46 @@ def test_a_torn_block_from_a_power_cut_is_dropped_not_served(tmp_path: Path) -> 
     assert not _file(cache, cid).exists() and again.size(cid) is None
 
 
+
+@pytest.mark.parametrize("plant", ["fifo", "symlink", "huge"])
+def test_a_file_planted_under_a_block_name_is_dropped_without_reading_it(
+        tmp_path: Path, plant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever lies under a block's name that this cache could not have written (a FIFO,
+    a link to another file, a file larger than any block) is neither read nor served:
+    no hang on the FIFO, the link's target untouched, no read of the huge file."""
+    cache = DiskCache(str(tmp_path / "c"))
+    cid, data = _leaf(9)
+    cache.put(cid, data)
+    path = _file(cache, cid)
+    path.unlink()
+    target = tmp_path / "precious"
+    target.write_bytes(data)  # even the right bytes, behind a link, are not followed
+    if plant == "fifo":
+        os.mkfifo(path)
+    elif plant == "symlink":
+        path.symlink_to(target)
+    else:
+        with open(path, "wb") as f:
+            f.truncate(64 << 20)
+    again = DiskCache(str(tmp_path / "c"))  # a new process: it did not write this block
+    reads: list[int] = []
+    pread = os.pread
+
+    def spy(fd: int, n: int, offset: int) -> bytes:
+        reads.append(n)
+        return pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", spy)
+    done: list[bytes | None] = []
+    t = threading.Thread(target=lambda: done.append(again.get(cid)), daemon=True)
+    t.start()
+    t.join(10)
+    assert done == [None]
+    assert again.open_span(cid, {}) is None
+    assert not os.path.lexists(path)
+    assert target.read_bytes() == data
+    assert all(n <= 2 << 20 for n in reads), reads  # the huge file was never read
+
 _OTHER = textwrap.dedent("""
     import random, sys
     from carget.cid import CID, RAW

@@ -35,8 +35,10 @@ waiters from whatever thread it runs on, through each waiter's trio token;
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from typing import Protocol
 
 import trio
 
+from ..car.decoder import MAX_BLOCK_TRUSTLESS
 from ..cid import CID, RAW
 from ..errors import CargetError, HashMismatch, NotFoundError, OutputError, UsageError
 from ..unixfs.node import identity_data
@@ -216,9 +219,24 @@ class DiskCache:
         mh = cid.multihash
         path = self._path(mh)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
+            # never through a link, never blocking on a FIFO planted under a block's name
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
             self._forget(mh)
+            if exc.errno == errno.ELOOP:  # a link under a block's name: never ours
+                _unlink(path)
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            self._forget(mh)
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BLOCK_TRUSTLESS:
+            # not a block this cache could have written: dropped, never read or served
+            os.close(fd)
+            self._forget(mh)
+            _unlink(path)
             return None
         if mh not in self._verified:
             try:
