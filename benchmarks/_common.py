@@ -98,3 +98,15 @@ def warm(path: str) -> None:
         buf = bytearray(8 << 20)
         while f.readinto(buf):
             pass
+
+
+def served_file(tmp: str, mib: int) -> tuple[str, float]:
+    """A ``mib`` MiB file of random bytes in ``tmp``, in the page cache, and hashlib's
+    SHA-256 rate over it in MB/s (the serving benchmarks' baseline, printed)."""
+    data = os.path.join(tmp, "data.bin")
+    make_file(data, mib << 20)
+    warm(data)
+    base = (mib << 20) / hashlib_baseline(data).seconds / 1e6
+    print(f"{mib} MiB file, 256 KiB raw leaves (CIDv1); "
+          f"ratios are to hashlib SHA-256 = {base:.0f} MB/s (same run)")
+    return data, base

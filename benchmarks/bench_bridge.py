@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_bytecode, hashlib_baseline, make_file, warm
+from _common import ensure_bytecode, served_file
 from bench_serve import curl_many, curl_once
 
 
@@ -63,13 +63,7 @@ def main() -> None:
     if shutil.which("curl") is None:
         raise SystemExit("curl is required")
     with tempfile.TemporaryDirectory(prefix="carget-bench-bridge-") as tmp:
-        data = os.path.join(tmp, "data.bin")
-        make_file(data, args.mib << 20)
-        warm(data)
-        base_run = hashlib_baseline(data)
-        base = (args.mib << 20) / base_run.seconds / 1e6
-        print(f"{args.mib} MiB file, 256 KiB raw leaves (CIDv1); "
-              f"ratios are to hashlib SHA-256 = {base:.0f} MB/s (same run)")
+        data, base = served_file(tmp, args.mib)
         origin, root, origin_url = start(["--cid-version", "1", data])
         bridge, _, bridge_url = start(["--upstream", origin_url, "--cache-dir",
                                        os.path.join(tmp, "cache"), "--cache-size", "64GiB"])

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ensure_bytecode, hashlib_baseline, make_file, warm
+from _common import ensure_bytecode, served_file
 
 #: a gateway process; argv: FILE MODE ("auto", the default rule, or the most streams that
 #: read on threads: 0 never, 999 always). Prints "<root> <port>" once serving.
@@ -124,13 +124,7 @@ def main() -> None:
     if shutil.which("curl") is None:
         raise SystemExit("curl is required")
     with tempfile.TemporaryDirectory(prefix="carget-bench-serve-") as tmp:
-        data = os.path.join(tmp, "data.bin")
-        make_file(data, args.mib << 20)
-        warm(data)
-        base_run = hashlib_baseline(data)
-        base = (args.mib << 20) / base_run.seconds / 1e6
-        print(f"{args.mib} MiB file, 256 KiB raw leaves (CIDv1); "
-              f"ratios are to hashlib SHA-256 = {base:.0f} MB/s (same run)")
+        data, base = served_file(tmp, args.mib)
         car = os.path.join(tmp, "data.car")
         modes = {"auto": "carget serve (default)", "999": "carget serve (reads on threads)",
                  "0": "carget serve (reads on event loop)"}

@@ -27,6 +27,20 @@ def content(n: int, seed: int = 1) -> bytes:
     return bytes(out[:n])
 
 
+class ByteSink:
+    """A writable stream for ``cat``'s output that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def write(self, b: bytes) -> int:
+        self.buf += b
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+
 async def run_cli(*args: str, timeout: float = CLI_TIMEOUT) -> tuple[int, bytes, str]:
     """Run ``python -m carget ARGS``; return (exit code, stdout bytes, stderr text)."""
     with trio.fail_after(timeout):

@@ -12,7 +12,7 @@ import trio
 import trustme
 from dagstore import DagStore
 from faultgw import fault_gateway
-from fetchhelp import content
+from fetchhelp import ByteSink, content
 from relay import delaying_relay
 
 from carget.fetcher import FetchOptions, connection
@@ -20,18 +20,6 @@ from carget.fetcher.cat import run_cat
 from carget.fetcher.get import run_get
 
 SIZE = 4 << 20
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def write(self, b: bytes) -> int:
-        self.buf += b
-        return len(b)
-
-    def flush(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -50,7 +38,7 @@ async def test_cat_of_16_segments_over_tls_opens_one_connection_a_stream(
         store: DagStore, server_tls: ssl.SSLContext) -> None:
     data = content(SIZE, seed=31)
     cid = store.add_bytes(data, cid_version=1)
-    sink = Sink()
+    sink = ByteSink()
     with trio.fail_after(30):
         async with fault_gateway(store, keep_alive=True, tls=server_tls) as gw:
             port = gw.url.rsplit(":", 1)[1]
@@ -105,7 +93,7 @@ async def test_cat_over_tls_behind_a_delaying_relay_opens_one_connection_a_strea
     segment goes on a kept connection, and none is opened while another sits idle."""
     data = content(SIZE, seed=34)
     cid = store.add_bytes(data, cid_version=1)
-    sink = Sink()
+    sink = ByteSink()
     with trio.fail_after(60):
         async with fault_gateway(store, keep_alive=True, tls=server_tls) as gw:
             async with delaying_relay(int(gw.url.rsplit(":", 1)[1]), delay=0.02) as relay:

@@ -15,7 +15,7 @@ import pytest
 import trio
 from dagstore import DagStore
 from faultgw import Fault, fault_gateway
-from fetchhelp import content
+from fetchhelp import ByteSink, content
 
 from carget.car.encoder import encode_header, section_prefix
 from carget.cid import CID
@@ -101,18 +101,7 @@ async def test_cat_from_a_static_server(store: DagStore) -> None:
     data = content(SIZE, seed=14)
     cid = store.add_bytes(data, cid_version=1)
 
-    class Sink:
-        def __init__(self) -> None:
-            self.buf = bytearray()
-
-        def write(self, b: bytes) -> int:
-            self.buf += b
-            return len(b)
-
-        def flush(self) -> None:
-            pass
-
-    sink = Sink()
+    sink = ByteSink()
     with trio.fail_after(30):
         async with fault_gateway(store, Fault("static")) as gw:
             await run_cat(str(cid), FetchOptions([gw.url], unit_bytes=1 << 20), sink)
