@@ -69,6 +69,45 @@ async def test_beside_an_honest_gateway(store: DagStore, tmp_path: Path) -> None
     assert sum(e.sent for e in static.log) <= 1.15 * car_bytes(store, cid)
 
 
+async def test_a_losing_answer_that_goes_on_marks_its_gateway(store: DagStore,
+                                                              tmp_path: Path) -> None:
+    """The honest gateway wins the race while the static server's answer is streaming
+    (its root block in, the rest just behind): the loser is read on long enough to show
+    that it ignores the query, so it is not asked for the file again (each request would
+    cost it the CAR from the start)."""
+    data = content(SIZE, seed=14)
+    cid = store.add_bytes(data, cid_version=1)
+    out = tmp_path / "out"
+    static_began = trio.Event()
+    honest_done = trio.Event()
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("static")) as static, \
+                fault_gateway(store) as honest:
+            real_static, real_honest = static.send_body_piece, honest.respond
+
+            async def static_piece(stream, entry, piece):  # type: ignore[no-untyped-def]
+                if entry.sent > 0 and len(static.log) == 1:  # after its root block...
+                    static_began.set()
+                    await honest_done.wait()  # ...the rest once the race is decided
+                    await trio.sleep(0.05)
+                await real_static(stream, entry, piece)
+
+            async def honest_respond(stream, entry, headers):  # type: ignore[no-untyped-def]
+                if len(honest.log) == 1:
+                    await static_began.wait()
+                    await trio.sleep(0.05)  # the static answer's first bytes are read
+                await real_honest(stream, entry, headers)
+                honest_done.set()
+
+            static.send_body_piece = static_piece  # type: ignore[method-assign]
+            honest.respond = honest_respond  # type: ignore[method-assign]
+            await run_get(str(cid), str(out), FetchOptions(
+                [static.url, honest.url], streams_per_gateway=2, unit_bytes=1 << 20))
+    assert out.read_bytes() == data
+    assert honest.log[0].complete and not static.log[0].complete  # honest won
+    assert len(static.log) == 1, [(e.query, e.sent) for e in static.log]
+
+
 async def test_kept_answer_cut_short_is_finished_by_the_next_request(
         store: DagStore, tmp_path: Path) -> None:
     """The kept answer breaks mid-file: what it brought stays, the rest comes from a

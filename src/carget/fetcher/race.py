@@ -1,7 +1,10 @@
 """The race for a path's terminal block (trio): every gateway is asked for it
 (``dag-scope=block``), the first verified answer wins and the other requests are
 cancelled (trio's happy-eyeballs pattern: attempts in one nursery, the winner cancels
-the others).
+the others). A loser whose answer is already streaming is not cut at once but given
+:data:`LOSER_GRACE` to end by itself: its next block arrives right behind the one asked
+for, and shows whether the gateway ignores ``dag-scope``, which decides how it is asked
+for the file.
 
 A winning answer that goes on with the file's own blocks (a gateway that ignores
 ``dag-scope`` and ``entity-bytes``: a static server in front of ready-made CARs) is kept
@@ -23,7 +26,12 @@ from .request import Continuation, car_url, request_car
 from .run import FATAL_ERRORS, Gateway, Run, open_nursery
 from .verifier import DagVerifier, EntityStart, InnerNode, Scope, VerifierEvent
 
-__all__ = ["Adopt", "Resolved", "identity_events", "resolve"]
+__all__ = ["LOSER_GRACE", "Adopt", "Resolved", "identity_events", "resolve"]
+
+#: seconds a losing answer that is already streaming may go on, to show what follows its
+#: block (a static server's answer goes on with the file: it is then asked accordingly,
+#: not sent its CAR again for the file's first request)
+LOSER_GRACE = 0.25
 
 
 @dataclass
@@ -59,6 +67,7 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
     target = run.target
     winner: list[Resolved] = []
     scopes: dict[Gateway, trio.CancelScope] = {}
+    answers: dict[Gateway, DagVerifier] = {}  # each gateway's latest answer
 
     def resolved(collect: list[VerifierEvent], gw: Gateway) -> bool:
         """Take this answer as the winner, unless there is one: cancel the others."""
@@ -69,19 +78,23 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
                       if isinstance(e, InnerNode) and e.cid == start.cid), b"")
         winner.append(Resolved(start.cid, start.kind, start.size, block, collect, gw))
         for other, scope in scopes.items():
-            if other is not gw:
+            if other is gw:
+                continue
+            answer = answers.get(other)
+            if answer is not None and answer.offset > 0:  # streaming: see LOSER_GRACE
+                scope.deadline = min(scope.deadline, trio.current_time() + LOSER_GRACE)
+            else:
                 scope.cancel()
         return True
 
     async def attempt(gw: Gateway) -> None:
-        last: list[DagVerifier] = []  # this gateway's latest answer
         with scopes[gw]:
-            while not gw.dropped and not gw.not_found:
+            while not gw.dropped and not gw.not_found and not winner:
                 wait = gw.ready_at - trio.current_time()
                 if wait > 0:
                     await trio.sleep(wait)
                 v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
-                last[:] = [v]
+                answers[gw] = v
                 collect: list[VerifierEvent] = []
                 url = car_url(gw.url, target.cid, target.path, Scope.BLOCK, None)
                 kept = False
@@ -100,10 +113,12 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
                 try:
                     await request_car(run, gw, v, None, url, collect, follow=follow)
                 except FATAL_ERRORS:
+                    if winner:
+                        return  # a loser's answer, read on past the race: not needed
                     raise  # the content itself is bad or absent: every gateway would agree
                 except CargetError as exc:
                     run.failed(gw, exc)
-                    if isinstance(exc, NotFoundError) or kept:
+                    if isinstance(exc, NotFoundError) or kept or winner:
                         return  # a kept answer that broke: the caller fetches the rest
                     continue
                 resolved(collect, gw)
@@ -111,7 +126,8 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
         # cancelled: another gateway won. If this answer was going on with the file's
         # blocks, this gateway sends whole DAGs (and has just sent one): see
         # fetch_ranges
-        if last and last[0].beyond():
+        answer = answers.get(gw)
+        if answer is not None and answer.beyond():
             gw.whole = True
 
     if target.cid.is_identity and not target.path:
