@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -30,3 +31,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def store() -> DagStore:
     return DagStore()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme) for the HTTPS tests."""
+    return trustme.CA()

@@ -9,69 +9,35 @@ import os
 import socket
 import ssl
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 import trio
 import trustme
 from fetchhelp import CLI_TIMEOUT, content
+from tlsserver import tls_server
 
 from carget.add import add_file
 from carget.server.testing import running_gateway
 from carget.unixfs.options import resolve_options
 
 
-def _serve_one(conn: socket.socket, ctx: ssl.SSLContext, upstream: int) -> None:
-    """One request per connection (as the fetcher makes them): read the request head,
-    forward it with `Connection: close`, copy the whole answer back."""
-    try:
-        with ctx.wrap_socket(conn, server_side=True) as tls:
-            req = b""
-            while b"\r\n\r\n" not in req:
-                data = tls.recv(65536)
-                if not data:
-                    return
-                req += data
-            head, _, rest = req.partition(b"\r\n\r\n")
-            lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
-            with socket.create_connection(("127.0.0.1", upstream)) as up:
-                up.sendall(b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n" + rest)
-                while data := up.recv(1 << 20):
-                    tls.sendall(data)
-    except OSError:  # ssl.SSLError included: a client that refused our certificate
-        pass
-
-
-@contextmanager
-def tls_proxy(upstream_url: str, cert: trustme.LeafCert) -> Iterator[int]:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
+def tls_proxy(upstream_url: str, cert: trustme.LeafCert) -> AbstractContextManager[int]:
+    """A TLS front for a plain gateway, one request per connection (as the fetcher makes
+    them): the request head is forwarded with `Connection: close` and the whole answer
+    copied back."""
     upstream = int(upstream_url.rsplit(":", 1)[1])
-    lsock = socket.create_server(("127.0.0.1", 0))
-    port = lsock.getsockname()[1]
 
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=_serve_one, args=(conn, ctx, upstream), daemon=True).start()
+    def forward(tls: ssl.SSLSocket, req: bytes) -> None:
+        head, _, rest = req.partition(b"\r\n\r\n")
+        lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+        with socket.create_connection(("127.0.0.1", upstream)) as up:
+            up.sendall(b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n" + rest)
+            while data := up.recv(1 << 20):
+                tls.sendall(data)
 
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield port
-    finally:
-        try:
-            lsock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
-        except OSError:
-            pass
-        lsock.close()
-        t.join(5)
+    return tls_server(cert, forward)
 
 
 async def _get(args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -79,11 +45,6 @@ async def _get(args: list[str], env: dict[str, str]) -> tuple[int, str]:
         proc = await trio.run_process([sys.executable, "-m", "carget", *args], env=env,
                                       capture_stdout=True, capture_stderr=True, check=False)
     return proc.returncode, proc.stderr.decode(errors="replace")
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 async def test_https_gateway_with_a_trusted_ca(tmp_path: Path, ca: trustme.CA) -> None:

@@ -10,28 +10,22 @@ frame it with the same reader. The trust store is the system's default verify pa
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 import trio
 import trustme
 from fetchhelp import content
+from tlsserver import tls_server
 
 from carget.cid import CID
 from carget.errors import NetworkError
 from carget.fetcher import connection
 from carget.fetcher.gateways import find_providers
 from carget.fetcher.http import open_http
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @pytest.fixture
@@ -43,43 +37,11 @@ def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     yield
 
 
-@contextmanager
-def tls_server(ca: trustme.CA, answer: bytes) -> Iterator[int]:
-    """Answer every request on 127.0.0.1 with ``answer`` (head and body), over TLS."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    lsock = socket.create_server(("127.0.0.1", 0))
-    lsock.settimeout(30)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = lsock.accept()
-            except OSError:
-                return
-            try:
-                with ctx.wrap_socket(conn, server_side=True) as tls:
-                    req = b""
-                    while b"\r\n\r\n" not in req:
-                        data = tls.recv(65536)
-                        if not data:
-                            break
-                        req += data
-                    tls.sendall(answer)
-            except OSError:
-                pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        yield lsock.getsockname()[1]
-    finally:
-        try:
-            lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        lsock.close()
-        t.join(10)
+def answering(ca: trustme.CA, answer: bytes) -> AbstractContextManager[int]:
+    """A TLS server on 127.0.0.1 that answers every request with ``answer`` (head and
+    body)."""
+    return tls_server(ca.issue_cert("localhost", "127.0.0.1"),
+                      lambda tls, _req: tls.sendall(answer))
 
 
 def _chunked(body: bytes, size: int) -> bytes:
@@ -99,7 +61,7 @@ async def test_tls_body_is_read_on_the_worker_thread(ca: trustme.CA, trusted: No
             body, 300_001)
     else:
         answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body
-    with tls_server(ca, answer) as port:
+    with answering(ca, answer) as port:
         with trio.fail_after(30):
             async with open_http(f"https://localhost:{port}/x", idle_timeout=10) as resp:
                 assert resp.status == 200
@@ -124,7 +86,7 @@ async def test_tls_body_is_read_on_the_worker_thread(ca: trustme.CA, trusted: No
 async def test_tls_body_cut_short_is_a_network_error(ca: trustme.CA, trusted: None) -> None:
     body = content(1 << 20, seed=4)
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(body) + 10) + body
-    with tls_server(ca, answer) as port:
+    with answering(ca, answer) as port:
         with trio.fail_after(30):
             async with open_http(f"https://localhost:{port}/x", idle_timeout=10) as resp:
                 with pytest.raises(NetworkError, match="early"):
@@ -138,7 +100,7 @@ async def test_untrusted_certificate_names_the_problem(ca: trustme.CA, tmp_path:
     trustme.CA().cert_pem.write_to_path(str(other))
     monkeypatch.setenv("SSL_CERT_FILE", str(other))
     monkeypatch.setattr(connection, "_context", None)
-    with tls_server(ca, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") as port:
+    with answering(ca, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") as port:
         with trio.fail_after(30), pytest.raises(NetworkError, match=r"(?i)certificate"):
             async with open_http(f"https://localhost:{port}/x", idle_timeout=10):
                 pass
@@ -159,7 +121,7 @@ async def test_routing_through_httpx_uses_the_same_trust_store(
     answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
               b"Connection: close\r\n\r\n" % len(body)) + body
     cid = CID.parse("bafkqaaa")
-    with tls_server(ca, answer) as port:
+    with answering(ca, answer) as port:
         with trio.fail_after(30):
             got = await find_providers(f"https://localhost:{port}", cid, timeout=10)
     assert got == ["https://gw.example:443"]
