@@ -12,7 +12,6 @@ import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-import pytest
 import trio
 import trustme
 from fetchhelp import CLI_TIMEOUT, content
