@@ -328,7 +328,6 @@ def test_shell_completion_documented_and_works(tmp_path: Path) -> None:
 
 def test_bench_on_a_terminal_prints_each_result_once(tmp_path: Path) -> None:
     import pty
-    import re
 
     master, slave = pty.openpty()
     env = dict(os.environ, COLUMNS="120", TERM="xterm")
@@ -346,10 +345,37 @@ def test_bench_on_a_terminal_prints_each_result_once(tmp_path: Path) -> None:
         chunks.append(piece)
     assert proc.wait(120) == 0
     os.close(master)
-    # what stays on screen: the transient status line is erased ("\r\x1b[2K") each time
-    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
-    final = [line.rsplit("\r", 1)[-1] for line in shown.splitlines()]
+    # what stays on screen: the transient status line is erased ("\r\x1b[2K", or a
+    # line up and erased, "\x1b[1A\x1b[2K") each time
+    final = _screen(b"".join(chunks).decode(errors="replace"))
     assert sum("add (1 job)" in line for line in final) == 1, final
+
+
+def _screen(text: str) -> list[str]:
+    """The lines a terminal shows after ``text``: carriage return, line feed, cursor up
+    (``ESC[nA``) and erase line (``ESC[2K``) applied; other escapes (colours, cursor
+    visibility) change nothing shown; a line's characters overwrite from the column."""
+    import re
+
+    lines, row, col = [""], 0, 0
+    for piece in re.split(r"(\x1b\[[0-9;?]*[A-Za-z]|\r|\n)", text):
+        if piece == "\r":
+            col = 0
+        elif piece == "\n":
+            row += 1
+            col = 0
+            if row == len(lines):
+                lines.append("")
+        elif piece.startswith("\x1b["):
+            if piece.endswith("A"):
+                row = max(0, row - int(piece[2:-1] or 1))
+            elif piece == "\x1b[2K":
+                lines[row] = ""
+        elif piece:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + piece + line[col + len(piece):]
+            col += len(piece)
+    return lines
 
 
 # --- 10. lima prefetch ----------------------------------------------------------------
