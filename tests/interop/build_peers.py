@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the Go peers the interop tests run, pinned, once per machine.
+"""Build the peers the interop tests run (the Go peers, pinned, and curl 8), once per machine.
 
     python3 tests/interop/build_peers.py          # build what is missing, reuse the rest
 
@@ -18,6 +18,12 @@ named by its version, and is reused from there when present:
 - ``lassie-v0.23.2/lassie``: github.com/filecoin-project/lassie's ``cmd/lassie``, built in its
   module source (``go install ...@v0.23.2`` fails: it asks for the version list, refused).
 - ``gateway-conformance-v0.13.2/``: the binary and ``fixtures/`` from ``extract-fixtures``.
+- ``curl-8-bookworm-backports/curl``: curl 8 with its ``ipfs://`` scheme (curl 8.4 and later
+  rewrite ``ipfs://CID/path`` to ``$IPFS_GATEWAY/ipfs/CID/path``), for the README's bridge
+  recipe; Debian 12's own curl is 7.88. The ``curl`` and ``libcurl4`` packages of
+  bookworm-backports are downloaded with a private apt configuration (the system's sources
+  and package state are left alone) and unpacked into the folder; ``curl`` there is a
+  small script that runs the unpacked binary with its own libcurl.
 
 A peer the proxy refuses outright (HTTP 403/404, "not available": a final answer) is
 recorded as ``UNAVAILABLE`` in its folder with the proxy's words and not asked for again on
@@ -52,6 +58,7 @@ KUBO_LIBP2P = "v0.50.0"  # replaces kubo's go-libp2p fork (see above)
 GOCAR_VERSION = "v2.17.0"
 LASSIE_VERSION = "v0.23.2"
 CONFORMANCE_VERSION = "v0.13.2"
+CURL8_SUITE = "bookworm-backports"  # Debian's suite with curl 8 for Debian 12
 
 GOCAR_SRC = HERE / "gocar"
 
@@ -89,6 +96,10 @@ class Paths:
     @property
     def lassie(self) -> Path:
         return self.root / f"lassie-{LASSIE_VERSION}" / "lassie"
+
+    @property
+    def curl8(self) -> Path:
+        return self.root / f"curl-8-{CURL8_SUITE}" / "curl"
 
     @property
     def conformance_dir(self) -> Path:
@@ -229,6 +240,38 @@ def build_conformance(paths: Paths) -> None:
         os.replace(tmp, fixtures)
 
 
+def build_curl8(dest: Path) -> None:
+    """curl 8 from Debian's backports, unpacked beside a script that runs it (see above)."""
+    def build(tmp: Path, out: Path) -> None:
+        apt = tmp / "apt"
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (apt / sub).mkdir(parents=True)
+        (apt / "sources.list").write_text(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+            f"http://deb.debian.org/debian {CURL8_SUITE} main\n")
+        opts = [f"-oDir::Etc::SourceList={apt / 'sources.list'}",
+                "-oDir::Etc::SourceParts=/nonexistent", f"-oDir::State::Lists={apt / 'lists'}",
+                f"-oDir::Cache={apt / 'cache'}", "-oAPT::Sandbox::User=root", "-qq"]
+        _run(["apt-get", *opts, "update"], nice=False)
+        _run(["apt-get", *opts, "download", "curl", "libcurl4"], cwd=tmp, nice=False)
+        debs = sorted(tmp.glob("*.deb"))
+        if len(debs) != 2:
+            raise RuntimeError(f"apt-get download curl libcurl4 gave {[d.name for d in debs]}")
+        root = dest.parent / "root"
+        shutil.rmtree(root, ignore_errors=True)
+        for deb in debs:
+            _run(["dpkg-deb", "-x", str(deb), str(root)], nice=False)
+        libs = root / "usr" / "lib" / "x86_64-linux-gnu"
+        out.write_text(f'#!/bin/sh\nLD_LIBRARY_PATH="{libs}" exec "{root}/usr/bin/curl" "$@"\n')
+        out.chmod(0o755)
+        version = subprocess.run([str(out), "--version"], capture_output=True, text=True)
+        if "ipfs" not in version.stdout:
+            raise RuntimeError(f"the unpacked curl has no ipfs scheme:\n{version.stdout}"
+                               f"{version.stderr}")
+
+    _install(dest, build)
+
+
 def _ensure_tools() -> None:
     """kubo and lassie only ever run inside ``unshare -n`` with loopback brought up by ``ip``."""
     need = [pkg for tool, pkg in (("ip", "iproute2"), ("unshare", "util-linux"))
@@ -253,6 +296,7 @@ def main() -> int:
         (f"lassie {LASSIE_VERSION}", paths.lassie, lambda: build_lassie(paths.lassie)),
         (f"gateway-conformance {CONFORMANCE_VERSION}", paths.conformance_fixtures,
          lambda: build_conformance(paths)),
+        (f"curl 8 ({CURL8_SUITE})", paths.curl8, lambda: build_curl8(paths.curl8)),
     ]
     failed = []
     with open(paths.root / ".lock", "w") as lock:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from build_peers import (
     CONFORMANCE_VERSION,
+    CURL8_SUITE,
     GOCAR_VERSION,
     KUBO_VERSION,
     LASSIE_VERSION,
@@ -36,6 +37,7 @@ _BINARIES = {
     "gocar": (PATHS.gocar, f"go-car {GOCAR_VERSION} (tests/interop/gocar)"),
     "lassie": (PATHS.lassie, f"lassie {LASSIE_VERSION}"),
     "conformance": (PATHS.conformance, f"gateway-conformance {CONFORMANCE_VERSION}"),
+    "curl8": (PATHS.curl8, f"curl 8 ({CURL8_SUITE})"),
 }
 
 
@@ -44,7 +46,7 @@ def _opted_out() -> bool:
 
 
 def require(name: str) -> Path:
-    """The built binary of peer ``name`` (kubo, gocar, lassie, conformance)."""
+    """The built binary of peer ``name`` (kubo, gocar, lassie, conformance, curl8)."""
     binary, label = _BINARIES[name]
     refused = PATHS.unavailable(binary)
     if refused and not binary.is_file():
