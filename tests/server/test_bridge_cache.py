@@ -1,7 +1,7 @@
 """The bridge's disk cache in pack files, end to end: a bridged file makes a pack, not a
 file per block; a `carget serve --upstream` killed with SIGKILL in mid-fetch (plus a torn
-index record and junk after its last block) starts again on the same cache, answers from
-what the dead process left, and gives the whole file, right."""
+index record, junk after its last block and a leaf zeroed in part) starts again on the
+same cache, answers from what the dead process left, and gives the whole file, right."""
 
 from __future__ import annotations
 
@@ -115,25 +115,31 @@ async def test_a_bridge_killed_in_mid_fetch_starts_again_on_its_cache(tmp_path: 
         (pack,) = cache.glob("packs/*.pack")
         index = pack.with_suffix(".idx")
         records, _, _ = parse_records(index.read_bytes()[len(INDEX_MAGIC):], 2 << 20)
-        held = {r.multihash for r in records}
+        where = {r.multihash: r.offset for r in records}
         cached = 0  # the leaves from the start of the file the dead process indexed
-        while cached < len(leaves) and leaves[cached].multihash in held:
+        while cached < len(leaves) and leaves[cached].multihash in where:
             cached += 1
-        assert root.multihash in held and 0 < cached < len(leaves)
+        assert root.multihash in where and 2 <= cached < len(leaves)
         # what a kill in mid-append leaves, on top of what this one did
         with open(index, "ab") as f:
             f.write(encode_record(leaves[-1].multihash, pack.stat().st_size, 65536)[:20])
         with open(pack, "ab") as f:
             f.write(b"\xff" * 1000)
+        # and a leaf whose bytes did not reach the disk whole (a power cut)
+        with open(pack, "r+b") as f:
+            f.seek(where[leaves[cached - 1].multihash] + 100)
+            f.write(b"\0" * 100)
         asked = len(gw.log)
         proc, url = await trio.to_thread.run_sync(_bridge, gw.url, cache)
         try:
-            end = cached * 65536 - 1
+            end = (cached - 1) * 65536 - 1
             status, body = await trio.to_thread.run_sync(
                 _get, f"{url}/ipfs/{root}?filename=f.bin", {"Range": f"bytes=0-{end}"})
             assert (status, body) == (206, data[: end + 1])
             assert len(gw.log) == asked  # from the dead process's pack alone
+            # the damaged leaf is hashed before its first use, dropped and fetched again
             assert await trio.to_thread.run_sync(_get, f"{url}/ipfs/{root}") == (200, data)
+            assert len(gw.log) > asked
         finally:
             proc.terminate()
             await trio.to_thread.run_sync(proc.wait)

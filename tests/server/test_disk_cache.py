@@ -6,6 +6,7 @@ brings blocks over time."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import random
@@ -182,6 +183,28 @@ def test_a_leaf_that_was_waited_for_goes_out_from_its_cache_file(tmp_path: Path)
         assert len(fds) == 1  # one open file for the pack, not one per block
         _close(fds)
     assert waits == 3 and out == data
+
+
+@pytest.mark.parametrize("pack", ["being written", "written"])
+def test_a_pack_that_cannot_be_opened_drops_its_blocks_to_be_asked_for_again(
+        tmp_path: Path, pack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # out of descriptors: a block left listed but unreadable would have a waiting answer
+    # find it there and fail to read it, again and again; absent, it is asked for again
+    cache = DiskCache(str(tmp_path))
+    cid, data = _leaf(1)
+    cache.put(cid, data)
+    if pack == "written":
+        cache.close()
+
+    def no_fds(*args: object) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "dup" if pack == "being written" else "open", no_fds)
+        assert cache.open_span(cid, {}) is None
+    assert cache.size(cid) is None and cache.used == 0
+    cache.put(cid, data)  # what the filler then brings
+    assert cache.get(cid) == data and len(_packs(cache)) == 2
 
 
 def test_the_packs_folder_removed_meanwhile_is_made_again(tmp_path: Path) -> None:

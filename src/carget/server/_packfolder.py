@@ -199,11 +199,17 @@ class PackFolder:
 
     def open(self, pack: Pack) -> int | None:
         """A new descriptor of ``pack`` for reading (the caller closes it); None, and the
-        pack dropped, when its file is gone or is not the pack that was indexed."""
+        pack dropped, when its file is gone, is not the pack that was indexed, or cannot
+        be opened (dropped too, so that a waiting answer asks the filler again rather
+        than finding the block listed and unreadable, again and again)."""
         with self._lock:
             w = self._writer
             if w is not None and w.pack is pack:
-                return os.dup(w.fd)
+                try:
+                    return os.dup(w.fd)
+                except OSError:
+                    self._forget_locked(pack)
+                    return None
         try:
             fd = os.open(self.path(pack), _READ_FLAGS)
         except OSError as exc:
@@ -248,15 +254,20 @@ class PackFolder:
             data = os.pread(fd, length, offset)
             cid.verify(data)
         except (HashMismatch, OSError):
-            # a power cut's zeroes, a torn or damaged pack: never served
-            with self._lock:
-                if self._where.get(mh) == loc:
-                    del self._where[mh]
+            self.drop(mh, loc)  # a power cut's zeroes, a torn or damaged pack: never served
             return False
         with self._lock:
             if self._where.get(mh) == loc:
                 self._verified.add(mh)
         return data
+
+    def drop(self, mh: bytes, loc: Location) -> None:
+        """Forget the block at ``loc`` (it cannot be read, or is wrong): it counts as
+        absent; its bytes stay in its pack until the pack goes."""
+        with self._lock:
+            if self._where.get(mh) == loc:
+                del self._where[mh]
+                self._verified.discard(mh)
 
     # --- writing ---------------------------------------------------------------------------
 

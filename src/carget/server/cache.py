@@ -136,11 +136,14 @@ class DiskCache:
                 return ok  # hashed just now
             _, offset, length = loc
             data = os.pread(fd, length, offset)
-            return data if len(data) == length else None
+            if len(data) == length:
+                return data
         except OSError:
-            return None
+            pass
         finally:
             os.close(fd)
+        self.packs.drop(cid.multihash, loc)  # unreadable now: absent, so asked for again
+        return None
 
     def size(self, cid: CID, /) -> int | None:
         if cid.is_identity:
