@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from servehelp import car_cids
 
 from carget.add import add_bytes
@@ -547,6 +548,42 @@ def test_wait_for_is_woken_by_puts_from_other_threads(tmp_path: Path) -> None:
     assert isinstance(errors[gone], NotFoundError)
     assert isinstance(errors[broken], NetworkError)
     assert all(cache.get(cid) == data for cid, data in leaves.items())
+
+
+def test_puts_from_a_thread_wake_their_waiters_with_one_trio_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # puts that come while trio has not yet run the call that wakes the first waiter
+    # join it: one call into trio for the batch, not one per block
+    leaves = [_leaf(n) for n in range(8)]
+    cache = _filled_cache(tmp_path, ThreadFiller({}, hold=frozenset(c for c, _ in leaves)))
+    calls: list[object] = []
+    real = trio.lowlevel.current_trio_token
+    counting: dict[object, object] = {}
+
+    class Counting:
+        def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+            self.token = token
+
+        def run_sync_soon(self, fn: object, *args: object) -> None:
+            calls.append(fn)
+            self.token.run_sync_soon(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trio.lowlevel, "current_trio_token",
+                        lambda: counting.setdefault(real(), Counting(real())))
+
+    async def main() -> None:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for cid, _ in leaves:
+                    nursery.start_soon(cache.wait_for, cid)
+                await trio.testing.wait_all_tasks_blocked()
+                # every block put while trio's thread is held here
+                t = threading.Thread(target=lambda: [cache.put(c, d) for c, d in leaves])
+                t.start()
+                t.join()
+
+    trio.run(main)
+    assert len(calls) == 1
 
 
 def test_wait_for_without_a_filler_fails_at_once(tmp_path: Path) -> None:
