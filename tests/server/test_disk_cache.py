@@ -222,6 +222,26 @@ def test_the_packs_folder_removed_meanwhile_is_made_again(tmp_path: Path) -> Non
     assert cache.used == LEAF
 
 
+def test_a_pack_this_process_starts_while_a_rescan_lists_the_folder_stays_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a put from another thread starts a pack just as a rescan lists the folder: the
+    # rescan must not take it for a pack found there, nor count its bytes twice
+    cache = DiskCache(str(tmp_path), max_bytes=8 * LEAF, rescan_every=0)  # a pack a leaf
+    (a, da), (b, db) = _leaf(1), _leaf(2)
+    cache.put(a, da)
+    scandir = os.scandir
+
+    def listing(path: str) -> object:
+        monkeypatch.setattr(os, "scandir", scandir)
+        cache.put(b, db)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", listing)
+    assert cache.get(_leaf(3)[0]) is None  # a miss: the rescan
+    assert cache.get(b) == db
+    assert cache.used == sum(p.stat().st_size for p in _packs(cache)) == 2 * LEAF
+
+
 def test_least_recently_used_packs_are_evicted_at_the_bound(tmp_path: Path) -> None:
     cache = DiskCache(str(tmp_path), max_bytes=16 * LEAF)  # packs of 2 leaves
     leaves = [_leaf(n) for n in range(20)]

@@ -402,6 +402,8 @@ class PackFolder:
             adopted.sort(key=lambda a: a[0])  # least recently used first
             with self._lock:
                 for _, pack, records in adopted:
+                    if pack.stem in self._packs:
+                        continue  # this process's own, started while the folder was listed
                     self._packs[pack.stem] = pack
                     self._used += pack.size
                     self._add_locked(pack, records)
