@@ -232,7 +232,7 @@ def test_serve_command_with_upstream(tmp_path: Path) -> None:
                     bridge_proc.terminate()
         finally:
             origin.terminate()
-    assert list((tmp_path / "xdg" / "carget" / "blocks").rglob("*"))  # the default cache
+    assert list((tmp_path / "xdg" / "carget" / "packs").glob("*.pack"))  # the default cache
 
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["basic", "hamt"])

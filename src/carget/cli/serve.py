@@ -59,11 +59,11 @@ def is_loopback(host: str) -> bool:
                    "cache.")
 @click.option("--cache-dir", default=None, metavar="DIR",
               help="Also serve verified blocks kept in DIR (default with an upstream: "
-                   "$XDG_CACHE_HOME/carget, else ~/.cache/carget); blocks go under "
-                   "DIR/blocks.")
+                   "$XDG_CACHE_HOME/carget, else ~/.cache/carget); blocks go in pack "
+                   "files under DIR/packs.")
 @click.option("--cache-size", default="10GiB", show_default=True, metavar="SIZE",
               help="Most bytes of blocks the cache keeps (512MiB, 10GiB...); the least "
-                   "recently used go first.")
+                   "recently used packs of blocks go first.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Log each request (method, path, status, bytes, seconds) to stderr.")
 @click.option("--log", "log_file", default=None, metavar="FILE",
