@@ -93,7 +93,7 @@ def _check_car_headers(r: httpx.Response) -> None:
     assert CAR_TYPE in r.headers["content-type"]
     assert "version=1" in r.headers["content-type"]
     assert r.headers["content-disposition"].startswith("attachment; filename=\"")
-    assert r.headers["content-disposition"].endswith('.car"')
+    assert '.car"; filename*=' in r.headers["content-disposition"]
     assert r.headers["etag"]
     assert r.headers["cache-control"] == "public, max-age=29030400, immutable"
 
