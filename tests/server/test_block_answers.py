@@ -158,3 +158,47 @@ def test_browser_gets_a_page_about_a_dag_cbor_block(gw: str) -> None:
     # an explicit format is the block, whatever the browser accepts
     r = httpx.get(f"{gw}/ipfs/{CBOR_ROOT}?format=dag-cbor", headers={"Accept": "text/html"})
     assert r.headers["content-type"] == "application/vnd.ipld.dag-cbor"
+
+
+# --- JSON in UnixFS files: named application/json by its bytes, as kubo 0.43 -------------
+
+JSON_FILES = {
+    "obj": (b'{ "a": 1 }\n', "application/json"),
+    "arr": (b"[1,2]", "application/json"),
+    "spaced": (b'  {"x":\n [true]}  ', "application/json"),
+    # longer than the sniffing window: well-formed up to the cut is enough
+    "big": (json.dumps({f"k{i}": "v" * 20 for i in range(200)}).encode(), "application/json"),
+    "num": (b"123", "text/plain; charset=utf-8"),
+    "str": (b'"str"', "text/plain; charset=utf-8"),
+    "cut": (b'{ "a": ', "text/plain; charset=utf-8"),
+    "bigbad": (b"[" + b"1," * 300 + b"]]", "text/plain; charset=utf-8"),
+    "comma": (b'{"a": 1,}', "text/plain; charset=utf-8"),
+    # kubo 0.43.1 looks at the first 4096 bytes: a control byte at 4095 makes it binary
+    "bin4095": (b"a" * 4095 + b"\x00\x01" + b"b" * 100, "application/octet-stream"),
+    "bin4096": (b"a" * 4096 + b"\x00\x01" + b"b" * 100, "text/plain; charset=utf-8"),
+}
+
+
+@pytest.fixture(scope="module")
+def json_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    d = tmp_path_factory.mktemp("jsonfiles")
+    for name, (data, _) in JSON_FILES.items():
+        (d / name).write_bytes(data)
+    cids = {name: str(CID.of(data, RAW)) for name, (data, _) in JSON_FILES.items()}
+    with running_gateway([str(d / n) for n in JSON_FILES], cid_version=1) as url:
+        yield url, cids
+
+
+@pytest.mark.parametrize("name", list(JSON_FILES))
+def test_json_file_gets_application_json(json_files: tuple[str, dict[str, str]],
+                                         name: str) -> None:
+    url, cids = json_files
+    r = httpx.get(f"{url}/ipfs/{cids[name]}")
+    assert r.status_code == 200 and r.content == JSON_FILES[name][0]
+    assert r.headers["content-type"] == JSON_FILES[name][1]
+    if JSON_FILES[name][1] == "application/json":
+        r = httpx.get(f"{url}/ipfs/{cids[name]}", headers={"Accept": "application/json"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        r = httpx.get(f"{url}/ipfs/{cids[name]}?format=json",
+                      headers={"Accept": "application/vnd.ipld.raw"})
+        assert r.status_code == 200 and r.content == JSON_FILES[name][0]

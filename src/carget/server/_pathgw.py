@@ -2,9 +2,8 @@
 format gets the content itself, as kubo 0.43's gateway (boxo) gives it, and as the
 gateway-conformance suite's path-gateway tests check:
 
-* a file: its bytes, ``Content-Type`` from the name (Go's table for the common
-  extensions, Python's built-in one otherwise, never the machine's), else sniffed from the
-  first bytes; ``ETag: "CID"`` of the file; ``Accept-Ranges: bytes``; one ``Range`` → 206,
+* a file: its bytes, ``Content-Type`` from the name, else sniffed from the first bytes
+  (:mod:`._sniff`); ``ETag: "CID"`` of the file; ``Accept-Ranges: bytes``; one ``Range`` → 206,
   an unsatisfiable one → 416 with ``Content-Range: bytes */SIZE``; of several ranges the
   first (as kubo 0.43); a malformed ``Range`` gets the whole file (RFC 9110 lets a server
   ignore ``Range``);
@@ -29,7 +28,6 @@ caller can wait for it and plan again.
 from __future__ import annotations
 
 import html
-import mimetypes
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -41,82 +39,20 @@ from ..unixfs.walk import path_step
 from ._blockgw import NATIVE, block_answer, disposition, parse_range, serves
 from ._car import WalkSource
 from ._filebody import file_pieces
+from ._sniff import SNIFF_BYTES, content_type, sniff
 from .blocks import Need, NeedBlock, Want
 
-__all__ = ["FileBody", "NotAcceptable", "PathAnswer", "content_type", "plan_path", "sniff"]
+__all__ = ["FileBody", "NotAcceptable", "PathAnswer", "plan_path"]
 
 #: what /ipfs/ content may be cached for (spec, conformance suite)
 IMMUTABLE = "public, max-age=29030400, immutable"
 #: generated listings may change with the gateway's version: a week, as kubo
 LISTING_CACHE = "public, max-age=604800, stale-while-revalidate=2678400"
-#: bytes looked at to sniff a type (as Go's http.DetectContentType)
-SNIFF_BYTES = 512
 #: entries shown in a listing: a page is built in memory, so a HAMT of millions of
 #: entries must not become a page of hundreds of MiB
 MAX_LISTING = 10_000
 #: changes when the listing's HTML does, so ETags of listings change with it
 LISTING_VERSION = "carget-1"
-
-#: Go's mime table (mime.TypeByExtension's built-ins) for what kubo serves most; others
-#: come from Python's built-in table, read without the machine's mime.types
-_GO_TYPES = {
-    ".avif": "image/avif", ".css": "text/css; charset=utf-8", ".gif": "image/gif",
-    ".htm": "text/html", ".html": "text/html",
-    ".jpeg": "image/jpeg", ".jpg": "image/jpeg", ".js": "text/javascript; charset=utf-8",
-    ".json": "application/json", ".mjs": "text/javascript; charset=utf-8",
-    ".pdf": "application/pdf", ".png": "image/png", ".svg": "image/svg+xml",
-    ".wasm": "application/wasm", ".webp": "image/webp", ".xml": "text/xml; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8", ".md": "text/markdown; charset=utf-8",
-}
-_PY_TYPES = mimetypes.MimeTypes()
-#: (prefix, type) signatures, as Go's sniffer knows them (a small part of it)
-_MAGIC = (
-    (b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"),
-    (b"\x1f\x8b\x08", "application/x-gzip"), (b"PK\x03\x04", "application/zip"),
-    (b"\x00asm", "application/wasm"), (b"QFI\xfb", "application/octet-stream"),
-    (b"ustar", "application/x-tar"),
-)
-_HTML_TAGS = (b"<!doctype html", b"<html", b"<head", b"<script", b"<iframe", b"<h1",
-              b"<div", b"<font", b"<table", b"<a", b"<style", b"<title", b"<b", b"<body",
-              b"<br", b"<p", b"<!--")
-
-
-def content_type(name: str | None) -> str | None:
-    """The type a file name implies, or None (then the bytes decide)."""
-    if not name or "." not in name:
-        return None
-    ext = name[name.rfind("."):].lower()
-    if ext in _GO_TYPES:
-        return _GO_TYPES[ext]
-    guessed = _PY_TYPES.types_map[True].get(ext)
-    if guessed is None:
-        return None
-    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
-
-
-def sniff(head: bytes) -> str:
-    """A type from a file's first bytes (HTML, common binary formats, text, else
-    ``application/octet-stream``)."""
-    for magic, mtype in _MAGIC:
-        if head.startswith(magic):
-            return mtype
-    lead = head.lstrip(b"\t\n\x0c\r ").lower()
-    for tag in _HTML_TAGS:
-        if lead.startswith(tag) and lead[len(tag):len(tag) + 1] in (b" ", b">"):
-            return "text/html"  # as kubo 0.43 labels sniffed HTML
-    if lead.startswith(b"<?xml"):
-        return "text/xml; charset=utf-8"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a character cut at the end is still text
-        if exc.start < len(head) - 3:
-            return "application/octet-stream"
-        text = head[: exc.start].decode("utf-8")
-    if any(ord(c) < 0x20 and c not in "\t\n\r\x0c\x1b" for c in text):
-        return "application/octet-stream"
-    return "text/plain; charset=utf-8"
-
 
 @dataclass(frozen=True, slots=True)
 class FileBody:
@@ -372,7 +308,8 @@ def _file(src: WalkSource, t: CID, name: str | None, query: dict[str, str],
     filename = query.get("filename") or None
     ctype = content_type(filename or name)
     if ctype is None:
-        ctype = sniff(_first_bytes(src, t, size)) if size else "text/plain; charset=utf-8"
+        ctype = sniff(_first_bytes(src, t, size), size <= SNIFF_BYTES) if size \
+            else "text/plain; charset=utf-8"
     etag = f'"{etag_cid or t}"'
     hdrs = [("Content-Type", ctype), ("Etag", etag), ("Cache-Control", IMMUTABLE),
             ("Accept-Ranges", "bytes"), *common]
