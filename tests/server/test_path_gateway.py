@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -268,7 +269,12 @@ def test_access_log_has_a_line_per_request(served: Served) -> None:
     path = f"/ipfs/{served.root}/hello.txt?logged=1"
     httpx.get(f"{served.url}{path}", timeout=20)
     httpx.get(f"{served.url}/ipfs/{served.root}/missing-for-the-log", timeout=20)
-    lines = served.log.read_text().splitlines()
+    # a line is written once its answer is out, so the client may read the log first
+    for _ in range(200):
+        lines = served.log.read_text().splitlines()
+        if any("missing-for-the-log" in ln for ln in lines):
+            break
+        time.sleep(0.05)
     mine = [ln for ln in lines if f" GET {path} " in ln]
     assert len(mine) == 1
     _, peer, method, target, status, sent, secs = mine[0].split(" ")

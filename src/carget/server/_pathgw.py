@@ -132,10 +132,15 @@ def _listing(src: WalkSource, dir_cid: CID, node: Node, cid_text: str, segs: lis
 
 
 def _first_bytes(src: WalkSource, cid: CID, size: int) -> bytes:
+    """Up to :data:`SNIFF_BYTES` of the file's first bytes: those before a block this
+    gateway lacks will do (a range after it can still be answered, as kubo does); none
+    at all is a :class:`NotFoundError`. A waiting source raises ``NeedBlock`` instead."""
     out = bytearray()
     for piece in file_pieces(_Plain(src), cid, size, 0, min(size, SNIFF_BYTES) - 1, {}):
-        if isinstance(piece, Need):  # a waiting source raised NeedBlock before this
-            raise NotFoundError(f"block {piece.cid} is not available")
+        if isinstance(piece, Need):
+            if not out:
+                raise NotFoundError(f"block {piece.cid} is not available")
+            break
         assert isinstance(piece, memoryview)  # _Plain has no spans
         out += piece
     return bytes(out)
@@ -308,8 +313,8 @@ def _file(src: WalkSource, t: CID, name: str | None, query: dict[str, str],
     filename = query.get("filename") or None
     ctype = content_type(filename or name)
     if ctype is None:
-        ctype = sniff(_first_bytes(src, t, size), size <= SNIFF_BYTES) if size \
-            else "text/plain; charset=utf-8"
+        head = _first_bytes(src, t, size) if size else b""
+        ctype = sniff(head, len(head) == size) if size else "text/plain; charset=utf-8"
     etag = f'"{etag_cid or t}"'
     hdrs = [("Content-Type", ctype), ("Etag", etag), ("Cache-Control", IMMUTABLE),
             ("Accept-Ranges", "bytes"), *common]
