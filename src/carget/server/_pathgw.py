@@ -133,16 +133,20 @@ def _listing(src: WalkSource, dir_cid: CID, node: Node, cid_text: str, segs: lis
 
 def _first_bytes(src: WalkSource, cid: CID, size: int) -> bytes:
     """Up to :data:`SNIFF_BYTES` of the file's first bytes: those before a block this
-    gateway lacks will do (a range after it can still be answered, as kubo does); none
-    at all is a :class:`NotFoundError`. A waiting source raises ``NeedBlock`` instead."""
+    gateway lacks will do, so a range elsewhere can still be answered, as kubo does; with
+    no byte at all, a :class:`NotFoundError`. A waiting source's ``NeedBlock`` goes to
+    the caller, which waits for the block: a type must not depend on how far a fetch
+    had come."""
     out = bytearray()
-    for piece in file_pieces(_Plain(src), cid, size, 0, min(size, SNIFF_BYTES) - 1, {}):
-        if isinstance(piece, Need):
-            if not out:
+    try:
+        for piece in file_pieces(_Plain(src), cid, size, 0, min(size, SNIFF_BYTES) - 1, {}):
+            if isinstance(piece, Need):
                 raise NotFoundError(f"block {piece.cid} is not available")
-            break
-        assert isinstance(piece, memoryview)  # _Plain has no spans
-        out += piece
+            assert isinstance(piece, memoryview)  # _Plain has no spans
+            out += piece
+    except NotFoundError:
+        if not out:
+            raise
     return bytes(out)
 
 
