@@ -140,9 +140,10 @@ def _parse_params(parts: list[str]) -> dict[str, str]:
 
 
 def negotiate(accept: str | None) -> _Want | str | None:
-    """The best trustless response ``Accept`` allows: a :class:`_Want`; None when it asks
-    for no trustless type but accepts something else (absent, wildcards, ``text/html``…:
-    the content itself); "406" when it names only formats we cannot give. Raises
+    """The best format ``Accept`` asks for: a :class:`_Want` (a CAR, or a single-block
+    format of :data:`BLOCK_FORMATS`); None when it names none of those but accepts
+    something else (absent, wildcards, ``text/html``…: the content itself); "406" when it
+    names only formats we cannot give. Raises
     :class:`UsageError` for a malformed q-value."""
     if not accept:
         return None
