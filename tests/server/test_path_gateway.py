@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -137,14 +138,17 @@ def test_curl_range_gets_206_with_those_bytes(served: Served, rng: str, first: i
 
 
 @needs_curl
-def test_unsatisfiable_range_is_416_and_multi_ranges_get_the_whole_file(
+def test_unsatisfiable_range_is_416_and_multi_ranges_get_the_first(
         served: Served) -> None:
     r = _curl("-D", "-", "-o", "/dev/null", "-r", "1500000-",
               f"{served.url}/ipfs/{served.root}/big.bin")
     status, h = _headers(r.stdout)
     assert status == 416 and h["content-range"] == "bytes */1500000"
-    r = _curl("-r", "0-1,5-6", f"{served.url}/ipfs/{served.root}/hello.txt")
-    assert r.stdout == b"hello world\n"
+    # as kubo 0.43.1: the first range alone (the conformance suite takes it, or multipart)
+    r = _curl("-D", "-", "-r", "6-10,0-4", f"{served.url}/ipfs/{served.root}/hello.txt")
+    status, h = _headers(r.stdout)
+    assert status == 206 and h["content-range"] == "bytes 6-10/12"
+    assert r.stdout.endswith(b"\r\n\r\nworld")
 
 
 @needs_curl
@@ -253,14 +257,24 @@ def test_trustless_answers_stay_as_they_were(served: Served) -> None:
         "application/vnd.ipld.car")
     r = httpx.get(f"{served.url}/ipfs/{served.root}/hello.txt",
                   headers={"Accept": "application/json"}, timeout=20)
-    assert r.status_code == 406  # a format it cannot give, and nothing else accepted
+    # json of a UnixFS file is the file itself, with its own type (kubo 0.43.1)
+    assert r.status_code == 200 and r.content == b"hello world\n"
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    r = httpx.get(f"{served.url}/ipfs/{served.root}/hello.txt",
+                  headers={"Accept": "application/vnd.ipld.dag-json"}, timeout=20)
+    assert r.status_code == 406  # no conversion between codecs (IPIP-524)
 
 
 def test_access_log_has_a_line_per_request(served: Served) -> None:
     path = f"/ipfs/{served.root}/hello.txt?logged=1"
     httpx.get(f"{served.url}{path}", timeout=20)
     httpx.get(f"{served.url}/ipfs/{served.root}/missing-for-the-log", timeout=20)
-    lines = served.log.read_text().splitlines()
+    # a line is written once its answer is out, so the client may read the log first
+    for _ in range(200):
+        lines = served.log.read_text().splitlines()
+        if any("missing-for-the-log" in ln for ln in lines):
+            break
+        time.sleep(0.05)
     mine = [ln for ln in lines if f" GET {path} " in ln]
     assert len(mine) == 1
     _, peer, method, target, status, sent, secs = mine[0].split(" ")

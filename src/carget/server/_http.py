@@ -70,8 +70,9 @@ from ..errors import (
 )
 from ._car import car_blocks
 from ._filebody import file_pieces
-from ._pathgw import SNIFF_BYTES, FileBody
+from ._pathgw import FileBody
 from ._routes import CarPlan, Plan, error_plan, not_modified, plan_request, split_target
+from ._sniff import SNIFF_BYTES
 from .blocks import (
     SPAN_FILES,
     SPAN_MIN,

@@ -2,11 +2,11 @@
 format gets the content itself, as kubo 0.43's gateway (boxo) gives it, and as the
 gateway-conformance suite's path-gateway tests check:
 
-* a file: its bytes, ``Content-Type`` from the name (Go's table for the common
-  extensions, Python's built-in one otherwise, never the machine's), else sniffed from the
-  first bytes; ``ETag: "CID"`` of the file; ``Accept-Ranges: bytes``; one ``Range`` → 206,
-  an unsatisfiable one → 416 with ``Content-Range: bytes */SIZE``; several ranges, or a
-  malformed ``Range``, get the whole file (RFC 9110 lets a server ignore ``Range``);
+* a file: its bytes, ``Content-Type`` from the name, else sniffed from the first bytes
+  (:mod:`._sniff`); ``ETag: "CID"`` of the file; ``Accept-Ranges: bytes``; one ``Range`` → 206,
+  an unsatisfiable one → 416 with ``Content-Range: bytes */SIZE``; of several ranges the
+  first (as kubo 0.43); a malformed ``Range`` gets the whole file (RFC 9110 lets a server
+  ignore ``Range``);
   ``?filename=`` → ``Content-Disposition: inline`` (``attachment`` with
   ``?download=true``), both forms of the name as boxo writes them;
 * a directory: a 301 to the same path with a trailing slash (query kept) when it lacks
@@ -14,7 +14,10 @@ gateway-conformance suite's path-gateway tests check:
   HTML listing (names, sizes, CIDs) with ``ETag: "DirIndex-…_CID-CID"`` and the short
   cache lifetime kubo gives generated pages;
 * a symlink: its target as the body;
-* other codecs (dag-cbor, …): 501, with the trustless formats named.
+* a dag-json, dag-cbor, json or cbor block: the block as it is (:mod:`._blockgw`), or for
+  a browser (``Accept: text/html``) a page about it; ``format``/``Accept`` may ask for a
+  single-block format (raw, or a codec's own), never a conversion (406);
+* other codecs: 501, with the trustless formats named.
 
 ``X-Ipfs-Path`` is the path as requested; ``X-Ipfs-Roots`` one CID per path segment (the
 logical roots, HAMT shards left out). Blocks are read through the source given; over a
@@ -25,93 +28,31 @@ caller can wait for it and plan again.
 from __future__ import annotations
 
 import html
-import mimetypes
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from ..cid import CID, DAG_CBOR, DAG_PB, RAW
 from ..errors import NotFoundError, UnixFSError, UnsupportedCodec
 from ..unixfs.exporter import Exporter
-from ..unixfs.node import Node, decode_unixfs
+from ..unixfs.node import Node, block_links, decode_unixfs
 from ..unixfs.walk import path_step
+from ._blockgw import NATIVE, block_answer, disposition, parse_range, serves
 from ._car import WalkSource
 from ._filebody import file_pieces
+from ._sniff import SNIFF_BYTES, content_type, sniff
 from .blocks import Need, NeedBlock, Want
 
-__all__ = ["FileBody", "PathAnswer", "content_type", "plan_path", "sniff"]
+__all__ = ["FileBody", "NotAcceptable", "PathAnswer", "plan_path"]
 
 #: what /ipfs/ content may be cached for (spec, conformance suite)
 IMMUTABLE = "public, max-age=29030400, immutable"
 #: generated listings may change with the gateway's version: a week, as kubo
 LISTING_CACHE = "public, max-age=604800, stale-while-revalidate=2678400"
-#: bytes looked at to sniff a type (as Go's http.DetectContentType)
-SNIFF_BYTES = 512
 #: entries shown in a listing: a page is built in memory, so a HAMT of millions of
 #: entries must not become a page of hundreds of MiB
 MAX_LISTING = 10_000
 #: changes when the listing's HTML does, so ETags of listings change with it
 LISTING_VERSION = "carget-1"
-
-#: Go's mime table (mime.TypeByExtension's built-ins) for what kubo serves most; others
-#: come from Python's built-in table, read without the machine's mime.types
-_GO_TYPES = {
-    ".avif": "image/avif", ".css": "text/css; charset=utf-8", ".gif": "image/gif",
-    ".htm": "text/html", ".html": "text/html",
-    ".jpeg": "image/jpeg", ".jpg": "image/jpeg", ".js": "text/javascript; charset=utf-8",
-    ".json": "application/json", ".mjs": "text/javascript; charset=utf-8",
-    ".pdf": "application/pdf", ".png": "image/png", ".svg": "image/svg+xml",
-    ".wasm": "application/wasm", ".webp": "image/webp", ".xml": "text/xml; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8", ".md": "text/markdown; charset=utf-8",
-}
-_PY_TYPES = mimetypes.MimeTypes()
-#: (prefix, type) signatures, as Go's sniffer knows them (a small part of it)
-_MAGIC = (
-    (b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"),
-    (b"\x1f\x8b\x08", "application/x-gzip"), (b"PK\x03\x04", "application/zip"),
-    (b"\x00asm", "application/wasm"), (b"QFI\xfb", "application/octet-stream"),
-    (b"ustar", "application/x-tar"),
-)
-_HTML_TAGS = (b"<!doctype html", b"<html", b"<head", b"<script", b"<iframe", b"<h1",
-              b"<div", b"<font", b"<table", b"<a", b"<style", b"<title", b"<b", b"<body",
-              b"<br", b"<p", b"<!--")
-
-
-def content_type(name: str | None) -> str | None:
-    """The type a file name implies, or None (then the bytes decide)."""
-    if not name or "." not in name:
-        return None
-    ext = name[name.rfind("."):].lower()
-    if ext in _GO_TYPES:
-        return _GO_TYPES[ext]
-    guessed = _PY_TYPES.types_map[True].get(ext)
-    if guessed is None:
-        return None
-    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
-
-
-def sniff(head: bytes) -> str:
-    """A type from a file's first bytes (HTML, common binary formats, text, else
-    ``application/octet-stream``)."""
-    for magic, mtype in _MAGIC:
-        if head.startswith(magic):
-            return mtype
-    lead = head.lstrip(b"\t\n\x0c\r ").lower()
-    for tag in _HTML_TAGS:
-        if lead.startswith(tag) and lead[len(tag):len(tag) + 1] in (b" ", b">"):
-            return "text/html"  # as kubo 0.43 labels sniffed HTML
-    if lead.startswith(b"<?xml"):
-        return "text/xml; charset=utf-8"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a character cut at the end is still text
-        if exc.start < len(head) - 3:
-            return "application/octet-stream"
-        text = head[: exc.start].decode("utf-8")
-    if any(ord(c) < 0x20 and c not in "\t\n\r\x0c\x1b" for c in text):
-        return "application/octet-stream"
-    return "text/plain; charset=utf-8"
-
 
 @dataclass(frozen=True, slots=True)
 class FileBody:
@@ -153,39 +94,6 @@ def _logical_walk(src: WalkSource, root: CID, segs: list[str]) -> tuple[list[CID
     return roots, cur
 
 
-def _disposition(name: str, download: bool) -> str:
-    ascii_name = "".join(c if c.isascii() and c.isprintable() else "_" for c in name)
-    return (f"{'attachment' if download else 'inline'}; "
-            f"filename=\"{quote(ascii_name, safe='')}\"; "
-            f"filename*=UTF-8''{quote(name, safe='')}")
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """One ``bytes=`` range resolved against ``size``: (first, last); None to send the
-    whole file (no, several or malformed ranges); "416" when unsatisfiable."""
-    if not header:
-        return None
-    unit, eq, spec = header.partition("=")
-    if not eq or unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    a, dash, b = spec.strip().partition("-")
-    if not dash or not (a.isdigit() or a == "") or not (b.isdigit() or b == "") \
-            or (a == b == "") or len(a) > 19 or len(b) > 19:
-        return None
-    if a == "":  # the last b bytes
-        n = int(b)
-        if n == 0 or size == 0:
-            return "416"
-        return max(0, size - n), size - 1
-    first = int(a)
-    last = size - 1 if b == "" else min(int(b), size - 1)
-    if b != "" and int(b) < first:
-        return None  # invalid: ignored (RFC 9110 14.1.1)
-    if first >= size:
-        return "416"
-    return first, last
-
-
 def _listing(src: WalkSource, dir_cid: CID, node: Node, cid_text: str, segs: list[str],
              request_path: str) -> bytes:
     crumbs = [f'<a href="/ipfs/{html.escape(quote(cid_text, safe=""))}">'
@@ -224,12 +132,21 @@ def _listing(src: WalkSource, dir_cid: CID, node: Node, cid_text: str, segs: lis
 
 
 def _first_bytes(src: WalkSource, cid: CID, size: int) -> bytes:
+    """Up to :data:`SNIFF_BYTES` of the file's first bytes: those before a block this
+    gateway lacks will do, so a range elsewhere can still be answered, as kubo does; with
+    no byte at all, a :class:`NotFoundError`. A waiting source's ``NeedBlock`` goes to
+    the caller, which waits for the block: a type must not depend on how far a fetch
+    had come."""
     out = bytearray()
-    for piece in file_pieces(_Plain(src), cid, size, 0, min(size, SNIFF_BYTES) - 1, {}):
-        if isinstance(piece, Need):  # a waiting source raised NeedBlock before this
-            raise NotFoundError(f"block {piece.cid} is not available")
-        assert isinstance(piece, memoryview)  # _Plain has no spans
-        out += piece
+    try:
+        for piece in file_pieces(_Plain(src), cid, size, 0, min(size, SNIFF_BYTES) - 1, {}):
+            if isinstance(piece, Need):
+                raise NotFoundError(f"block {piece.cid} is not available")
+            assert isinstance(piece, memoryview)  # _Plain has no spans
+            out += piece
+    except NotFoundError:
+        if not out:
+            raise
     return bytes(out)
 
 
@@ -261,21 +178,81 @@ class _Plain:
         return None
 
 
+def _block(src: WalkSource, t: CID, fmt: str, query: dict[str, str],
+           headers: dict[str, str], common: list[tuple[str, str]]) -> PathAnswer:
+    data = src.get(t)
+    if data is None:
+        raise NotFoundError(f"block {t} is not available")
+    ans = block_answer(t, bytes(data), fmt, query, headers, common)
+    return PathAnswer(ans.status, ans.headers, ans.body, etags=ans.etags)
+
+
+def _wants_html(accept: str | None) -> bool:
+    """Whether ``Accept`` names ``text/html`` (what a browser's navigation sends)."""
+    for item in (accept or "").split(","):
+        mtype, *params = item.split(";")
+        if mtype.strip().lower() == "text/html":
+            q = [p.strip()[2:] for p in params if p.strip().lower().startswith("q=")]
+            return not q or q[0].strip("0.") != ""
+    return False
+
+
+def _preview(src: WalkSource, t: CID, common: list[tuple[str, str]]) -> PathAnswer:
+    """A page about a dag-json/dag-cbor/json/cbor block for a browser (the spec's HTML
+    rendering, not a codec conversion): its CID, codec, size, links out of it, and the
+    formats it can be downloaded in."""
+    data = src.get(t)
+    if data is None:
+        raise NotFoundError(f"block {t} is not available")
+    links = block_links(t, data) if t.codec == DAG_CBOR else []
+    base = f"/ipfs/{t}"
+    fmts = [NATIVE[t.codec], "raw", "car"]
+    rows = "\n".join(f'<li><a href="/ipfs/{c}/">{c}</a></li>' for c in links[:MAX_LISTING])
+    page = (
+        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\">"
+        f"<title>{t}</title></head>\n<body>\n<h1>{t}</h1>\n"
+        f"<p>{html.escape(t.codec_name)} block, {len(data)} bytes. Download: "
+        + ", ".join(f'<a href="{base}?format={f}">{f}</a>' for f in fmts)
+        + f"</p>\n<h2>Links ({len(links)})</h2>\n<ul>\n{rows}\n</ul>\n</body>\n</html>\n")
+    body = page.encode("utf-8")
+    etag = f'"DagIndex-{LISTING_VERSION}_CID-{t}"'
+    return PathAnswer(200, [("Content-Type", "text/html; charset=utf-8"),
+                            ("Content-Length", str(len(body))), ("Etag", etag),
+                            ("Cache-Control", LISTING_CACHE), *common, ("Vary", "Accept")],
+                      body, etags=(etag,))
+
+
+class NotAcceptable(Exception):
+    """The format asked for cannot send the block the path ends at (406)."""
+
+
 def plan_path(src: WalkSource, cid: CID, cid_text: str, segs: list[str],
               query: dict[str, str], headers: dict[str, str], request_path: str,
-              raw_query: str, x_ipfs_path: str) -> PathAnswer:
+              raw_query: str, x_ipfs_path: str, fmt: str | None = None) -> PathAnswer:
     """The answer to a path request (``request_path`` and ``raw_query`` as the client
-    sent them, for the redirect). Raises :class:`NotFoundError`,
-    :class:`UnsupportedCodec`, decoders' errors, and what ``src`` raises."""
+    sent them, for the redirect); ``fmt`` a key of
+    :data:`~carget.server._blockgw.BLOCK_FORMATS` when one was asked for (``format`` or
+    ``Accept``). Raises :class:`NotFoundError`, :class:`UnsupportedCodec`,
+    :class:`NotAcceptable`, decoders' errors, and what ``src`` raises."""
     roots, t = _logical_walk(src, cid, segs)
     # kubo 0.43 names the content path in Ipfs-Uri; the conformance suite (and older
     # clients) read X-Ipfs-Path: both are given
     common = [("X-Ipfs-Path", x_ipfs_path), ("Ipfs-Uri", "ipfs://" + x_ipfs_path[len("/ipfs/"):]),
               ("X-Ipfs-Roots", ",".join(map(str, roots)))]
-    if t.codec not in (RAW, DAG_PB):
-        what = "dag-cbor" if t.codec == DAG_CBOR else t.codec_name
-        raise UnsupportedCodec(f"{t} is {what}, not UnixFS: ask for ?format=raw or "
-                               "?format=car")
+    unixfs = t.codec in (RAW, DAG_PB)
+    if fmt is not None and not (unixfs and fmt in ("json", "cbor")):
+        # json/cbor of a UnixFS file is the file itself (kubo 0.43: its own type)
+        if not serves(fmt, t.codec):
+            raise NotAcceptable(f"{t} is {t.codec_name}: it cannot be sent as {fmt} "
+                                "(no conversion between codecs, IPIP-524)")
+        return _block(src, t, fmt, query, headers, common)
+    if not unixfs:
+        if t.codec not in NATIVE:
+            raise UnsupportedCodec(f"{t} is {t.codec_name}, not UnixFS: ask for "
+                                   "?format=raw or ?format=car")
+        if fmt is None and _wants_html(headers.get("accept")):
+            return _preview(src, t, common)
+        return _block(src, t, NATIVE[t.codec], query, headers, common)
     data = src.get(t)
     if data is None:
         raise NotFoundError(f"block {t} is not available")
@@ -340,13 +317,14 @@ def _file(src: WalkSource, t: CID, name: str | None, query: dict[str, str],
     filename = query.get("filename") or None
     ctype = content_type(filename or name)
     if ctype is None:
-        ctype = sniff(_first_bytes(src, t, size)) if size else "text/plain; charset=utf-8"
+        head = _first_bytes(src, t, size) if size else b""
+        ctype = sniff(head, len(head) == size) if size else "text/plain; charset=utf-8"
     etag = f'"{etag_cid or t}"'
     hdrs = [("Content-Type", ctype), ("Etag", etag), ("Cache-Control", IMMUTABLE),
             ("Accept-Ranges", "bytes"), *common]
     if filename:
         hdrs.append(("Content-Disposition",
-                     _disposition(filename, query.get("download") == "true")))
+                     disposition(filename, query.get("download") == "true")))
     rng = parse_range(headers.get("range"), size)
     if rng == "416":
         page = f"invalid range: none of it lies in the file's {size} bytes\n".encode()

@@ -6,10 +6,13 @@ Rules (ipfs/specs http-gateways/trustless-gateway; IPIP-402, IPIP-412, IPIP-523)
 * ``format`` beats ``Accept`` (IPIP-523); ``car-version``/``car-order``/``car-dups`` beat the
   matching ``Accept`` parameters; ``Accept`` entries are tried by q-value, best first.
 * No ``format`` and no trustless ``Accept`` type: a path-gateway answer, the content itself
-  (:mod:`._pathgw`); ``Accept`` that names only IPLD/gateway types we cannot give
-  (``application/json``, ``application/x-tar``, a CAR of another version…): 406.
-* Raw blocks only for ``/ipfs/{cid}`` with no path; CAR-only parameters on a raw request
-  are a 400 (the spec makes them "only available for CAR requests").
+  (:mod:`._pathgw`); ``Accept`` that names only types we cannot give
+  (``application/x-tar``, an IPNS record, a CAR of another version…): 406.
+* A raw block (``format=raw``) of the CID or of the path's last block, as kubo 0.43 gives
+  it (the trustless spec asks no path of a client; a path gateway answers one), and the
+  single-block formats of :mod:`._blockgw` (dag-json, dag-cbor, json, cbor) through
+  :mod:`._pathgw`; CAR-only parameters on those are a 400 (the spec makes them "only
+  available for CAR requests"). ``?filename=`` names every answer's download.
 * Missing root block: 404 (412 with ``Cache-Control: only-if-cached``); missing name on the
   path: 404 (decided before the status line, so there is no partial body to guess about).
 * Unknown query parameter names are ignored (as kubo does; caches add their own), but bad
@@ -34,6 +37,7 @@ from ..errors import (
 )
 from ..names import is_valid_name
 from ..unixfs.node import decode_dag_cbor, decode_unixfs
+from ._blockgw import BLOCK_FORMATS, disposition
 from ._car import (
     TRAVERSABLE,
     ByteRange,
@@ -43,7 +47,7 @@ from ._car import (
     resolve_path,
     resolve_range,
 )
-from ._pathgw import FileBody, plan_path
+from ._pathgw import FileBody, NotAcceptable, plan_path
 from .blocks import Waiting
 
 __all__ = ["CarPlan", "Plan", "error_plan", "not_modified", "plan_request", "split_target"]
@@ -54,14 +58,16 @@ CAR_TYPE = "application/vnd.ipld.car"
 IMMUTABLE = "public, max-age=29030400, immutable"
 #: longest request target accepted: a CID plus a deep path, not a megabyte of junk
 MAX_TARGET = 8192
-#: formats other gateways know that this trustless gateway cannot give (406, not 400)
-KNOWN_FORMATS = {"tar", "json", "cbor", "dag-json", "dag-cbor", "ipns-record"}
+#: formats other gateways know that this gateway cannot give (406, not 400)
+KNOWN_FORMATS = {"tar", "ipns-record"}
 #: ``Accept`` types that ask for one of those formats: naming only these (or trustless
 #: types with parameters we cannot meet) is a 406; any other type gets the content
 KNOWN_TYPES = {"application/json", "application/cbor", "application/x-tar",
                "application/vnd.ipld.dag-json", "application/vnd.ipld.dag-cbor",
                "application/vnd.ipfs.ipns-record", RAW_TYPE, CAR_TYPE}
 CAR_PARAMS = ("dag-scope", "entity-bytes", "car-version", "car-order", "car-dups")
+#: ``Accept`` types of the formats that send one block as it is
+_TYPE_FORMATS = {f.content_type: name for name, f in BLOCK_FORMATS.items()}
 #: characters a path segment keeps as they are in ``X-Ipfs-Path`` (RFC 3986 ``pchar``:
 #: unreserved, sub-delims, ``:`` and ``@``); every other byte of its UTF-8 is %XX, so an
 #: entry name holding CR, LF, spaces or non-ASCII can never break the header
@@ -119,7 +125,7 @@ def error_plan(status: int, message: str) -> Plan:
 
 @dataclass(frozen=True, slots=True)
 class _Want:
-    kind: str  # "raw" or "car"
+    kind: str  # "car" or a key of BLOCK_FORMATS
     order_explicit: bool = False
     dups: bool | None = None
 
@@ -134,9 +140,10 @@ def _parse_params(parts: list[str]) -> dict[str, str]:
 
 
 def negotiate(accept: str | None) -> _Want | str | None:
-    """The best trustless response ``Accept`` allows: a :class:`_Want`; None when it asks
-    for no trustless type but accepts something else (absent, wildcards, ``text/html``…:
-    the content itself); "406" when it names only formats we cannot give. Raises
+    """The best format ``Accept`` asks for: a :class:`_Want` (a CAR, or a single-block
+    format of :data:`BLOCK_FORMATS`); None when it names none of those but accepts
+    something else (absent, wildcards, ``text/html``…: the content itself); "406" when it
+    names only formats we cannot give. Raises
     :class:`UsageError` for a malformed q-value."""
     if not accept:
         return None
@@ -158,8 +165,8 @@ def negotiate(accept: str | None) -> _Want | str | None:
             other = True  # text/html, */* and the like: the content, if nothing better
             continue
         want: _Want | None = None
-        if mtype == RAW_TYPE:
-            want = _Want("raw")
+        if mtype in _TYPE_FORMATS:
+            want = _Want(_TYPE_FORMATS[mtype])
         elif mtype == CAR_TYPE:
             order = params.get("order")
             dups = params.get("dups")
@@ -276,18 +283,28 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
     # --- format ---------------------------------------------------------------------------
     fmt = q.get("format")
     accepted = negotiate(headers.get("accept"))
+    kind: str | None
     if fmt is not None:
-        if fmt not in ("raw", "car"):
+        if fmt != "car" and fmt not in BLOCK_FORMATS:
             if fmt in KNOWN_FORMATS:
-                return error_plan(406, f"format={fmt} is not served by a trustless gateway")
+                return error_plan(406, f"format={fmt} is not served by this gateway")
             raise UsageError(f"unknown format {fmt!r}")
         kind = fmt
     elif accepted == "406":
         return error_plan(406, f"cannot give any of: {headers.get('accept')}; "
-                           f"this gateway serves {RAW_TYPE} and {CAR_TYPE}")
-    elif accepted is None:
-        if "only-if-cached" in headers.get("cache-control", "").lower() \
-                and not _present(store, cid):
+                           f"this gateway serves {', '.join(sorted(_TYPE_FORMATS))}, "
+                           f"{CAR_TYPE} and the content itself")
+    else:
+        kind = accepted.kind if isinstance(accepted, _Want) else None
+    car_accept = accepted if isinstance(accepted, _Want) and accepted.kind == "car" else None
+
+    only_cached = "only-if-cached" in headers.get("cache-control", "").lower()
+    if kind != "car":
+        if kind is not None:
+            bad = [p for p in CAR_PARAMS if p in q]
+            if bad:  # the spec: "only available for CAR requests"
+                raise UsageError(f"{', '.join(bad)} only apply to CAR responses")
+        if only_cached and not _present(store, cid):
             return error_plan(412, f"block {cid} is not in this gateway's store")
         if not _present(store, cid):
             store.get(cid)  # a waiting source raises NeedBlock here
@@ -295,44 +312,15 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
         shown = content_path(cid_text, path) + ("/" if request_path.endswith("/") else "")
         try:
             ans = plan_path(store, cid, cid_text, path, q, headers, request_path, raw_query,
-                            shown)
+                            shown, kind)
         except NotFoundError as exc:
             plan = error_plan(404, str(exc))
             plan.headers.append(("Ipfs-Uri", "ipfs://" + shown[len("/ipfs/"):]))
             return plan
+        except NotAcceptable as exc:
+            return error_plan(406, str(exc))
         return Plan(ans.status, ans.headers, ans.body, file=ans.file, etags=ans.etags)
-    else:
-        assert isinstance(accepted, _Want)
-        kind = accepted.kind
-    car_accept = accepted if isinstance(accepted, _Want) and accepted.kind == "car" else None
-
-    only_cached = "only-if-cached" in headers.get("cache-control", "").lower()
     fullpath = content_path(cid_text, path)
-
-    if kind == "raw":
-        bad = [p for p in CAR_PARAMS if p in q]
-        if bad:
-            raise UsageError(f"{', '.join(bad)} only apply to CAR responses")
-        if path:
-            raise UsageError("raw blocks are served only for /ipfs/{cid}, without a path")
-        if only_cached and not _present(store, cid):
-            return error_plan(412, f"block {cid} is not in this gateway's store")
-        data = store.get(cid)
-        if data is None:
-            if only_cached:
-                return error_plan(412, f"block {cid} is not in this gateway's store")
-            raise NotFoundError(f"block {cid} is not in this gateway's store")
-        return Plan(200, [
-            ("Content-Type", RAW_TYPE),
-            ("Content-Length", str(len(data))),
-            ("Content-Disposition", f'attachment; filename="{cid_text}.bin"'),
-            ("Etag", f'"{cid_text}.raw"'),
-            ("Cache-Control", IMMUTABLE),
-            ("X-Content-Type-Options", "nosniff"),
-            ("X-Ipfs-Path", fullpath),
-            ("X-Ipfs-Roots", str(cid)),
-            ("Vary", "Accept"),
-        ], body=data, etags=(f'"{cid_text}.raw"',))
 
     # --- CAR ------------------------------------------------------------------------------
     version = q.get("car-version", "1")
@@ -393,7 +381,7 @@ def _plan(target: str, headers: dict[str, str], store: WalkSource) -> Plan:
     ctype = f"{CAR_TYPE}; version=1; order=dfs; dups={'y' if dups else 'n'}"
     hdrs = [
         ("Content-Type", ctype),
-        ("Content-Disposition", f'attachment; filename="{cid_text}.car"'),
+        ("Content-Disposition", disposition(q.get("filename") or f"{cid_text}.car", True)),
         ("Etag", f'"{cid_text}.car.{tag}"'),
         ("Cache-Control", IMMUTABLE),
         ("Accept-Ranges", "none"),
