@@ -66,6 +66,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             run.total = made[0].hi - made[0].lo
         return made[0]
 
+    tree = BlockTreeOutput(sink)
+    kept: list[Continuation] = []  # a sharded directory's shards in the race's answer
     announced: list[bool] = []
 
     def announce(events: list[VerifierEvent]) -> None:
@@ -74,8 +76,13 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             give_events(sink, events)
 
     async def adopt(res: Resolved) -> Continuation | None:
-        # the race's answer goes on with the file's own blocks (a gateway that ignores
-        # dag-scope): it carries the first missing range too
+        # the race's answer goes on with the entity's own blocks (a gateway that ignores
+        # dag-scope): it carries a file's first missing range too, or a sharded
+        # directory's shards (dag-scope=entity)
+        if scope == Scope.ENTITY and _sharded(res):
+            announce(res.events)
+            kept.append(Continuation(tree, 0, 0, UnitState()))
+            return kept[0]
         if res.kind != "file" or res.size is None:
             return None
         announce(res.events)
@@ -102,10 +109,9 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             if missing:
                 await fetch_ranges(run, res, out, missing)
             return BlocksResult(res.cid, res.kind, res.size)
-        tree = BlockTreeOutput(sink)
         if scope == Scope.ALL:
             await fetch_tree(run, res, lambda: tree)
-        elif res.kind == "directory" and decode_unixfs(res.cid, res.block).kind == "hamt":
+        elif _sharded(res) and not (kept and kept[0].complete):
             await _shards(run, res, tree)
         # else: a basic directory, a symlink or a non-UnixFS block is its one block,
         # which the race's answer carried
@@ -118,6 +124,10 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
         raise exc.error from None
     finally:
         run.close()
+
+
+def _sharded(res: Resolved) -> bool:
+    return res.kind == "directory" and decode_unixfs(res.cid, res.block).kind == "hamt"
 
 
 async def _shards(run: Run, res: Resolved, out: BlockTreeOutput) -> None:

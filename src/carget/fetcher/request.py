@@ -84,12 +84,14 @@ LOOK_AHEAD: Final = 1.0
 @dataclass
 class Continuation:
     """Where an answer that goes on past its range continues: the terminal file's bytes
-    ``[lo, hi)`` into ``out``, tracked by ``state``."""
+    ``[lo, hi)`` into ``out``, tracked by ``state`` (for a sharded directory, its
+    shards: ``lo`` and ``hi`` 0). ``complete`` is set once the answer placed all of it."""
 
     out: EventOutput
     lo: int
     hi: int
     state: UnitState
+    complete: bool = False
 
 
 #: called (on trio) when an answer's range is complete and its next block lies past it:
@@ -255,6 +257,7 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
 
     def verify() -> None:
         nonlocal collect
+        cont: Continuation | None = None
         while True:
             while not verifier.done:
                 if taken:  # a receive's pieces the look-ahead left
@@ -277,6 +280,8 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
                 del item
                 passed_on(events)
                 del events
+            if cont is not None:
+                cont.complete = True
             if follow is None or not look_ahead():
                 return
             cont = trio.from_thread.run(follow, verifier, trio_token=token)
