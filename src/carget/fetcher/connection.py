@@ -48,6 +48,7 @@ from typing import Final, cast
 import trio
 
 from ..errors import FetchTimeout, NetworkError
+from .buffers import ReceiveBuffers
 from .framing import NEED_DATA, Head, ResponseReader
 from .proxy import Proxy
 
@@ -170,17 +171,21 @@ class Connection:
 
     # --- a worker thread's side ---------------------------------------------------------
 
-    def blocking_reader(self, timeout: float) -> BlockingReader:
+    def blocking_reader(self, timeout: float, buffers: ReceiveBuffers | None = None
+                        ) -> BlockingReader:
         """A reader over a blocking duplicate of the socket, for a worker thread: each
-        receive waits at most ``timeout`` seconds (``TimeoutError``). Close it when done."""
-        return BlockingReader(self, timeout)
+        receive waits at most ``timeout`` seconds (``TimeoutError``), into a buffer from
+        ``buffers`` (else a new one each time). Close it when done."""
+        return BlockingReader(self, timeout, buffers)
 
 
 class BlockingReader:
     """Blocking receives of one :class:`Connection` on a worker thread (see there)."""
 
-    def __init__(self, conn: Connection, timeout: float) -> None:
+    def __init__(self, conn: Connection, timeout: float,
+                 buffers: ReceiveBuffers | None = None) -> None:
         self._conn = conn
+        self._buffers = buffers
         self._sock = socket.socket(fileno=os.dup(conn.tcp.socket.fileno()))
         self._sock.settimeout(timeout)
         self._raw = bytearray()
@@ -192,9 +197,12 @@ class BlockingReader:
     def close(self) -> None:
         self._sock.close()
 
-    def _recv_plain(self, n: int) -> bytes:
-        """Up to ``n`` bytes, b"" at the end; raises ``TimeoutError`` / ``OSError``."""
-        return self._sock.recv(n)
+    def _recv_plain(self, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes, empty at the end; raises ``TimeoutError`` / ``OSError``."""
+        if self._buffers is None:
+            return self._sock.recv(n)
+        view = self._buffers.take(n)
+        return view[:self._sock.recv_into(view, n)]
 
     def _recv_tls(self, n: int) -> memoryview:
         """Up to ``n`` bytes of plaintext (empty at the end): whole records decrypted into
@@ -203,8 +211,8 @@ class BlockingReader:
         conn = self._conn
         tls = conn._tls
         assert tls is not None
-        buf = bytearray(n)
-        view = memoryview(buf)
+        whole = memoryview(bytearray(n)) if self._buffers is None else self._buffers.take(n)
+        view = whole[:n]
         got = 0
         try:
             while got < n:
@@ -232,7 +240,7 @@ class BlockingReader:
             pass  # the end, with or without close_notify (see receive_some)
         finally:
             view.release()
-        return memoryview(buf)[:got]
+        return whole[:got]
 
 
 def proxy_authorization(proxy: Proxy) -> str:

@@ -205,7 +205,8 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
 
         try:
             try:
-                resp.read_body_blocking(hand_on, run.read_size(), stopped, flush)
+                resp.read_body_blocking(hand_on, run.read_size(), stopped, flush,
+                                        run.buffers)
             except NetworkError as exc:
                 flush()
                 pieces.put(exc)
