@@ -93,7 +93,8 @@ def test_version_and_a_plain_get_load_only_what_they_use(tmp_path: Path) -> None
     """``carget --version`` reads no package metadata (importlib.metadata was ~40% of its
     run); a plain ``get`` (no proxy in the environment, no ``--json``, a run too short to
     journal) loads neither urllib.request (with http.client and the email package) nor
-    json. Issue 17: start-up is ~0.1 s of every ``get``."""
+    json, nor the tree strategy, ``--car``'s output or the mirror fallback. Issue 17:
+    start-up is ~0.1 s of every ``get``."""
     import os
 
     from carget.cid import CID
@@ -107,7 +108,9 @@ def test_version_and_a_plain_get_load_only_what_they_use(tmp_path: Path) -> None
         runs = {
             ("--version",): ("importlib.metadata",),
             ("get", "-q", "-g", url, cid, "-o", str(tmp_path / "got.bin")):
-                ("urllib.request", "http.client", "email", "json"),
+                ("urllib.request", "http.client", "email", "json", "carget.fetcher.tree",
+                 "carget.fetcher.outputs.tree", "carget.fetcher.outputs.car",
+                 "carget.fetcher.fallback"),
         }
         for argv, modules in runs.items():
             code = (
