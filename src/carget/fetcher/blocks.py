@@ -42,7 +42,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
     non-UnixFS entity: the whole of it (``dag-scope=all``), one gateway at a time, a
     failed answer continued with what it left missing. ``scope`` narrows that as
     ``dag-scope`` does: ``entity`` gives a directory's own blocks only (a HAMT's shards,
-    what a listing or a name lookup reads; not its entries), and a symlink or non-UnixFS
+    what a listing or a name lookup reads; not its entries: from a gateway that ignores
+    ``dag-scope``, the race's answer goes on into the shards), and a symlink or non-UnixFS
     block alone; ``block`` gives the path's blocks and the terminal block only, for files
     too. Runs under trio; ``opts.timeout``
     bounds it. ``opts.digest``, ``fallback_url`` and ``car_out`` concern files written

@@ -16,12 +16,14 @@ so the same TLS session serves both halves of a request:
 Measured on loopback (``benchmarks/bench_fetch.py``): with trio's ``SSLStream`` on the
 event loop a whole fetch ran at 0.09x of hashlib's SHA-256. On the thread path HTTPS
 costs the client ~0.3 s more CPU per 512 MiB than plain HTTP: the AES-GCM decryption
-(~0.16 s, with AES-NI) and ~0.13 s of copies (into the memory BIO, into OpenSSL's record
-buffer, out into the piece) and of zeroing fresh pieces. Decrypted bytes are not copied
-again: the framing hands the verifier slices of the piece they were decrypted into. A
-blocking ``ssl.SSLSocket`` read the same way spends as much: without OpenSSL's read-ahead
-(which Python does not expose) it makes two ``recv`` calls a record, which cost what the
-copies it saves did; nor did reusing released pieces instead of zeroing new ones show.
+(~0.16 s, with AES-NI) and the copies (into the memory BIO, into OpenSSL's record
+buffer, out into the piece). Decrypted bytes are not copied again: the framing hands the
+verifier slices of the piece they were decrypted into. Pieces are decrypted into a run's
+reused buffers (:mod:`carget.fetcher.buffers`), not fresh ones: zeroing a fresh piece and
+faulting its pages in took ~5-7% of the client's ``perf`` samples over HTTPS, ~2% with
+reused ones. A blocking ``ssl.SSLSocket`` read the same way spends as much: without
+OpenSSL's read-ahead (which Python does not expose) it makes two ``recv`` calls a
+record, which cost what the copies it saves did.
 
 One trust store for every request carget makes (:func:`ssl_context`): the system's
 default verify paths, which OpenSSL takes from ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``
