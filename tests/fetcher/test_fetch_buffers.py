@@ -11,7 +11,7 @@ import pytest
 import trio
 import trustme
 from fetchhelp import content
-from test_fetch_tls_thread import tls_server
+from tlsserver import tls_server
 
 from carget.fetcher import connection
 from carget.fetcher.buffers import ReceiveBuffers
@@ -87,7 +87,8 @@ async def test_a_tls_body_is_decrypted_into_a_few_reused_buffers(
     monkeypatch.setenv("SSL_CERT_FILE", str(pem))
     monkeypatch.setattr(connection, "_context", None)
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
-    with tls_server(ca, answer) as port:
+    with tls_server(ca.issue_cert("localhost", "127.0.0.1"),
+                    lambda tls, _request: tls.sendall(answer)) as port:
         with trio.fail_after(60):
             got, pool = await _read(f"https://localhost:{port}/x", keep_pieces)
     assert got == hashlib.sha256(BODY).digest()
