@@ -3,10 +3,11 @@
 A request's receiving thread reads each piece of a body into a buffer, and the pieces
 travel on as memoryview slices of it (framing, verifier, output: no copies), so a buffer
 is busy for as long as any of those views lives. A fresh buffer for every receive cost
-more than its allocation: each page the process had not touched before is a page fault
-(~20 µs on this project's virtual machines), and one ``get`` of 512 MiB faulted ~15,000
-times in its receiving threads, ~0.1 s of system time (bench_fetch.py);
-:class:`ReceiveBuffers` hands out the same few buffers again instead.
+page faults (and, over HTTPS, zeroing the piece to decrypt into): a whole ``get`` of
+512 MiB with two connections faulted ~12,000 pages in from a plain gateway and 23,000 to
+89,000 over HTTPS; with :class:`ReceiveBuffers` handing out the same few buffers again,
+~9,000 and ~11,000, and HTTPS took 0.1-0.4 s less CPU (bench_fetch.py's gateways, paired
+rounds).
 
 A buffer is free when no memoryview of it is left: Python refuses to resize a bytearray
 that has views (``BufferError``), and every view, slice and C call reading it through one
