@@ -6,8 +6,9 @@ is busy for as long as any of those views lives. A fresh buffer for every receiv
 page faults (and, over HTTPS, zeroing the piece to decrypt into): a whole ``get`` of
 512 MiB with two connections faulted ~12,000 pages in from a plain gateway and 23,000 to
 89,000 over HTTPS; with :class:`ReceiveBuffers` handing out the same few buffers again,
-~9,000 and ~11,000, and HTTPS took 0.1-0.4 s less CPU (bench_fetch.py's gateways, paired
-rounds).
+~9,000 and ~11,000. Over HTTPS that is 0.05-0.4 s less CPU per 512 MiB (medians of four
+runs of 8-10 paired rounds against bench_fetch.py's gateways, on a loaded machine); over
+plain HTTP the difference was within the noise (-0.05 to +0.06 s).
 
 A buffer is free when no memoryview of it is left: Python refuses to resize a bytearray
 that has views (``BufferError``), and every view, slice and C call reading it through one
