@@ -23,6 +23,9 @@ __all__ = [
     "resolve_options",
 ]
 
+#: the one place for carget's version (pyproject.toml reads it from here)
+__version__ = "0.1.0"
+
 _LAZY = {
     "CID": "carget.cid",
     "Block": "carget.cid",

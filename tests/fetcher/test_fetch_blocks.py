@@ -286,3 +286,36 @@ async def test_an_unknown_scope_is_refused(big: tuple[DagStore, CID, bytes]) -> 
     _, root, _ = big
     with pytest.raises(UsageError, match="dag-scope"):
         await fetch_blocks(root, (), Sink(), opts("http://127.0.0.1:9"), scope="everything")
+
+
+async def test_a_static_gateway_sends_a_sharded_directory_once(store: DagStore,
+                                                               tmp_path: Path) -> None:
+    # the race's answer from a static server already carries the HAMT's shards (with its
+    # entries between them): it goes on into them rather than asking for the entity again
+    src = tmp_path / "top"
+    (src / "many").mkdir(parents=True)
+    for i in range(60):
+        (src / "many" / f"entry-{i:03}").write_bytes(content(3000 + i, seed=i))
+
+    def emit(b: Block) -> None:
+        store.blocks[b.cid] = bytes(b.data)
+
+    root = add_paths([str(src)], resolve_options(cid_version=1, max_directory_links=8,
+                                                 max_hamt_fanout=8), jobs=1, emit=emit)[0]
+    many = decode_unixfs(root, store.blocks[root]).links[0].cid
+    shards = {many}
+    stack = [many]
+    while stack:  # every shard of the HAMT: the entity fetch_blocks(scope="entity") gives
+        node = decode_unixfs(c := stack.pop(), store.blocks[c])
+        assert node.kind == "hamt"
+        subs = [link.cid for name, link in node.hamt_links() if name is None]
+        shards.update(subs)
+        stack += subs
+    assert len(shards) > 1  # sub-shards, so the entity is more than the race's block
+    sink = Sink()
+    async with fault_gateway(store, Fault("static")) as gw:
+        with trio.fail_after(30):
+            res = await fetch_blocks(root, ("many",), sink, opts(gw.url), scope="entity")
+    assert res == BlocksResult(many, "directory", None)
+    assert set(sink.blocks) == shards | {root}  # and the path's block
+    assert len(gw.log) == 1

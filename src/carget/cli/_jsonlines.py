@@ -6,7 +6,6 @@ with no plain text after it, so a program reading the lines never has to parse p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -20,6 +19,8 @@ __all__ = ["error_event", "json_errors", "write_json"]
 
 def write_json(stream: TextIO, event: dict[str, Any]) -> None:
     """One event as one compact line, flushed (a reader sees it at once)."""
+    import json  # here: only --json runs pay its import
+
     stream.write(json.dumps(event, separators=(",", ":")) + "\n")
     stream.flush()
 

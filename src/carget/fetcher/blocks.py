@@ -42,7 +42,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
     non-UnixFS entity: the whole of it (``dag-scope=all``), one gateway at a time, a
     failed answer continued with what it left missing. ``scope`` narrows that as
     ``dag-scope`` does: ``entity`` gives a directory's own blocks only (a HAMT's shards,
-    what a listing or a name lookup reads; not its entries), and a symlink or non-UnixFS
+    what a listing or a name lookup reads; not its entries: from a gateway that ignores
+    ``dag-scope``, the race's answer goes on into the shards), and a symlink or non-UnixFS
     block alone; ``block`` gives the path's blocks and the terminal block only, for files
     too. Runs under trio; ``opts.timeout``
     bounds it. ``opts.digest``, ``fallback_url`` and ``car_out`` concern files written
@@ -66,6 +67,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             run.total = made[0].hi - made[0].lo
         return made[0]
 
+    tree = BlockTreeOutput(sink)
+    kept: list[Continuation] = []  # a sharded directory's shards in the race's answer
     announced: list[bool] = []
 
     def announce(events: list[VerifierEvent]) -> None:
@@ -74,8 +77,13 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             give_events(sink, events)
 
     async def adopt(res: Resolved) -> Continuation | None:
-        # the race's answer goes on with the file's own blocks (a gateway that ignores
-        # dag-scope): it carries the first missing range too
+        # the race's answer goes on with the entity's own blocks (a gateway that ignores
+        # dag-scope): it carries a file's first missing range too, or a sharded
+        # directory's shards (dag-scope=entity)
+        if scope == Scope.ENTITY and _sharded(res):
+            announce(res.events)
+            kept.append(Continuation(tree, 0, 0, UnitState()))
+            return kept[0]
         if res.kind != "file" or res.size is None:
             return None
         announce(res.events)
@@ -102,10 +110,9 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             if missing:
                 await fetch_ranges(run, res, out, missing)
             return BlocksResult(res.cid, res.kind, res.size)
-        tree = BlockTreeOutput(sink)
         if scope == Scope.ALL:
             await fetch_tree(run, res, lambda: tree)
-        elif res.kind == "directory" and decode_unixfs(res.cid, res.block).kind == "hamt":
+        elif _sharded(res) and not (kept and kept[0].complete):
             await _shards(run, res, tree)
         # else: a basic directory, a symlink or a non-UnixFS block is its one block,
         # which the race's answer carried
@@ -118,6 +125,10 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
         raise exc.error from None
     finally:
         run.close()
+
+
+def _sharded(res: Resolved) -> bool:
+    return res.kind == "directory" and decode_unixfs(res.cid, res.block).kind == "hamt"
 
 
 async def _shards(run: Run, res: Resolved, out: BlockTreeOutput) -> None:

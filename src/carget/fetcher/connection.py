@@ -16,12 +16,14 @@ so the same TLS session serves both halves of a request:
 Measured on loopback (``benchmarks/bench_fetch.py``): with trio's ``SSLStream`` on the
 event loop a whole fetch ran at 0.09x of hashlib's SHA-256. On the thread path HTTPS
 costs the client ~0.3 s more CPU per 512 MiB than plain HTTP: the AES-GCM decryption
-(~0.16 s, with AES-NI) and ~0.13 s of copies (into the memory BIO, into OpenSSL's record
-buffer, out into the piece) and of zeroing fresh pieces. Decrypted bytes are not copied
-again: the framing hands the verifier slices of the piece they were decrypted into. A
-blocking ``ssl.SSLSocket`` read the same way spends as much: without OpenSSL's read-ahead
-(which Python does not expose) it makes two ``recv`` calls a record, which cost what the
-copies it saves did; nor did reusing released pieces instead of zeroing new ones show.
+(~0.16 s, with AES-NI) and the copies (into the memory BIO, into OpenSSL's record
+buffer, out into the piece). Decrypted bytes are not copied again: the framing hands the
+verifier slices of the piece they were decrypted into. Pieces are decrypted into a run's
+reused buffers (:mod:`carget.fetcher.buffers`), not fresh ones: zeroing a fresh piece and
+faulting its pages in took ~5-7% of the client's ``perf`` samples over HTTPS, ~2% with
+reused ones. A blocking ``ssl.SSLSocket`` read the same way spends as much: without
+OpenSSL's read-ahead (which Python does not expose) it makes two ``recv`` calls a
+record, which cost what the copies it saves did.
 
 One trust store for every request carget makes (:func:`ssl_context`): the system's
 default verify paths, which OpenSSL takes from ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``
@@ -48,6 +50,7 @@ from typing import Final, cast
 import trio
 
 from ..errors import FetchTimeout, NetworkError
+from .buffers import ReceiveBuffers
 from .framing import NEED_DATA, Head, ResponseReader
 from .proxy import Proxy
 
@@ -170,17 +173,21 @@ class Connection:
 
     # --- a worker thread's side ---------------------------------------------------------
 
-    def blocking_reader(self, timeout: float) -> BlockingReader:
+    def blocking_reader(self, timeout: float, buffers: ReceiveBuffers | None = None
+                        ) -> BlockingReader:
         """A reader over a blocking duplicate of the socket, for a worker thread: each
-        receive waits at most ``timeout`` seconds (``TimeoutError``). Close it when done."""
-        return BlockingReader(self, timeout)
+        receive waits at most ``timeout`` seconds (``TimeoutError``), into a buffer from
+        ``buffers`` (else a new one each time). Close it when done."""
+        return BlockingReader(self, timeout, buffers)
 
 
 class BlockingReader:
     """Blocking receives of one :class:`Connection` on a worker thread (see there)."""
 
-    def __init__(self, conn: Connection, timeout: float) -> None:
+    def __init__(self, conn: Connection, timeout: float,
+                 buffers: ReceiveBuffers | None = None) -> None:
         self._conn = conn
+        self._buffers = buffers
         self._sock = socket.socket(fileno=os.dup(conn.tcp.socket.fileno()))
         self._sock.settimeout(timeout)
         self._raw = bytearray()
@@ -192,9 +199,12 @@ class BlockingReader:
     def close(self) -> None:
         self._sock.close()
 
-    def _recv_plain(self, n: int) -> bytes:
-        """Up to ``n`` bytes, b"" at the end; raises ``TimeoutError`` / ``OSError``."""
-        return self._sock.recv(n)
+    def _recv_plain(self, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes, empty at the end; raises ``TimeoutError`` / ``OSError``."""
+        if self._buffers is None:
+            return self._sock.recv(n)
+        view = self._buffers.take(n)
+        return view[:self._sock.recv_into(view, n)]
 
     def _recv_tls(self, n: int) -> memoryview:
         """Up to ``n`` bytes of plaintext (empty at the end): whole records decrypted into
@@ -203,8 +213,8 @@ class BlockingReader:
         conn = self._conn
         tls = conn._tls
         assert tls is not None
-        buf = bytearray(n)
-        view = memoryview(buf)
+        whole = memoryview(bytearray(n)) if self._buffers is None else self._buffers.take(n)
+        view = whole[:n]
         got = 0
         try:
             while got < n:
@@ -232,7 +242,7 @@ class BlockingReader:
             pass  # the end, with or without close_notify (see receive_some)
         finally:
             view.release()
-        return memoryview(buf)[:got]
+        return whole[:got]
 
 
 def proxy_authorization(proxy: Proxy) -> str:

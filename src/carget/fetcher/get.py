@@ -1,6 +1,9 @@
 """``carget get`` (trio): the race, then the file strategy into a :class:`FileOutput` or
 the tree strategy into a :class:`TreeOutput`, resumed from what an earlier run's journal
-vouches for; ``--car`` beside it; the plain mirror when IPFS fails."""
+vouches for; ``--car`` beside it; the plain mirror when IPFS fails.
+
+The tree strategy, ``--car`` and the mirror are imported when a run needs them: a plain
+file ``get`` (what lima runs once per image) starts without them."""
 
 from __future__ import annotations
 
@@ -10,16 +13,12 @@ from ..cid import RAW
 from ..digest import check_digest, parse_digest
 from ..errors import CargetError, NetworkError, OutputError, UsageError
 from ..unixfs.node import decode_unixfs
-from .fallback import fallback
 from .file import fetch_ranges
-from .outputs.car import CarSink
 from .outputs.file import FileOutput
-from .outputs.tree import TreeOutput
 from .race import Resolved, resolve
 from .request import Continuation
 from .run import Run, bounded, prepare
 from .split import UnitState
-from .tree import fetch_tree
 from .types import FetchOptions, FetchResult
 from .verifier import DagVerifier, InnerNode, Scope
 
@@ -28,7 +27,11 @@ __all__ = ["run_get"]
 
 async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
     opts = run.opts
-    car = CarSink(opts.car_out) if opts.car_out else None
+    car = None
+    if opts.car_out:
+        from .outputs.car import CarSink
+
+        car = CarSink(opts.car_out)
     opened: list[FileOutput] = []
 
     def announce(res: Resolved) -> None:
@@ -117,6 +120,8 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
             announce(res)
             if opts.digest is not None:
                 raise UsageError("--digest applies to files, and this is a " + res.kind)
+            from .outputs.tree import TreeOutput
+            from .tree import fetch_tree
 
             def make() -> TreeOutput:
                 t = TreeOutput(out_path, res.cid, target=str(run.target))
@@ -157,6 +162,8 @@ async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchR
             raise
         run.log(f"IPFS: {exc}")
         left = None if deadline is None else max(0.0, deadline - trio.current_time())
+        from .fallback import fallback
+
         result = await bounded(left, lambda: fallback(run, out_path), run)
     finally:
         run.close()

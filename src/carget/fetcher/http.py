@@ -47,6 +47,7 @@ from urllib.parse import urljoin, urlsplit
 import trio
 
 from ..errors import FetchTimeout, NetworkError
+from .buffers import ReceiveBuffers
 from .connection import (
     RCVBUF,
     Connection,
@@ -113,17 +114,20 @@ class HttpResponse:
     def read_body_blocking(self, consume: Callable[[memoryview | None], bool],
                            read_size: int = READ_SIZE,
                            stopped: Callable[[], bool] = lambda: False,
-                           receiving: Callable[[], bool] = lambda: False) -> None:
+                           receiving: Callable[[], bool] = lambda: False,
+                           buffers: ReceiveBuffers | None = None) -> None:
         """On a worker thread: read the rest of the body, ``read_size`` bytes at most at a
         time, calling ``consume(piece)`` for each piece and ``consume(None)`` at its end;
         stop early when ``consume`` returns True, or (within :data:`STOP_POLL` s, without
         calling ``consume(None)``) once ``stopped()`` is true. ``receiving()`` is called
         before each receive, once every piece of what came before is consumed (stop when
         it returns True), so a caller can hand the pieces of one receive on together.
+        Receives go into buffers from ``buffers`` when given (reused once no piece of
+        them is referenced), else into a new one each.
         Raises :class:`NetworkError` for a broken or malformed body,
         :class:`FetchTimeout` after the idle timeout with no bytes. Call :meth:`abort`
         from trio to make it return at once."""
-        sock = self._conn.blocking_reader(min(self._idle, STOP_POLL))
+        sock = self._conn.blocking_reader(min(self._idle, STOP_POLL), buffers)
         reader = self._reader
         try:
             heard = time.monotonic()

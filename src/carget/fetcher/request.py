@@ -84,12 +84,14 @@ LOOK_AHEAD: Final = 1.0
 @dataclass
 class Continuation:
     """Where an answer that goes on past its range continues: the terminal file's bytes
-    ``[lo, hi)`` into ``out``, tracked by ``state``."""
+    ``[lo, hi)`` into ``out``, tracked by ``state`` (for a sharded directory, its
+    shards: ``lo`` and ``hi`` 0). ``complete`` is set once the answer placed all of it."""
 
     out: EventOutput
     lo: int
     hi: int
     state: UnitState
+    complete: bool = False
 
 
 #: called (on trio) when an answer's range is complete and its next block lies past it:
@@ -203,7 +205,8 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
 
         try:
             try:
-                resp.read_body_blocking(hand_on, run.read_size(), stopped, flush)
+                resp.read_body_blocking(hand_on, run.read_size(), stopped, flush,
+                                        run.buffers)
             except NetworkError as exc:
                 flush()
                 pieces.put(exc)
@@ -255,6 +258,7 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
 
     def verify() -> None:
         nonlocal collect
+        cont: Continuation | None = None
         while True:
             while not verifier.done:
                 if taken:  # a receive's pieces the look-ahead left
@@ -277,6 +281,8 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
                 del item
                 passed_on(events)
                 del events
+            if cont is not None:
+                cont.complete = True
             if follow is None or not look_ahead():
                 return
             cont = trio.from_thread.run(follow, verifier, trio_token=token)

@@ -38,6 +38,7 @@ from ..errors import (
     VerificationError,
     WrongAnswer,
 )
+from .buffers import ReceiveBuffers
 from .gateways import find_providers, normalize_gateway
 from .http import READ_SIZE, ConnectionPool
 from .split import Pace
@@ -150,6 +151,8 @@ class Run:
         self._last_progress = 0.0
         #: kept connections to the gateways (closed by :meth:`close`)
         self.pool = ConnectionPool()
+        #: the receive buffers its requests read into, reused (at most the read budget)
+        self.buffers = ReceiveBuffers(READ_BUDGET // READ_SIZE)
 
     def close(self) -> None:
         """Close the kept connections (at the end of the run)."""

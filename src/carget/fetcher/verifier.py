@@ -536,6 +536,8 @@ class DagVerifier:
             self._out.append(InnerNode(cid, data))
             if self.scope != Scope.BLOCK:  # a HAMT's entity is all of its shards
                 self._shard(_Want(cid, _SHARD, w.path, depth=0), node)
+            else:  # outside the answer asked for, as a file's children (see beyond())
+                self._skipped.update(link.cid for link in node.links)
         else:  # pragma: no cover - decode_unixfs only returns the kinds above
             raise UnixFSError(f"unsupported UnixFS node {cid}")
 

@@ -17,7 +17,6 @@ it got since its previous such line: a reader joins them). Neither is trusted:
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -154,6 +153,8 @@ class LineLog:
         return log
 
     def append(self, *docs: dict[str, Any]) -> None:
+        import json  # here: a get that ends within a second writes no journal
+
         # dumps, not dump: json.dump encodes in pure Python (only the one-shot dumps uses
         # the C encoder), ~3x the CPU on a line of 2,000 leaf frames
         self._write("".join(json.dumps(d, separators=(",", ":")) + "\n"
@@ -185,6 +186,8 @@ def _head(f: IO[bytes]) -> dict[str, Any] | None:
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
+    import json
+
     try:
         doc = json.loads(line)
     except ValueError:
