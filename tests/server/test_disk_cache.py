@@ -31,6 +31,7 @@ from carget.cid import CID, RAW, Block
 from carget.errors import CargetError, HashMismatch, NetworkError, NotFoundError, UsageError
 from carget.server import ServerLimits
 from carget.server._filebody import file_pieces
+from carget.server._http import Chunk, file_chunks
 from carget.server._packfolder import INDEX_LIMIT, PACK_LIMIT
 from carget.server._packindex import INDEX_MAGIC, encode_record, parse_records
 from carget.server.blocks import FileSpan, Layers, Need, Want
@@ -184,6 +185,29 @@ def test_a_leaf_that_was_waited_for_goes_out_from_its_cache_file(tmp_path: Path)
         assert len(fds) == 1  # one open file for the pack, not one per block
         _close(fds)
     assert waits == 3 and out == data
+
+
+def test_leaves_back_to_back_in_a_pack_go_out_as_one_span_a_chunk(tmp_path: Path) -> None:
+    # a cached file's leaves lie in file order in the pack: each 1 MiB write of the answer
+    # is one sendfile of 16 leaves, not 16; a leaf elsewhere starts a span of its own
+    cache = DiskCache(str(tmp_path))
+    root, data, blocks = _dag(40 * LEAF + 100)
+    leaves = [c for c in blocks if c != root]
+    stray, rest = leaves[20], leaves[:20] + leaves[21:]
+    for cid in [root, *rest, stray]:  # one leaf out of its place
+        cache.put(cid, blocks[cid])
+    fds: dict[str, int] = {}
+    try:
+        chunks = list(file_chunks(file_pieces(cache, root, len(data), 0, len(data) - 1, fds),
+                                  16 * LEAF))
+        assert not any(isinstance(c, Need) for c in chunks)
+        body = [c for c in chunks if isinstance(c, Chunk)]
+        assert b"".join(c.to_bytes() for c in body) == data
+        spans = [[p.length if isinstance(p, FileSpan) else -len(p) for p in c.parts]
+                 for c in body]  # (a short last leaf is copied: negative)
+        assert spans == [[16 * LEAF], [4 * LEAF, LEAF, 11 * LEAF], [8 * LEAF, -100]], spans
+    finally:
+        _close(fds)
 
 
 @pytest.mark.parametrize("pack", ["being written", "written"])

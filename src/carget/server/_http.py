@@ -368,7 +368,8 @@ def file_chunks(pieces: Generator[memoryview | FileSpan | Need, None, None],
                 size: int) -> Generator[Chunk | Need, None, None]:
     """A file body's pieces as chunks of about ``size`` bytes; a :class:`Need` ends the
     chunk being built (it goes out first) and is passed on. Spans per chunk stay below
-    half the open-file cache, so no file a chunk needs is closed before it is sent."""
+    half the open-file cache, so no file a chunk needs is closed before it is sent. A span
+    that goes on where the one before it ends (:meth:`FileSpan.joined`) is sent with it."""
     parts: list[memoryview | FileSpan] = []
     total = spans = 0
     for piece in pieces:
@@ -378,10 +379,17 @@ def file_chunks(pieces: Generator[memoryview | FileSpan | Need, None, None],
                 parts, total, spans = [], 0, 0
             yield piece
             continue
-        parts.append(piece)
+        last = parts[-1] if parts else None
+        joined = last.joined(piece) if isinstance(last, FileSpan) and \
+            isinstance(piece, FileSpan) else None
+        if joined is not None:
+            parts[-1] = joined
+        else:
+            parts.append(piece)
         if isinstance(piece, FileSpan):
             total += piece.length
-            spans += 1
+            if joined is None:
+                spans += 1
         else:
             total += len(piece)
         if total >= size or spans >= SPAN_FILES // 2:

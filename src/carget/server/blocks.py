@@ -49,8 +49,8 @@ SPAN_FILES = 32
 class FileSpan:
     """Bytes that live in a file: ``head + file[offset:offset + length] + tail``, with the
     file open (``fd``, owned by the answer's open-file cache). ``check(fd)`` says whether
-    the file still holds what was verified (None: it cannot change, as a cache file that is
-    only ever replaced whole)."""
+    the file still holds what was verified (None: it cannot change, as the cache's packs,
+    which are only appended to)."""
 
     __slots__ = ("_check", "fd", "head", "length", "offset", "tail")
 
@@ -70,6 +70,17 @@ class FileSpan:
     def part(self, skip: int, length: int) -> FileSpan:
         """``length`` bytes of the file range from ``skip`` on, without head and tail."""
         return FileSpan(self.fd, self.offset + skip, length, check=self._check)
+
+    def joined(self, other: FileSpan) -> FileSpan | None:
+        """This span and ``other`` as one, when ``other`` goes on right where this one ends
+        in the same open file under the same check, with no head or tail between them (a
+        file's leaves cached back to back in a pack): one ``sendfile`` for both. None when
+        it does not."""
+        if (other.fd != self.fd or self.tail or other.head
+                or other.offset != self.offset + self.length or other._check != self._check):
+            return None
+        return FileSpan(self.fd, self.offset, self.length + other.length, self.head,
+                        other.tail, self._check)
 
     def read(self) -> bytes:
         """The span's bytes (tests, and clients that are not plain sockets)."""
