@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ensure_bytecode, served_file
 from bench_serve import curl_many, curl_once
+
+from carget.server.testing import serve_process
 
 
 def peak_rss(pid: int) -> int:
@@ -47,21 +48,6 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def start(argv: list[str]) -> tuple[subprocess.Popen[str], str, str]:
-    """A ``carget serve`` process: (process, last CID it added, its URL)."""
-    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen",
-                             "127.0.0.1:0", *argv], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    cid = ""
-    for line in proc.stdout:
-        if line.startswith("added "):
-            cid = line.split()[1]
-        if line.startswith("serving on "):
-            return proc, cid, line.split()[-1]
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
 def main() -> None:
     ensure_bytecode()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,16 +59,16 @@ def main() -> None:
         raise SystemExit("curl is required")
     with tempfile.TemporaryDirectory(prefix="carget-bench-bridge-") as tmp:
         data, base = served_file(tmp, args.mib)
-        origin, root, origin_url = start(["--cid-version", "1", data])
-        bridge, _, bridge_url = start(["--upstream", origin_url, "--cache-dir",
-                                       os.path.join(tmp, "cache"), "--cache-size", "64GiB"])
-        try:
-            url = f"{bridge_url}/ipfs/{root}"
-            user0, sys0 = cpu_seconds(bridge.pid)
+        with serve_process(["--cid-version", "1", data]) as origin, \
+                serve_process(["--upstream", origin.url, "--cache-dir",
+                               os.path.join(tmp, "cache"), "--cache-size", "64GiB"]) as bridge:
+            root = next(iter(origin.added.values()))
+            url = f"{bridge.url}/ipfs/{root}"
+            user0, sys0 = cpu_seconds(bridge.proc.pid)
             t0 = time.perf_counter()
             size, _ = curl_once(url)
             secs = time.perf_counter() - t0
-            user1, sys1 = cpu_seconds(bridge.pid)
+            user1, sys1 = cpu_seconds(bridge.proc.pid)
             if size != args.mib << 20:
                 raise SystemExit(f"bridged answer was {size} bytes")
             mbs = size / secs / 1e6
@@ -100,11 +86,7 @@ def main() -> None:
             agg = total / wall / 1e6
             print(f"{f'cached, {args.clients} clients at once':<38} {agg:8.0f} MB/s  "
                   f"{agg / base:5.2f}x")
-            print(f"bridge peak RSS: {peak_rss(bridge.pid) / 1024:.0f} MiB")
-        finally:
-            for p in (bridge, origin):
-                p.terminate()
-                p.wait(10)
+            print(f"bridge peak RSS: {peak_rss(bridge.proc.pid) / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

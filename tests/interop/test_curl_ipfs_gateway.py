@@ -12,36 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from gopeers import require
 
-
-@contextmanager
-def serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
-    """A ``carget serve`` process: (its URL, {added name: CID}); stopped on exit."""
-    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen", "127.0.0.1:0",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    try:
-        assert proc.stdout is not None
-        added: dict[str, str] = {}
-        for line in proc.stdout:
-            if line.startswith("added "):
-                _, cid, name = line.split(maxsplit=2)
-                added[name.strip()] = cid
-            if line.startswith("serving on "):
-                yield line.split()[-1], added
-                return
-        err = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"carget serve did not start: {err}")
-    finally:
-        proc.terminate()
-        proc.wait(30)
+from carget.server.testing import serve_process
 
 
 def curl_ipfs(gateway: str, url: str, tmp: Path, *extra: str) -> tuple[int, bytes, str]:
@@ -67,11 +43,11 @@ def site(tmp_path: Path) -> Path:
 def test_curl_ipfs_scheme_through_carget_serve_and_its_bridge(site: Path, tmp_path: Path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     image = (site / "images" / "ubuntu.img").read_bytes()
-    with serving(["--cid-version", "1", str(site)], env) as (origin, added):
-        root = added["site"]
-        with serving(["--upstream", origin, "--cache-dir", str(tmp_path / "cache")],
-                     env) as (bridge, _):
-            for gateway, label in ((origin, "local"), (bridge, "bridged")):
+    with serve_process(["--cid-version", "1", str(site)], env=env) as origin:
+        root = origin.added["site"]
+        with serve_process(["--upstream", origin.url, "--cache-dir", str(tmp_path / "cache")],
+                           env=env) as bridge:
+            for gateway, label in ((origin.url, "local"), (bridge.url, "bridged")):
                 code, body, err = curl_ipfs(gateway, f"ipfs://{root}/images/ubuntu.img",
                                             tmp_path)
                 assert code == 0 and body == image, (label, code, err)
@@ -87,7 +63,8 @@ def test_curl_ipfs_scheme_through_carget_serve_and_its_bridge(site: Path, tmp_pa
                 code, body, err = curl_ipfs(gateway, f"ipfs://{root}/images/", tmp_path)
                 assert code == 0 and b">ubuntu.img</a>" in body, (label, code, err)
             # a name that is not there: the bridge proves it absent (404), curl fails
-            code, _, err = curl_ipfs(bridge, f"ipfs://{root}/images/missing.img", tmp_path)
+            code, _, err = curl_ipfs(bridge.url, f"ipfs://{root}/images/missing.img",
+                                     tmp_path)
             assert code == 22 and "404" in err, (code, err)
 
 
@@ -95,11 +72,11 @@ def test_curl_ipfs_scheme_through_a_bridge_that_cannot_verify(site: Path,
                                                               tmp_path: Path) -> None:
     """The bridge's only upstream is down: curl gets an error status, never bytes."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    with serving(["--cid-version", "1", str(site)], env) as (origin, added):
-        root = added["site"]
+    with serve_process(["--cid-version", "1", str(site)], env=env) as origin:
+        root = origin.added["site"]
     # the origin is gone now; its address refuses connections
-    with serving(["--upstream", origin, "--cache-dir", str(tmp_path / "cache")],
-                 env) as (bridge, _):
-        code, body, err = curl_ipfs(bridge, f"ipfs://{root}/images/ubuntu.img", tmp_path)
+    with serve_process(["--upstream", origin.url, "--cache-dir", str(tmp_path / "cache")],
+                       env=env) as bridge:
+        code, body, err = curl_ipfs(bridge.url, f"ipfs://{root}/images/ubuntu.img", tmp_path)
     assert code == 22 and body == b"", (code, err)
     assert any(f"error: {s}" in err for s in ("502", "504")), err

@@ -10,7 +10,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ import httpx
 import pytest
 from servehelp import FIXTURES
 
-from carget.server.testing import running_gateway
+from carget.server.testing import running_gateway, serve_process
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.requires_peer(
@@ -56,7 +55,6 @@ class Served:
     cids: dict[str, str]  # name as `added` printed it -> CID
     tree: Path
     log: Path
-    proc: subprocess.Popen[str]
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +75,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (tree / "www" / "other.css").write_bytes(b"body{}\n")
     (tree / "empty.txt").write_bytes(b"")
     log = base / "access.log"
-    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen", "127.0.0.1:0",
-                             "--log", str(log), str(tree)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    cids: dict[str, str] = {}
-    url = ""
-    for line in proc.stdout:
-        if line.startswith("added "):
-            _, cid, name = line.rstrip("\n").split(" ", 2)
-            cids[name] = cid
-        if line.startswith("serving on "):
-            url = line.split()[-1]
-            break
-    assert url, proc.stderr.read() if proc.stderr else ""
-    try:
-        yield Served(url, cids["site"], cids, tree, log, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+    with serve_process(["--log", str(log), str(tree)]) as sp:
+        yield Served(sp.url, sp.added["site"], sp.added, tree, log)
 
 
 @needs_curl
@@ -287,26 +268,16 @@ def test_access_log_has_a_line_per_request(served: Served) -> None:
 def test_changed_file_gets_a_log_line_and_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "f.bin"
     f.write_bytes(b"a" * 300_000)
-    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen",
-                             "127.0.0.1:0", "-v", str(f)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        cid = url = ""
-        for line in proc.stdout:
-            if line.startswith("added "):
-                cid = line.split()[1]
-            if line.startswith("serving on "):
-                url = line.split()[-1]
-                break
+    with serve_process(["-v", str(f)]) as sp:
+        cid = next(iter(sp.added.values()))
         f.write_bytes(b"b" * 300_000)
         with pytest.raises(httpx.HTTPError):  # cut, or refused before the status line
-            r = httpx.get(f"{url}/ipfs/{cid}", timeout=20)
+            r = httpx.get(f"{sp.url}/ipfs/{cid}", timeout=20)
             r.raise_for_status()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-    err = proc.stderr.read()
+        sp.proc.send_signal(signal.SIGTERM)
+        sp.proc.wait(timeout=20)
+        assert sp.proc.stderr is not None
+        err = sp.proc.stderr.read()
     assert f"{f} changed since it was indexed" in err
     assert f" GET /ipfs/{cid} " in err
 

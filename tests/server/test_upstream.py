@@ -31,6 +31,7 @@ from carget.server import serve
 from carget.server.blocks import Layers
 from carget.server.cache import DiskCache
 from carget.server.store import BlockStore
+from carget.server.testing import serve_process
 from carget.server.upstream import Upstream
 from carget.unixfs.node import decode_unixfs
 
@@ -197,41 +198,17 @@ def test_serve_command_with_upstream(tmp_path: Path) -> None:
     src = gw_store / "f.bin"
     src.write_bytes(_content(400_000, seed=7))
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    with subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen", "127.0.0.1:0",
-                           "--cid-version", "1", str(src)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env) as origin:
-        assert origin.stdout is not None
-        cid = origin_url = ""
-        for line in origin.stdout:
-            if line.startswith("added "):
-                cid = line.split()[1]
-            if line.startswith("serving on "):
-                origin_url = line.split()[-1]
-                break
-        try:
-            with subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen",
-                                   "127.0.0.1:0", "--upstream", origin_url],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=env) as bridge_proc:
-                assert bridge_proc.stdout is not None
-                bridge_url = ""
-                for line in bridge_proc.stdout:
-                    if line.startswith("serving on "):
-                        bridge_url = line.split()[-1]
-                        break
-                try:
-                    out = tmp_path / "got.bin"
-                    r = subprocess.run([sys.executable, "-m", "carget", "get", "-g", bridge_url,
-                                        f"ipfs://{cid}", "-o", str(out)], capture_output=True,
-                                       text=True, timeout=120, env=env, check=False)
-                    assert r.returncode == 0, r.stderr
-                    assert out.read_bytes() == src.read_bytes()
-                    with urllib.request.urlopen(f"{bridge_url}/ipfs/{cid}", timeout=60) as resp:
-                        assert resp.read() == src.read_bytes()
-                finally:
-                    bridge_proc.terminate()
-        finally:
-            origin.terminate()
+    with serve_process(["--cid-version", "1", str(src)], env=env) as origin, \
+            serve_process(["--upstream", origin.url], env=env) as bridge:
+        cid = next(iter(origin.added.values()))
+        out = tmp_path / "got.bin"
+        r = subprocess.run([sys.executable, "-m", "carget", "get", "-g", bridge.url,
+                            f"ipfs://{cid}", "-o", str(out)], capture_output=True,
+                           text=True, timeout=120, env=env, check=False)
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes() == src.read_bytes()
+        with urllib.request.urlopen(f"{bridge.url}/ipfs/{cid}", timeout=60) as resp:
+            assert resp.read() == src.read_bytes()
     assert list((tmp_path / "xdg" / "carget" / "packs").glob("*.pack"))  # the default cache
 
 

@@ -13,9 +13,12 @@ passed instead of paths.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -26,7 +29,7 @@ from ._http import ServedStore, ServerLimits
 from .blocks import Waiter
 from .store import BlockStore
 
-__all__ = ["build_store", "running_gateway"]
+__all__ = ["ServeProcess", "build_store", "running_gateway", "serve_process"]
 
 #: how long starting (import + bind) may take before the helper gives up
 START_TIMEOUT = 60.0
@@ -92,3 +95,46 @@ def running_gateway(paths_or_store: ServedStore | Sequence[str | os.PathLike[str
         except trio.RunFinishedError:
             pass
         t.join(10)
+
+
+@dataclass
+class ServeProcess:
+    """A running ``carget serve`` process: its base URL, and the CIDs its ``added`` lines
+    gave, by the name printed (a file's or a folder's, as ``carget add`` prints them)."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    added: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def serve_process(args: Sequence[str], *, env: dict[str, str] | None = None
+                  ) -> Iterator[ServeProcess]:
+    """``carget serve --listen 127.0.0.1:0 ARGS`` as a process, yielded once it prints
+    ``serving on URL`` (stdout and stderr are pipes: read stderr for its log); terminated
+    on exit. Raises RuntimeError with its stderr when it ends without serving."""
+    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen",
+                             "127.0.0.1:0", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        added: dict[str, str] = {}
+        for line in proc.stdout:
+            if line.startswith("added "):
+                _, cid, name = line.rstrip("\n").split(" ", 2)
+                added[name] = cid
+            elif line.startswith("serving on "):
+                yield ServeProcess(proc, line.split()[-1], added)
+                return
+        err = proc.stderr.read() if proc.stderr is not None else ""
+        raise RuntimeError(f"carget serve ended without serving: {err}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
