@@ -16,13 +16,11 @@ import argparse
 import os
 import resource
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+
+from carget.server.testing import serve_process
 
 #: a CAR far larger than what the kernel buffers for one stalled socket
 FILE_BYTES = 32 * 1024 * 1024
@@ -48,38 +46,6 @@ def _status_kib(pid: int, key: str) -> int:
     raise RuntimeError(f"no {key} for {pid}")
 
 
-@contextmanager
-def serve_process(paths: list[str], *extra: str, nofile: int | None = None
-                  ) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
-    """``carget serve`` on 127.0.0.1 port 0 as a process: (process, base URL, added lines).
-    ``nofile`` sets its RLIMIT_NOFILE through ``prlimit`` (no preexec_fn: tests use threads).
-    """
-    cmd = [sys.executable, "-m", "carget", "serve", "--listen", "127.0.0.1:0", *extra, *paths]
-    if nofile is not None:
-        cmd = ["prlimit", f"--nofile={nofile}:{nofile}", *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        added: list[str] = []
-        while True:
-            line = proc.stdout.readline()
-            if not line:
-                err = proc.stderr.read() if proc.stderr else ""
-                raise RuntimeError(f"serve exited early ({proc.wait()}): {err}")
-            if line.startswith("serving on "):
-                yield proc, line.split()[-1], added
-                return
-            added.append(line)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _fetch_all(host: str, port: int, target: str, limit: float) -> tuple[int, int]:
     """(status, body bytes) of one GET read to its end with ``Connection: close``."""
     with socket.create_connection((host, port), timeout=limit) as s:
@@ -100,9 +66,9 @@ def stalled_run(clients: int, file_bytes: int = FILE_BYTES, settle: float = SETT
         path = os.path.join(tmp, "big.bin")
         with open(path, "wb") as f:
             f.write(os.urandom(file_bytes))
-        with serve_process([path], "--cid-version=1") as (proc, url, added):
-            root = added[-1].split()[1]
-            host, port = url.removeprefix("http://").split(":")
+        with serve_process(["--cid-version=1", path]) as served:
+            proc, root = served.proc, served.root
+            host, port = served.url.removeprefix("http://").split(":")
             target = f"/ipfs/{root}?format=car"
             req = f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
             base = _status_kib(proc.pid, "VmRSS")

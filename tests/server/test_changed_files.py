@@ -175,13 +175,12 @@ def test_serve_refuses_a_file_rewritten_during_its_import(tmp_path: Path) -> Non
 
 
 def test_serve_refuses_leaves_of_a_file_changed_after_import(tmp_path: Path) -> None:
-    from stalled import serve_process
+    from carget.server.testing import serve_process
 
     f = tmp_path / "f.bin"
     f.write_bytes(os.urandom(6 * CHUNK))
-    with serve_process([str(f)], "--cid-version=1", f"--chunker=size-{CHUNK}") as (_, url,
-                                                                                     added):
-        root = added[-1].split()[1]
+    with serve_process(["--cid-version=1", f"--chunker=size-{CHUNK}", str(f)]) as served:
+        url, root = served.url, served.root
         links = decode_node(httpx.get(f"{url}/ipfs/{root}?format=raw", timeout=10).content)
         leaves = [str(link.cid) for link in links.links]
         st = os.stat(f)

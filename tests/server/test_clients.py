@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,28 +12,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servehelp import CAR_TYPE, car_cids
+from servehelp import CAR_TYPE, car_cids, needs_curl, run_curl
 
 from carget.server.testing import running_gateway
 from carget.tree import add_paths
 from carget.unixfs.options import resolve_options
 
-CURL = shutil.which("curl")
-needs_curl = pytest.mark.requires_peer(
-    None if CURL else "curl is not installed (CI: apt-get install curl)"
-)
 RAW_ASCII = "bafkreihhpc5y2pqvl5rbe5uuyhqjouybfs3rvlmisccgzue2kkt5zq6upq"
 
-
-def _curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    assert CURL is not None
-    return subprocess.run([CURL, "-sS", "--max-time", "20", *args], capture_output=True,
-                          timeout=30, check=False)
 
 
 @needs_curl
 def test_curl_raw_block(gateway: str) -> None:
-    out = _curl("-f", "-H", "Accept: application/vnd.ipld.raw", f"{gateway}/ipfs/{RAW_ASCII}")
+    out = run_curl("-f", "-H", "Accept: application/vnd.ipld.raw", f"{gateway}/ipfs/{RAW_ASCII}")
     assert out.returncode == 0, out.stderr
     assert out.stdout == b"hello application/vnd.ipld.raw\n"
 
@@ -47,14 +37,14 @@ def test_curl_car_of_an_imported_file(tmp_path: Path) -> None:
     root = add_paths([str(f)], resolve_options(**opts), jobs=1)[0]  # type: ignore[arg-type]
     with running_gateway([str(f)], **opts) as url:
         dest = tmp_path / "out.car"
-        out = _curl("-f", "-D", "-", "-o", str(dest), "-H", f"Accept: {CAR_TYPE}",
+        out = run_curl("-f", "-D", "-", "-o", str(dest), "-H", f"Accept: {CAR_TYPE}",
                     f"{url}/ipfs/{root}?dag-scope=all")
         assert out.returncode == 0, out.stderr
         assert b"application/vnd.ipld.car" in out.stdout
         cids = car_cids(dest.read_bytes())
         assert cids[0] == str(root) and len(cids) == 1 + 13  # root + 13 leaves of 256 KiB
         # a cut stream is an error for curl too: missing block -> transfer closed early
-        bad = _curl("-f", "-o", os.devnull, f"{url}/ipfs/"
+        bad = run_curl("-f", "-o", os.devnull, f"{url}/ipfs/"
                     "QmYhmPjhFjYFyaoiuNzYv8WGavpSRDwdHWe5B4M5du5Rtk?format=car")
         assert bad.returncode != 0
 

@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from stalled import serve_process
+from servehelp import CURL, needs_curl
 
-CURL = shutil.which("curl")
-needs_curl = pytest.mark.requires_peer(
-    None if CURL else "curl is not installed (CI: apt-get install curl)"
-)
+from carget.server.testing import serve_process
 
 #: as in the issue: a tree of 100 files, 64 parallel clients, a low RLIMIT_NOFILE
 FILES = 100
@@ -31,9 +27,9 @@ def test_parallel_clients_under_a_low_fd_limit_get_whole_answers(tmp_path: Path)
     tree.mkdir()
     for i in range(FILES):
         (tree / f"f{i:03}.bin").write_bytes(os.urandom(FILE_BYTES))
-    with serve_process([str(tree)], "--cid-version=1", nofile=NOFILE) as (proc, url, added):
-        root = added[-1].split()[1]
-        target = f"{url}/ipfs/{root}?format=car&dag-scope=all"
+    with serve_process(["--cid-version=1", str(tree)], nofile=NOFILE) as served:
+        proc = served.proc
+        target = f"{served.url}/ipfs/{served.root}?format=car&dag-scope=all"
         outs = [tmp_path / f"out{i}.car" for i in range(CLIENTS)]
         curls = [subprocess.Popen([CURL, "-sS", "--max-time", "120", "-o", str(o),
                                    "-w", "%{http_code}", target],

@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -19,21 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servehelp import FIXTURES
+from servehelp import FIXTURES, needs_curl, run_curl
 
 from carget.server.testing import running_gateway, serve_process
 
-CURL = shutil.which("curl")
-needs_curl = pytest.mark.requires_peer(
-    None if CURL else "curl is not installed (CI: apt-get install curl)"
-)
 IMMUTABLE = "public, max-age=29030400, immutable"
 
-
-def _curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    assert CURL is not None
-    return subprocess.run([CURL, "-sS", "--max-time", "20", *args], capture_output=True,
-                          timeout=30, check=False)
 
 
 def _headers(raw: bytes) -> tuple[int, dict[str, str]]:
@@ -81,7 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @needs_curl
 def test_curl_gets_a_file_with_kubos_headers(served: Served) -> None:
-    r = _curl("-D", "-", "-o", "/dev/null", f"{served.url}/ipfs/{served.root}/big.bin")
+    r = run_curl("-D", "-", "-o", "/dev/null", f"{served.url}/ipfs/{served.root}/big.bin")
     status, h = _headers(r.stdout)
     assert status == 200
     assert h["content-length"] == "1500000"
@@ -91,12 +80,12 @@ def test_curl_gets_a_file_with_kubos_headers(served: Served) -> None:
     assert h["accept-ranges"] == "bytes"
     assert h["x-ipfs-path"] == f"/ipfs/{served.root}/big.bin"
     assert h["x-ipfs-roots"] == f"{served.root},{served.cids['site/big.bin']}"
-    body = _curl(f"{served.url}/ipfs/{served.root}/big.bin")
+    body = run_curl(f"{served.url}/ipfs/{served.root}/big.bin")
     assert body.returncode == 0
     assert hashlib.sha256(body.stdout).digest() == \
         hashlib.sha256((served.tree / "big.bin").read_bytes()).digest()
     # a file's own CID works as well as a path to it
-    alone = _curl(f"{served.url}/ipfs/{served.cids['site/hello.txt']}")
+    alone = run_curl(f"{served.url}/ipfs/{served.cids['site/hello.txt']}")
     assert alone.stdout == b"hello world\n"
 
 
@@ -111,7 +100,7 @@ def test_curl_gets_a_file_with_kubos_headers(served: Served) -> None:
 ])
 def test_curl_range_gets_206_with_those_bytes(served: Served, rng: str, first: int,
                                               last: int) -> None:
-    r = _curl("-D", "/dev/stderr", "-r", rng, f"{served.url}/ipfs/{served.root}/big.bin")
+    r = run_curl("-D", "/dev/stderr", "-r", rng, f"{served.url}/ipfs/{served.root}/big.bin")
     status, h = _headers(r.stderr)
     assert status == 206
     assert h["content-range"] == f"bytes {first}-{last}/1500000"
@@ -121,12 +110,12 @@ def test_curl_range_gets_206_with_those_bytes(served: Served, rng: str, first: i
 @needs_curl
 def test_unsatisfiable_range_is_416_and_multi_ranges_get_the_first(
         served: Served) -> None:
-    r = _curl("-D", "-", "-o", "/dev/null", "-r", "1500000-",
+    r = run_curl("-D", "-", "-o", "/dev/null", "-r", "1500000-",
               f"{served.url}/ipfs/{served.root}/big.bin")
     status, h = _headers(r.stdout)
     assert status == 416 and h["content-range"] == "bytes */1500000"
     # as kubo 0.43.1: the first range alone (the conformance suite takes it, or multipart)
-    r = _curl("-D", "-", "-r", "6-10,0-4", f"{served.url}/ipfs/{served.root}/hello.txt")
+    r = run_curl("-D", "-", "-r", "6-10,0-4", f"{served.url}/ipfs/{served.root}/hello.txt")
     status, h = _headers(r.stdout)
     assert status == 206 and h["content-range"] == "bytes 6-10/12"
     assert r.stdout.endswith(b"\r\n\r\nworld")
@@ -136,19 +125,19 @@ def test_unsatisfiable_range_is_416_and_multi_ranges_get_the_first(
 def test_if_none_match_gets_304(served: Served) -> None:
     etag = f'"{served.cids["site/hello.txt"]}"'
     for value in (etag, f"W/{etag}", f'"other", {etag}', "*"):
-        r = _curl("-D", "-", "-H", f"If-None-Match: {value}",
+        r = run_curl("-D", "-", "-H", f"If-None-Match: {value}",
                   f"{served.url}/ipfs/{served.root}/hello.txt")
         status, h = _headers(r.stdout)
         assert status == 304 and h["etag"] == etag, value
         assert r.stdout.endswith(b"\r\n\r\n")  # no body
-    r = _curl("-D", "-", "-o", "/dev/null", "-H", 'If-None-Match: "other"',
+    r = run_curl("-D", "-", "-o", "/dev/null", "-H", 'If-None-Match: "other"',
               f"{served.url}/ipfs/{served.root}/hello.txt")
     assert _headers(r.stdout)[0] == 200
 
 
 @needs_curl
 def test_head_gives_the_headers_only(served: Served) -> None:
-    r = _curl("-I", f"{served.url}/ipfs/{served.root}/big.bin")
+    r = run_curl("-I", f"{served.url}/ipfs/{served.root}/big.bin")
     status, h = _headers(r.stdout)
     assert status == 200 and h["content-length"] == "1500000"
     assert r.stdout.endswith(b"\r\n\r\n")
@@ -156,11 +145,11 @@ def test_head_gives_the_headers_only(served: Served) -> None:
 
 @needs_curl
 def test_directory_redirects_to_the_slash_then_lists(served: Served) -> None:
-    r = _curl("-D", "-", "-o", "/dev/null", f"{served.url}/ipfs/{served.root}/docs?x=1")
+    r = run_curl("-D", "-", "-o", "/dev/null", f"{served.url}/ipfs/{served.root}/docs?x=1")
     status, h = _headers(r.stdout)
     assert status == 301
     assert h["location"] == f"/ipfs/{served.root}/docs/?x=1"
-    r = _curl("-L", "-D", "/dev/stderr", f"{served.url}/ipfs/{served.root}/docs")
+    r = run_curl("-L", "-D", "/dev/stderr", f"{served.url}/ipfs/{served.root}/docs")
     status, h = _headers(r.stderr)
     assert status == 200 and h["content-type"] == "text/html; charset=utf-8"
     assert h["etag"] == f'"DirIndex-carget-1_CID-{served.cids["site/docs"]}"'
@@ -174,18 +163,18 @@ def test_directory_redirects_to_the_slash_then_lists(served: Served) -> None:
     assert ">1035<" in page  # blob's size (its DAG size: 1024 bytes and framing)
     assert f'href="/ipfs/{served.root}/docs/..">..</a>' in page
     # the root's listing has no way up
-    top = _curl(f"{served.url}/ipfs/{served.root}/").stdout.decode()
+    top = run_curl(f"{served.url}/ipfs/{served.root}/").stdout.decode()
     assert "Index of" in top and ">..</a>" not in top
     # a listing's ETag, or the directory's CID, makes it a 304
     for tag in (h["etag"], f'W/"{served.cids["site/docs"]}"'):
-        r = _curl("-D", "-", "-H", f"If-None-Match: {tag}",
+        r = run_curl("-D", "-", "-H", f"If-None-Match: {tag}",
                   f"{served.url}/ipfs/{served.root}/docs/")
         assert _headers(r.stdout)[0] == 304
 
 
 @needs_curl
 def test_directory_with_index_html_serves_it(served: Served) -> None:
-    r = _curl("-D", "/dev/stderr", f"{served.url}/ipfs/{served.root}/www/")
+    r = run_curl("-D", "/dev/stderr", f"{served.url}/ipfs/{served.root}/www/")
     status, h = _headers(r.stderr)
     assert status == 200 and r.stdout == b"<html><body>index</body></html>\n"
     assert h["content-type"] == "text/html"
@@ -197,15 +186,15 @@ def test_directory_with_index_html_serves_it(served: Served) -> None:
 @needs_curl
 def test_filename_and_download_set_content_disposition(served: Served) -> None:
     url = f"{served.url}/ipfs/{served.cids['site/hello.txt']}"
-    _, h = _headers(_curl("-I", f"{url}?filename=r%C3%A9sum%C3%A9.txt").stdout)
+    _, h = _headers(run_curl("-I", f"{url}?filename=r%C3%A9sum%C3%A9.txt").stdout)
     assert h["content-disposition"] == \
         "inline; filename=\"r_sum_.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
     assert h["content-type"] == "text/plain; charset=utf-8"
-    _, h = _headers(_curl("-I", f"{url}?filename=a%20b.bin&download=true").stdout)
+    _, h = _headers(run_curl("-I", f"{url}?filename=a%20b.bin&download=true").stdout)
     assert h["content-disposition"] == \
         "attachment; filename=\"a%20b.bin\"; filename*=UTF-8''a%20b.bin"
     assert h["content-type"] == "application/octet-stream"  # from the name, not the bytes
-    _, h = _headers(_curl("-I", url).stdout)
+    _, h = _headers(run_curl("-I", url).stdout)
     assert "content-disposition" not in h
 
 

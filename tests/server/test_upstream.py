@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fetcher"))
 
 from dagstore import DagStore
 from faultgw import Fault, FaultGateway, fault_gateway
-from servehelp import car_cids
+from servehelp import car_cids, needs_curl, run_curl
 
 from carget.cid import CID, RAW
 from carget.server import serve
@@ -36,10 +35,6 @@ from carget.server.upstream import Upstream
 from carget.unixfs.node import decode_unixfs
 
 CHUNK = 16384
-CURL = shutil.which("curl")
-needs_curl = pytest.mark.requires_peer(
-    None if CURL else "curl is not installed (CI: apt-get install curl)"
-)
 
 
 def _content(n: int, seed: int) -> bytes:
@@ -62,10 +57,9 @@ async def bridge(tmp: Path, *urls: str) -> AsyncIterator[tuple[str, Upstream, Di
             nursery.cancel_scope.cancel()
 
 
-def _curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    assert CURL is not None
-    return subprocess.run([CURL, "-sS", "--max-time", "60", *args], capture_output=True,
-                          timeout=90, check=False)
+
+#: curl with room for a bridge that fetches before it answers
+_curl = partial(run_curl, max_time=60)
 
 
 def _car_requests(gw: FaultGateway) -> int:

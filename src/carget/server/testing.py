@@ -106,16 +106,26 @@ class ServeProcess:
     url: str
     added: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def root(self) -> str:
+        """The CID added last: the root of the last path given (printed after its
+        contents, as ``carget add`` does)."""
+        return list(self.added.values())[-1]
+
 
 @contextmanager
-def serve_process(args: Sequence[str], *, env: dict[str, str] | None = None
-                  ) -> Iterator[ServeProcess]:
+def serve_process(args: Sequence[str], *, env: dict[str, str] | None = None,
+                  nofile: int | None = None) -> Iterator[ServeProcess]:
     """``carget serve --listen 127.0.0.1:0 ARGS`` as a process, yielded once it prints
     ``serving on URL`` (stdout and stderr are pipes: read stderr for its log); terminated
-    on exit. Raises RuntimeError with its stderr when it ends without serving."""
-    proc = subprocess.Popen([sys.executable, "-m", "carget", "serve", "--listen",
-                             "127.0.0.1:0", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    on exit. ``nofile`` sets its RLIMIT_NOFILE through ``prlimit`` (no ``preexec_fn``:
+    callers may have threads). Raises RuntimeError with its stderr when it ends without
+    serving."""
+    cmd = [sys.executable, "-m", "carget", "serve", "--listen", "127.0.0.1:0", *args]
+    if nofile is not None:
+        cmd = ["prlimit", f"--nofile={nofile}:{nofile}", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     try:
         assert proc.stdout is not None
         added: dict[str, str] = {}
