@@ -319,3 +319,26 @@ async def test_a_static_gateway_sends_a_sharded_directory_once(store: DagStore,
     assert res == BlocksResult(many, "directory", None)
     assert set(sink.blocks) == shards | {root}  # and the path's block
     assert len(gw.log) == 1
+
+
+async def test_a_static_gateway_sends_a_whole_tree_once(store: DagStore,
+                                                         tmp_path: Path) -> None:
+    # dag-scope=all (a bridge's client asked for a tree): the race's answer from a static
+    # server already carries the whole tree, and it goes on into it
+    src = tmp_path / "top"
+    (src / "sub").mkdir(parents=True)
+    for i in range(6):
+        (src / "sub" / f"f{i}").write_bytes(content(70_000 + i, seed=i))
+    (src / "z").write_bytes(content(300_000, seed=9))
+
+    def emit(b: Block) -> None:
+        store.blocks[b.cid] = bytes(b.data)
+
+    root = add_paths([str(src)], resolve_options(cid_version=1), jobs=1, emit=emit)[0]
+    sink = Sink()
+    async with fault_gateway(store, Fault("static")) as gw:
+        with trio.fail_after(30):
+            res = await fetch_blocks(root, (), sink, opts(gw.url), scope="all")
+    assert res == BlocksResult(root, "directory", None)
+    assert set(sink.blocks) == set(store.blocks)  # every block of the tree
+    assert len(gw.log) == 1, [(e.query, e.sent) for e in gw.log]

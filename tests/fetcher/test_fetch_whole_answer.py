@@ -286,3 +286,45 @@ def test_a_stopped_channel_wakes_its_waiter_at_once() -> None:
     chan.wake()
     t.join(5)
     assert woke and woke[0] - at < 0.1
+
+
+@pytest.mark.parametrize("cut", [False, True])
+async def test_a_static_server_sends_a_tree_once(store: DagStore, tmp_path: Path,
+                                                 cut: bool) -> None:
+    """A directory tree from a static server: the race's answer for the root block goes
+    on with the whole tree, and carget keeps it for the tree instead of asking for it
+    again (``dag-scope=all``). Cut short, only what it did not bring is asked for next."""
+    from test_fetch_tree_failover import make_tree, store_tree
+
+    files = make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    events: list[dict[str, object]] = []
+    fault = Fault("static") if not cut else Fault("cut_mid", at=14, times=1)
+    with trio.fail_after(30):
+        async with fault_gateway(store, fault) as gw:
+            if cut:
+                real = gw.respond
+
+                async def respond(stream, entry, headers):  # type: ignore[no-untyped-def]
+                    # the first answer is the whole DAG (ignoring the block scope), cut
+                    # inside m/b.bin; the next ones are honest
+                    if gw.car_requests == 0:
+                        entry.query["dag-scope"] = "all"
+                    await real(stream, entry, headers)
+
+                gw.respond = respond  # type: ignore[method-assign]
+            await run_get(str(root), str(tmp_path / "tree"),
+                          FetchOptions([gw.url], idle_timeout=5, progress=events.append))
+    for rel, data in files.items():
+        assert (tmp_path / "tree" / rel).read_bytes() == data
+    assert (tmp_path / "tree" / "m" / "link").readlink() == Path("c.txt")
+    cars = [e for e in gw.log if e.path.startswith("/ipfs/")]
+    assert any(e["event"] == "whole-answer" for e in events)
+    if not cut:
+        assert len(cars) == 1, [(e.query, e.sent) for e in cars]  # the race's answer, kept
+        assert sum(e.sent for e in cars) <= 1.15 * car_bytes(store, root)
+    else:
+        # the rest: a.bin and what came before the cut are not asked for again
+        rest = [e.path for e in cars[1:]]
+        assert rest and not any(p.endswith("/a.bin") for p in rest), rest
+        assert all(e.path != f"/ipfs/{root}" for e in cars[1:]), rest

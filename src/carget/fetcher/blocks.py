@@ -78,12 +78,15 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
 
     async def adopt(res: Resolved) -> Continuation | None:
         # the race's answer goes on with the entity's own blocks (a gateway that ignores
-        # dag-scope): it carries a file's first missing range too, or a sharded
-        # directory's shards (dag-scope=entity)
+        # dag-scope): it carries a file's first missing range too, a sharded directory's
+        # shards (dag-scope=entity), or a whole tree (dag-scope=all)
         if scope == Scope.ENTITY and _sharded(res):
             announce(res.events)
             kept.append(Continuation(tree, 0, 0, UnitState()))
             return kept[0]
+        if scope == Scope.ALL and res.kind == "directory":  # the whole tree, kept
+            announce(res.events)
+            return Continuation(tree, 0, 0, UnitState(), Scope.ALL)
         if res.kind != "file" or res.size is None:
             return None
         announce(res.events)
@@ -111,7 +114,7 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
                 await fetch_ranges(run, res, out, missing)
             return BlocksResult(res.cid, res.kind, res.size)
         if scope == Scope.ALL:
-            await fetch_tree(run, res, lambda: tree)
+            await fetch_tree(run, res, tree)  # what a kept answer left, if any
         elif _sharded(res) and not (kept and kept[0].complete):
             await _shards(run, res, tree)
         # else: a basic directory, a symlink or a non-UnixFS block is its one block,

@@ -7,11 +7,13 @@ file ``get`` (what lima runs once per image) starts without them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from ..cid import RAW
 from ..digest import check_digest, parse_digest
-from ..errors import CargetError, NetworkError, OutputError, UsageError
+from ..errors import CargetError, NetworkError, UsageError
 from ..unixfs.node import decode_unixfs
 from .file import fetch_ranges
 from .outputs.file import FileOutput
@@ -21,6 +23,9 @@ from .run import Run, bounded, prepare
 from .split import UnitState
 from .types import FetchOptions, FetchResult
 from .verifier import DagVerifier, InnerNode, Scope
+
+if TYPE_CHECKING:
+    from .outputs.tree import TreeOutput
 
 __all__ = ["run_get"]
 
@@ -33,6 +38,7 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
 
         car = CarSink(opts.car_out)
     opened: list[FileOutput] = []
+    trees: list[TreeOutput] = []
 
     def announce(res: Resolved) -> None:
         run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
@@ -64,9 +70,32 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
             run.bytes_done = kept
         return fout
 
+    async def open_tree(res: Resolved) -> TreeOutput:
+        """The tree's output, made once (by the race's kept answer or after the race),
+        with what an earlier run left taken back."""
+        if trees:
+            return trees[0]
+        announce(res)
+        from .outputs.tree import TreeOutput
+
+        tree = TreeOutput(out_path, res.cid, target=str(run.target))
+        trees.append(tree)
+        tree.on_block = car
+        kept = await trio.to_thread.run_sync(tree.resume)
+        if kept:
+            run.detail(f"resuming: {kept} verified bytes kept")
+            run.event("resume", bytes=kept)
+        return tree
+
     async def adopt(res: Resolved) -> Continuation | None:
         # the race's answer carries the whole file: it goes on into the output, from
-        # the first byte still missing to the end of that gap
+        # the first byte still missing to the end of that gap; or the whole tree, when
+        # none of it is in place yet (an earlier run's part is asked for piece by piece)
+        if res.kind == "directory" and opts.digest is None:
+            tree = await open_tree(res)
+            if tree.remaining("", res.cid) != [("", res.cid, None)]:
+                return None
+            return Continuation(tree.under(""), 0, 0, UnitState(), Scope.ALL)
         if res.kind != "file" or res.size is None:
             return None
         fout = await open_file(res)
@@ -81,14 +110,15 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
         try:
             res = await resolve(run, adopt)
         except BaseException as exc:
-            if opened:  # the kept answer was cut off: as below
-                keep = not isinstance(exc, CargetError) or isinstance(exc, NetworkError)
-                opened[0].abandon(keep=keep and opened[0].written > 0)
+            # the kept answer was cut off: as below
+            if opened:
+                opened[0].abandon(keep=_keep(exc) and opened[0].written > 0)
+            if trees:
+                trees[0].abandon(keep=_keep(exc))
             raise
         if res.kind == "file":
             assert res.size is not None
             fout = await open_file(res)
-            keep = False
             try:
                 if res.cid.codec == RAW or not decode_unixfs(res.cid, res.block).links:
                     v = DagVerifier(res.cid, scope=Scope.ENTITY)
@@ -110,31 +140,23 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
                     car.close(True)  # the CAR complete before the file appears
                 fout.commit()
             except BaseException as exc:
-                # interrupted, timed out or cut off: keep what is verified for a rerun;
-                # a verification or digest failure leaves nothing behind
-                keep = not isinstance(exc, CargetError) or isinstance(exc, NetworkError)
-                fout.abandon(keep=keep and (fout.written > 0 or run.bytes_done > 0))
+                fout.abandon(keep=_keep(exc) and (fout.written > 0 or run.bytes_done > 0))
                 raise
             size = res.size
         elif res.kind in ("directory", "symlink"):
-            announce(res)
             if opts.digest is not None:
+                announce(res)
                 raise UsageError("--digest applies to files, and this is a " + res.kind)
-            from .outputs.tree import TreeOutput
             from .tree import fetch_tree
 
-            def make() -> TreeOutput:
-                t = TreeOutput(out_path, res.cid, target=str(run.target))
-                t.on_block = car
-                return t
-
-            tree = await fetch_tree(run, res, make)
-            if car is not None:
-                try:
+            tree = await open_tree(res)
+            try:
+                await fetch_tree(run, res, tree)  # what the race's kept answer left, if any
+                if car is not None:
                     car.close(True)  # the CAR complete before the tree appears
-                except OutputError:
-                    tree.abandon(keep=False)
-                    raise
+            except BaseException as exc:
+                tree.abandon(keep=_keep(exc))
+                raise
             tree.commit()
             size = tree.file_bytes()
             digest = None
@@ -147,6 +169,13 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
         if car is not None:
             car.close(ok)
     return FetchResult(str(res.cid), size, digest, "ipfs")
+
+
+def _keep(exc: BaseException) -> bool:
+    """Whether what is verified stays for a rerun after ``exc``: kept when interrupted,
+    timed out or cut off; a verification, digest or output failure leaves nothing
+    behind."""
+    return not isinstance(exc, CargetError) or isinstance(exc, NetworkError)
 
 
 async def run_get(target_text: str, out_path: str, opts: FetchOptions) -> FetchResult:

@@ -44,7 +44,7 @@ from .outputs import EventOutput
 from .run import Gateway, Run, open_nursery, retry_after
 from .split import UnitState
 from .target import Target
-from .verifier import DagVerifier, VerifierEvent
+from .verifier import DagVerifier, Scope, VerifierEvent
 
 __all__ = ["CAR_ACCEPT", "Continuation", "Follow", "car_url", "request_car"]
 
@@ -85,12 +85,14 @@ LOOK_AHEAD: Final = 1.0
 class Continuation:
     """Where an answer that goes on past its range continues: the terminal file's bytes
     ``[lo, hi)`` into ``out``, tracked by ``state`` (for a sharded directory, its
-    shards: ``lo`` and ``hi`` 0). ``complete`` is set once the answer placed all of it."""
+    shards: ``lo`` and ``hi`` 0; for a whole tree, ``scope`` :attr:`Scope.ALL`, ``lo``
+    and ``hi`` 0). ``complete`` is set once the answer placed all of it."""
 
     out: EventOutput
     lo: int
     hi: int
     state: UnitState
+    scope: str = Scope.ENTITY
     complete: bool = False
 
 
@@ -293,7 +295,7 @@ async def _pipeline(run: Run, resp: HttpResponse, verifier: DagVerifier,
             collect = None
             sink[:] = [cont.out, cont.state]
             discards.allowance = DISCARD_LIMIT + cont.hi - cont.lo
-            passed_on(verifier.extend(cont.hi, cont.lo))
+            passed_on(verifier.extend(cont.hi, cont.lo, cont.scope))
 
     def passed_on(events: list[VerifierEvent]) -> None:
         discards.check(events)

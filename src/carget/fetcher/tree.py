@@ -9,13 +9,12 @@ missing byte ranges (``entity-bytes``), as :class:`TreeTarget`'s ``remaining`` s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 import trio
 
 from ..cid import CID
-from ..errors import CargetError, NetworkError
+from ..errors import CargetError
 from .outputs import EventOutput
 from .outputs.tree import Missing
 from .race import Resolved
@@ -30,66 +29,50 @@ class TreeTarget(Protocol):
     """Where the tree strategy puts a whole entity (:class:`TreeOutput`, or a block sink's
     output)."""
 
-    def resume(self) -> int:
-        """Take back what an earlier run left (blocking): the bytes kept."""
-        ...
-
     def remaining(self, path: str, cid: CID) -> list[Missing]:
         """What is still missing under ``path``: subtrees, or byte ranges of a file."""
         ...
 
     def under(self, prefix: str) -> EventOutput: ...
 
-    def abandon(self, keep: bool = False) -> None: ...
-
 
 _Out = TypeVar("_Out", bound=TreeTarget)
 
 
-async def fetch_tree(run: Run, res: Resolved, make_out: Callable[[], _Out]) -> _Out:
-    """Fetch a whole entity (a tree, ``dag-scope=all``) from one gateway at a time.
+async def fetch_tree(run: Run, res: Resolved, out: _Out) -> _Out:
+    """Fetch what ``out`` still lacks of a whole entity (a tree, ``dag-scope=all``) from
+    one gateway at a time; ``out`` may hold what an earlier run left (the caller took it
+    back) and what the race's kept answer brought.
 
     When an answer fails, what it completed stays in place: the next request (this
     gateway after its back-off, or the next one) asks only for the subtrees still
     missing, entry by entry under the directories already verified (a sharded directory
     is asked for again whole), and only the missing byte ranges of a file partly
-    written. A run that is interrupted keeps the partial tree and its journal; the next
-    one re-verifies them and goes on from there (:meth:`TreeOutput.resume`)."""
+    written. What a failed run leaves is the caller's to keep or throw away."""
     first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
-    out = make_out()
-    try:
-        kept = await trio.to_thread.run_sync(out.resume)
-        if kept:
-            run.detail(f"resuming: {kept} verified bytes kept")
-            run.event("resume", bytes=kept)
-        pending = out.remaining("", res.cid)
-        for gw in first:
-            while pending and not gw.dropped and not gw.not_found:
-                wait = gw.ready_at - trio.current_time()
-                if wait > 0:
-                    await trio.sleep(wait)
-                path, cid, part = pending[0]
-                # a subtree whole, or a byte range of a file partly in place
-                scope = Scope.ALL if part is None else Scope.ENTITY
-                v = DagVerifier(cid, scope=scope, byte_range=part)
-                try:
-                    await request_car(run, gw, v, out.under(path),
-                                      car_url(gw.url, cid, (), scope, part))
-                    pending.pop(0)
-                except FATAL_ERRORS:
-                    raise
-                except CargetError as exc:
-                    # what this answer left of its item (a file's other ranges may be
-                    # queued already: each is asked for once)
-                    pending = list(dict.fromkeys(out.remaining(path, cid) + pending[1:]))
-                    if pending:
-                        run.log(f"continuing with {len(pending)} missing subtree(s)")
-                    run.failed(gw, exc)
-            if not pending:
-                return out
-        raise run.final_error(str(run.target))
-    except BaseException as exc:
-        # interrupted, timed out or cut off: keep what is verified for a rerun; a
-        # verification failure leaves nothing behind
-        out.abandon(keep=not isinstance(exc, CargetError) or isinstance(exc, NetworkError))
-        raise
+    pending = out.remaining("", res.cid)
+    for gw in first:
+        while pending and not gw.dropped and not gw.not_found:
+            wait = gw.ready_at - trio.current_time()
+            if wait > 0:
+                await trio.sleep(wait)
+            path, cid, part = pending[0]
+            # a subtree whole, or a byte range of a file partly in place
+            scope = Scope.ALL if part is None else Scope.ENTITY
+            v = DagVerifier(cid, scope=scope, byte_range=part)
+            try:
+                await request_car(run, gw, v, out.under(path),
+                                  car_url(gw.url, cid, (), scope, part))
+                pending.pop(0)
+            except FATAL_ERRORS:
+                raise
+            except CargetError as exc:
+                # what this answer left of its item (a file's other ranges may be
+                # queued already: each is asked for once)
+                pending = list(dict.fromkeys(out.remaining(path, cid) + pending[1:]))
+                if pending:
+                    run.log(f"continuing with {len(pending)} missing subtree(s)")
+                run.failed(gw, exc)
+        if not pending:
+            return out
+    raise run.final_error(str(run.target))

@@ -315,17 +315,21 @@ class DagVerifier:
         self._ahead = Block(ev.cid, bytes(ev.data))
         return True
 
-    def extend(self, hi: int, lo: int | None = None) -> list[VerifierEvent]:
+    def extend(self, hi: int, lo: int | None = None, scope: str = Scope.ENTITY
+               ) -> list[VerifierEvent]:
         """After :meth:`beyond` said True: go on placing the terminal file's bytes
         ``[lo, hi)`` from the same answer (``lo`` defaults to where the asked range
-        ended; a ``dag-scope=block`` answer becomes an entity answer). The terminal's
+        ended), or with ``scope`` :attr:`Scope.ALL` the terminal's whole DAG (a tree);
+        a ``dag-scope=block`` answer becomes an answer of that scope. The terminal's
         block and the inner nodes already placed are replayed from memory (their
         :class:`InnerNode` events come again); returns the events of what is placed at
         once, the looked-ahead block included."""
         assert self.done and self.terminal is not None and self._ahead is not None
+        if scope not in (Scope.ENTITY, Scope.ALL):
+            raise ValueError(f"cannot extend an answer to dag-scope {scope!r}")
         self.lo = self.hi if lo is None else lo
         self.hi = hi
-        self.scope = Scope.ENTITY
+        self.scope = scope
         self._skipped.clear()  # what lay past the old range is wanted now
         self._push(_Want(self.terminal, _ENTITY))
         self._drain()

@@ -118,15 +118,9 @@ class BlockTreeOutput:
             self.written += placed
         return placed
 
-    def resume(self) -> int:
-        return 0  # nothing kept between runs
-
     def remaining(self, path: str, cid: CID) -> list[Missing]:
         with self._lock:
             return self.ledger.remaining(path, cid)
 
     def under(self, prefix: str) -> Under:
         return Under(self, prefix)
-
-    def abandon(self, keep: bool = False) -> None:
-        pass  # nothing on disk
