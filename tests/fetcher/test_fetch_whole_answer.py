@@ -328,3 +328,21 @@ async def test_a_static_server_sends_a_tree_once(store: DagStore, tmp_path: Path
         rest = [e.path for e in cars[1:]]
         assert rest and not any(p.endswith("/a.bin") for p in rest), rest
         assert all(e.path != f"/ipfs/{root}" for e in cars[1:]), rest
+
+
+async def test_a_kept_tree_answer_that_proves_the_tree_unsafe_ends_the_run(
+        store: DagStore, tmp_path: Path) -> None:
+    """The content's own fault found in the kept answer (a name twice in a directory)
+    ends the run there: every gateway would send the same tree, so none is asked again."""
+    from carget.errors import UnsafePathError
+    from hostiledag import Dag
+
+    dag = Dag()
+    root = dag.directory([("a", dag.file(b"one")), ("a", dag.file(b"two"))])
+    store.blocks.update(dag.blocks)
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("static")) as gw:
+            with pytest.raises(UnsafePathError, match="twice"):
+                await run_get(str(root), str(tmp_path / "tree"), FetchOptions([gw.url]))
+    assert len(gw.log) == 1, [(e.query, e.sent) for e in gw.log]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tree")] == []

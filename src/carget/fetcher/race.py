@@ -113,9 +113,11 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
                 try:
                     await request_car(run, gw, v, None, url, collect, follow=follow)
                 except FATAL_ERRORS:
-                    if winner:
+                    if winner and not kept:
                         return  # a loser's answer, read on past the race: not needed
-                    raise  # the content itself is bad or absent: every gateway would agree
+                    # the content itself is bad or absent (every gateway would agree), or
+                    # the output failed under the kept answer
+                    raise
                 except CargetError as exc:
                     run.failed(gw, exc)
                     if isinstance(exc, NotFoundError) or kept or winner:
