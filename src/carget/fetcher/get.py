@@ -79,9 +79,13 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
         from .outputs.tree import TreeOutput
 
         tree = TreeOutput(out_path, res.cid, target=str(run.target))
-        trees.append(tree)
         tree.on_block = car
-        kept = await trio.to_thread.run_sync(tree.resume)
+        try:
+            kept = await trio.to_thread.run_sync(tree.resume)
+        except BaseException as exc:
+            tree.abandon(keep=_keep(exc))
+            raise
+        trees.append(tree)
         if kept:
             run.detail(f"resuming: {kept} verified bytes kept")
             run.event("resume", bytes=kept)
