@@ -23,6 +23,7 @@ from carget.fetcher import FetchOptions
 from carget.fetcher.cat import run_cat
 from carget.fetcher.get import run_get
 from carget.fetcher.verifier import DagVerifier, FileData, Scope
+from carget.unixfs.node import decode_unixfs
 
 SIZE = 6 * 1024 * 1024 + 12345  # 25 leaves of 256 KiB (a parent above them)
 
@@ -346,3 +347,64 @@ async def test_a_kept_tree_answer_that_proves_the_tree_unsafe_ends_the_run(
                 await run_get(str(root), str(tmp_path / "tree"), FetchOptions([gw.url]))
     assert len(gw.log) == 1, [(e.query, e.sent) for e in gw.log]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tree")] == []
+
+
+async def test_a_static_server_that_holds_only_the_roots_car_finishes_a_cut_tree(
+        store: DagStore, tmp_path: Path) -> None:
+    """A static server of ready-made CARs answers only for the CID it holds a CAR for
+    (404 for any subtree) and always with the whole CAR. Its first answer is cut inside
+    the tree, after a file larger than the discard bound: the rest comes from the whole
+    CAR again, what is in place skipped as it streams past."""
+    from test_fetch_tree_failover import make_tree, store_tree
+
+    files = make_tree(tmp_path / "src")
+    big = content(40 << 20, seed=21)  # first in DFS order, and past DISCARD_LIMIT
+    (tmp_path / "src" / "A-big.bin").write_bytes(big)
+    files["A-big.bin"] = big
+    root = store_tree(store, tmp_path / "src")
+    # cut inside a.bin's first leaf, right after the whole of A-big.bin
+    a_bin = next(link.cid for link in decode_unixfs(root, store.blocks[root]).links
+                 if link.name == "a.bin")
+    order = [b.cid for b in store.select(root, [], "all", None, True)]
+    cut = order.index(a_bin) + 1
+    assert cut > 2500
+    with trio.fail_after(60):
+        async with fault_gateway(store, Fault("cut_mid", at=cut, times=1)) as gw:
+            real = gw.respond
+
+            async def respond(stream, entry, headers):  # type: ignore[no-untyped-def]
+                if entry.path != f"/ipfs/{root}":
+                    await gw.simple(stream, entry, 404, b"no such CAR")
+                    return
+                entry.query["dag-scope"] = "all"  # the whole CAR, whatever was asked
+                entry.query.pop("entity-bytes", None)
+                await real(stream, entry, headers)
+
+            gw.respond = respond  # type: ignore[method-assign]
+            await run_get(str(root), str(tmp_path / "tree"),
+                          FetchOptions([gw.url], idle_timeout=5))
+    for rel, data in files.items():
+        assert (tmp_path / "tree" / rel).read_bytes() == data
+    assert (tmp_path / "tree" / "m" / "link").readlink() == Path("c.txt")
+    whole = [e for e in gw.log if e.path == f"/ipfs/{root}"]
+    assert len(whole) == 2, [(e.path, e.query, e.status) for e in gw.log]  # cut, then whole
+    assert len(gw.log) <= 3  # and at most one question it could not answer
+
+
+def test_a_whole_answer_skips_what_is_in_place(store: DagStore, tmp_path: Path) -> None:
+    """``have``: entities already in place are not wanted; their blocks stream past as
+    outside the answer, and the answer is complete without them."""
+    from test_fetch_tree_failover import make_tree, store_tree
+
+    make_tree(tmp_path / "src")
+    root = store_tree(store, tmp_path / "src")
+    links = {link.name: link.cid for link in decode_unixfs(root, store.blocks[root]).links}
+    blocks = store.select(root, [], "all", None, True)
+    car = encode_header([root]) + b"".join(
+        section_prefix(b.cid, len(b.data)) + bytes(b.data) for b in blocks)
+    v = DagVerifier(root, scope=Scope.ALL, have={("a.bin", links["a.bin"]),
+                                                 ("m", links["m"])})
+    events = v.feed(car) + v.feed_eof()
+    written = {e.path for e in events if isinstance(e, FileData)}
+    assert written == {"z.bin"}
+    assert v.done

@@ -459,7 +459,8 @@ async def _watch_progress(verifier: DagVerifier, idle: float, scope: trio.Cancel
 
 async def request_car(run: Run, gw: Gateway, verifier: DagVerifier, out: EventOutput | None,
                   url: str, collect: list[VerifierEvent] | None = None,
-                  state: UnitState | None = None, follow: Follow | None = None) -> None:
+                  state: UnitState | None = None, follow: Follow | None = None,
+                  skipping: int = 0) -> None:
     """One CAR request, as a three-stage pipeline joined by bounded channels:
 
     network (1 MiB reads) → verifier (worker thread: CAR parsing, hashing) → output
@@ -467,14 +468,15 @@ async def request_car(run: Run, gw: Gateway, verifier: DagVerifier, out: EventOu
     Raises what the request, the verifier or the output raised; :class:`FetchTimeout`
     when no new verified block arrives for the idle timeout (from the request on, so a
     head that drips in counts too); :class:`LimitExceeded` for an answer that keeps
-    sending blocks it has sent before (:class:`_Discards`). ``follow``: see
-    :func:`_pipeline`.
+    sending blocks it has sent before (:class:`_Discards`; ``skipping``: bytes the
+    answer is expected to hold that the verifier skips, beyond the run's size). ``follow``:
+    see :func:`_pipeline`.
     """
     idle = run.opts.idle_timeout
     with trio.CancelScope() as stalled:
         async with open_nursery() as nursery:
             nursery.start_soon(_watch_progress, verifier, idle, stalled)
-            await _answer(run, gw, verifier, out, url, collect, state, follow)
+            await _answer(run, gw, verifier, out, url, collect, state, follow, skipping)
             nursery.cancel_scope.cancel()
     if stalled.cancelled_caught:
         raise FetchTimeout(f"{url}: no new verified block for {idle:g} s")
@@ -482,7 +484,7 @@ async def request_car(run: Run, gw: Gateway, verifier: DagVerifier, out: EventOu
 
 async def _answer(run: Run, gw: Gateway, verifier: DagVerifier, out: EventOutput | None,
                   url: str, collect: list[VerifierEvent] | None,
-                  state: UnitState | None, follow: Follow | None) -> None:
+                  state: UnitState | None, follow: Follow | None, skipping: int) -> None:
     """:func:`request_car` without its progress watchdog."""
     async with open_http(url, headers={"Accept": CAR_ACCEPT},
                          idle_timeout=run.opts.idle_timeout, pool=run.pool) as resp:
@@ -501,6 +503,6 @@ async def _answer(run: Run, gw: Gateway, verifier: DagVerifier, out: EventOutput
         params = {p.split("=", 1)[0].strip().lower(): p.split("=", 1)[-1].strip().lower()
                   for p in ctype.split(";")[1:]}
         verifier.ordered = params.get("order") == "dfs"
-        discards = _Discards(verifier, run.total or 0)
+        discards = _Discards(verifier, (run.total or 0) + skipping)
         await _pipeline(run, resp, verifier, out, collect, state or UnitState(),
                               discards, follow)

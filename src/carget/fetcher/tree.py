@@ -14,12 +14,12 @@ from typing import Protocol, TypeVar
 import trio
 
 from ..cid import CID
-from ..errors import CargetError
+from ..errors import CargetError, NotFoundError
 from .outputs import EventOutput
 from .outputs.tree import Missing
 from .race import Resolved
 from .request import car_url, request_car
-from .run import FATAL_ERRORS, Run
+from .run import FATAL_ERRORS, Gateway, Run
 from .verifier import DagVerifier, Scope
 
 __all__ = ["TreeTarget", "fetch_tree"]
@@ -35,6 +35,14 @@ class TreeTarget(Protocol):
 
     def under(self, prefix: str) -> EventOutput: ...
 
+    def in_place(self, path: str, cid: CID) -> frozenset[tuple[str, CID]]:
+        """The entities under ``path`` wholly in place (outermost only)."""
+        ...
+
+    def file_bytes(self) -> int:
+        """Bytes of the files announced so far."""
+        ...
+
 
 _Out = TypeVar("_Out", bound=TreeTarget)
 
@@ -48,28 +56,51 @@ async def fetch_tree(run: Run, res: Resolved, out: _Out) -> _Out:
     gateway after its back-off, or the next one) asks only for the subtrees still
     missing, entry by entry under the directories already verified (a sharded directory
     is asked for again whole), and only the missing byte ranges of a file partly
-    written. What a failed run leaves is the caller's to keep or throw away."""
+    written. A gateway that sent the whole DAG for a narrower question and then has no
+    answer (404) for a subtree is a static server of ready-made CARs, keyed by the
+    target: it is asked for the whole target again, and what is in place is skipped as
+    it streams past. What a failed run leaves is the caller's to keep or throw away."""
     first = [g for g in (res.gateway,) if g] + [g for g in run.usable() if g is not res.gateway]
     pending = out.remaining("", res.cid)
+    target = run.target
+    whole_only: set[Gateway] = set()  # gateways that answer only for the target itself
     for gw in first:
         while pending and not gw.dropped and not gw.not_found:
             wait = gw.ready_at - trio.current_time()
             if wait > 0:
                 await trio.sleep(wait)
             path, cid, part = pending[0]
-            # a subtree whole, or a byte range of a file partly in place
-            scope = Scope.ALL if part is None else Scope.ENTITY
-            v = DagVerifier(cid, scope=scope, byte_range=part)
+            if gw in whole_only:
+                # the whole target again; what is in place is skipped as it streams past
+                v = DagVerifier(target.cid, target.path, scope=Scope.ALL,
+                                have=out.in_place("", res.cid))
+                url = car_url(gw.url, target.cid, target.path, Scope.ALL, None)
+                path, cid, skipping = "", res.cid, out.file_bytes()
+            else:
+                # a subtree whole, or a byte range of a file partly in place
+                scope = Scope.ALL if part is None else Scope.ENTITY
+                v = DagVerifier(cid, scope=scope, byte_range=part)
+                url = car_url(gw.url, cid, (), scope, part)
+                skipping = 0
             try:
-                await request_car(run, gw, v, out.under(path),
-                                  car_url(gw.url, cid, (), scope, part))
-                pending.pop(0)
+                await request_car(run, gw, v, out.under(path), url, skipping=skipping)
+                pending = out.remaining("", res.cid) if path == "" else pending[1:]
             except FATAL_ERRORS:
                 raise
+            except NotFoundError as exc:
+                if gw.whole and gw not in whole_only and path != "":
+                    # it sent the whole DAG for the target, yet has no answer for a part
+                    # of it: a static server of ready-made CARs, keyed by the target
+                    whole_only.add(gw)
+                    run.detail(f"{gw.url}: has no answer for {path}; asking for the whole "
+                               f"of {target} again")
+                    continue
+                run.failed(gw, exc)
             except CargetError as exc:
                 # what this answer left of its item (a file's other ranges may be
                 # queued already: each is asked for once)
-                pending = list(dict.fromkeys(out.remaining(path, cid) + pending[1:]))
+                pending = out.remaining("", res.cid) if path == "" else list(
+                    dict.fromkeys(out.remaining(path, cid) + pending[1:]))
                 if pending:
                     run.log(f"continuing with {len(pending)} missing subtree(s)")
                 run.failed(gw, exc)

@@ -29,7 +29,7 @@ Never imports trio: the fetcher runs :meth:`DagVerifier.feed` on a worker thread
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -183,7 +183,8 @@ class DagVerifier:
     """
 
     def __init__(self, root: CID, path: Sequence[str] = (), *, scope: str = Scope.ENTITY,
-                 byte_range: tuple[int, int] | None = None, ordered: bool = True) -> None:
+                 byte_range: tuple[int, int] | None = None, ordered: bool = True,
+                 have: Collection[tuple[str, CID]] = ()) -> None:
         if scope not in (Scope.BLOCK, Scope.ENTITY, Scope.ALL):
             raise ValueError(f"unknown dag-scope {scope!r}")
         self.root = root
@@ -214,6 +215,10 @@ class DagVerifier:
         self._out: list[VerifierEvent] = []
         #: names seen so far in each HAMT directory being walked (duplicates are refused)
         self._hamts: dict[str, NameSet] = {}
+        #: entities under the terminal already in place, as (path, CID): with
+        #: ``dag-scope=all`` they are not wanted, and their blocks are dropped as outside
+        #: the answer (a gateway that can only send the whole DAG again)
+        self._have = have
         #: the CID the path resolved to, once its block is verified
         self.terminal: CID | None = None
         #: verified bytes received (blocks placed), for progress and statistics
@@ -526,11 +531,11 @@ class DagVerifier:
             self._out.append(InnerNode(cid, data))
             if self.scope == Scope.ALL:
                 names = NameSet(cid)
-                wants = []
+                wants: list[_Want] = []
                 for link in node.links:
                     child = join(w.path, link.name, cid)
                     names.add(link.name or "")
-                    wants.append(_Want(link.cid, _ENTITY, child))
+                    self._want_entry(wants, link.cid, child)
                 self._push_children(wants)
             else:
                 self._skipped.update(link.cid for link in node.links)
@@ -556,10 +561,17 @@ class DagVerifier:
             elif self.scope == Scope.ALL:
                 child = join(w.path, name, w.cid)
                 self._hamt_names(w.path).add(name)
-                wants.append(_Want(link.cid, _ENTITY, child))
+                self._want_entry(wants, link.cid, child)
             else:
                 self._skipped.add(link.cid)
         self._push_children(wants)
+
+    def _want_entry(self, wants: list[_Want], cid: CID, path: str) -> None:
+        """A directory entry of a ``dag-scope=all`` walk: wanted, unless it is in place."""
+        if (path, cid) in self._have:
+            self._skipped.add(cid)
+        else:
+            wants.append(_Want(cid, _ENTITY, path))
 
     def _hamt_names(self, path: str) -> NameSet:
         """The names a HAMT directory at ``path`` listed so far, across its sub-shards."""

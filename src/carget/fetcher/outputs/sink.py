@@ -122,5 +122,13 @@ class BlockTreeOutput:
         with self._lock:
             return self.ledger.remaining(path, cid)
 
+    def in_place(self, path: str, cid: CID) -> frozenset[tuple[str, CID]]:
+        with self._lock:
+            return self.ledger.in_place(path, cid)
+
+    def file_bytes(self) -> int:
+        with self._lock:
+            return self.ledger.file_bytes()
+
     def under(self, prefix: str) -> Under:
         return Under(self, prefix)

@@ -141,6 +141,24 @@ class TreeLedger:
                                    for name, child in links]))
         return out
 
+    def in_place(self, path: str, cid: CID) -> frozenset[tuple[str, CID]]:
+        """The entities under ``path`` (the entity ``cid``) that are wholly in place,
+        outermost only, as (path, CID): what an answer for the whole of ``path`` may
+        skip (see :class:`~carget.fetcher.verifier.DagVerifier`'s ``have``)."""
+        out: set[tuple[str, CID]] = set()
+        stack = [(path, cid)]
+        while stack:
+            p, c = stack.pop()
+            entry = self.entries.get(p)
+            if entry is None or entry[1] != c:
+                continue
+            if self.complete(p):
+                out.add((p, c))
+                continue
+            stack.extend((f"{p}/{name}" if p else name, child)
+                         for name, child in self.links.get(p, ()))
+        return frozenset(out)
+
     def file_bytes(self) -> int:
         """Bytes of all the files in the tree (each counted once)."""
         return sum(size for kind, _, size in self.entries.values() if kind == "file")
@@ -440,6 +458,10 @@ class TreeOutput:
     def remaining(self, path: str, cid: CID) -> list[Missing]:
         """What is still missing under ``path`` (see :meth:`TreeLedger.remaining`)."""
         return self.ledger.remaining(path, cid)
+
+    def in_place(self, path: str, cid: CID) -> frozenset[tuple[str, CID]]:
+        """What under ``path`` is wholly in place (see :meth:`TreeLedger.in_place`)."""
+        return self.ledger.in_place(path, cid)
 
     def file_bytes(self) -> int:
         """Bytes of all the files in the tree (each counted once)."""
