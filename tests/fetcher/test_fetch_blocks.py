@@ -342,3 +342,29 @@ async def test_a_static_gateway_sends_a_whole_tree_once(store: DagStore,
     assert res == BlocksResult(root, "directory", None)
     assert set(sink.blocks) == set(store.blocks)  # every block of the tree
     assert len(gw.log) == 1, [(e.query, e.sent) for e in gw.log]
+
+
+async def test_a_static_gateway_sends_a_sharded_tree_once(store: DagStore,
+                                                          tmp_path: Path) -> None:
+    # dag-scope=all for a tree holding a HAMT directory, from a static server: the race's
+    # answer carries it whole, and it is not asked for again (a sharded directory's
+    # listing is known to be complete from the answer, not from what was placed)
+    src = tmp_path / "top"
+    (src / "many").mkdir(parents=True)
+    for i in range(60):
+        (src / "many" / f"entry-{i:03}").write_bytes(content(2000 + i, seed=i))
+
+    def emit(b: Block) -> None:
+        store.blocks[b.cid] = bytes(b.data)
+
+    root = add_paths([str(src)], resolve_options(cid_version=1, max_directory_links=8,
+                                                 max_hamt_fanout=8), jobs=1, emit=emit)[0]
+    many = decode_unixfs(root, store.blocks[root]).links[0].cid
+    assert decode_unixfs(many, store.blocks[many]).kind == "hamt"
+    sink = Sink()
+    async with fault_gateway(store, Fault("static")) as gw:
+        with trio.fail_after(30):
+            res = await fetch_blocks(root, (), sink, opts(gw.url), scope="all")
+    assert res == BlocksResult(root, "directory", None)
+    assert set(sink.blocks) == set(store.blocks)
+    assert len(gw.log) == 1, [(e.query, e.sent) for e in gw.log]

@@ -289,6 +289,34 @@ def test_a_stopped_channel_wakes_its_waiter_at_once() -> None:
     assert woke and woke[0] - at < 0.1
 
 
+async def test_a_static_server_sends_a_sharded_tree_once(store: DagStore,
+                                                         tmp_path: Path) -> None:
+    """A tree holding a HAMT directory, from a static server: the race's answer carries
+    the whole tree and is kept; the output cannot tell a sharded directory's listing
+    complete from what it placed, so the answer's end says it is (not asked again)."""
+    from carget.tree import add_paths
+    from carget.unixfs.options import resolve_options
+
+    src = tmp_path / "src"
+    (src / "many").mkdir(parents=True)
+    files = {f"entry-{i:03}": content(3000 + i, seed=i) for i in range(60)}
+    for name, data in files.items():
+        (src / "many" / name).write_bytes(data)
+    root = add_paths([str(src)], resolve_options(cid_version=1, max_directory_links=8,
+                                                 max_hamt_fanout=8), jobs=1,
+                     emit=lambda b: store.blocks.__setitem__(b.cid, bytes(b.data)))[0]
+    many = decode_unixfs(root, store.blocks[root]).links[0].cid
+    assert decode_unixfs(many, store.blocks[many]).kind == "hamt"
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("static")) as gw:
+            await run_get(str(root), str(tmp_path / "tree"),
+                          FetchOptions([gw.url], idle_timeout=5))
+    got = tmp_path / "tree" / "many"
+    assert {p.name: p.read_bytes() for p in got.iterdir()} == files
+    cars = [e for e in gw.log if e.path.startswith("/ipfs/")]
+    assert len(cars) == 1, [(e.query, e.sent) for e in cars]
+
+
 @pytest.mark.parametrize("cut", [False, True])
 async def test_a_static_server_sends_a_tree_once(store: DagStore, tmp_path: Path,
                                                  cut: bool) -> None:

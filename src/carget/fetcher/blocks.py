@@ -68,7 +68,7 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
         return made[0]
 
     tree = BlockTreeOutput(sink)
-    kept: list[Continuation] = []  # a sharded directory's shards in the race's answer
+    kept: list[Continuation] = []  # the race's answer: a sharded directory's shards, a tree
     announced: list[bool] = []
 
     def announce(events: list[VerifierEvent]) -> None:
@@ -86,7 +86,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
             return kept[0]
         if scope == Scope.ALL and res.kind == "directory":  # the whole tree, kept
             announce(res.events)
-            return Continuation(tree, 0, 0, UnitState(), Scope.ALL)
+            kept.append(Continuation(tree, 0, 0, UnitState(), Scope.ALL))
+            return kept[0]
         if res.kind != "file" or res.size is None:
             return None
         announce(res.events)
@@ -114,7 +115,8 @@ async def fetch_blocks(root: CID, path: tuple[str, ...], sink: BlockSink, opts: 
                 await fetch_ranges(run, res, out, missing)
             return BlocksResult(res.cid, res.kind, res.size)
         if scope == Scope.ALL:
-            await fetch_tree(run, res, tree)  # what a kept answer left, if any
+            if not (kept and kept[0].complete):
+                await fetch_tree(run, res, tree)  # what a kept answer left, if any
         elif _sharded(res) and not (kept and kept[0].complete):
             await _shards(run, res, tree)
         # else: a basic directory, a symlink or a non-UnixFS block is its one block,

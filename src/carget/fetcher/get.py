@@ -39,6 +39,7 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
         car = CarSink(opts.car_out)
     opened: list[FileOutput] = []
     trees: list[TreeOutput] = []
+    whole: list[Continuation] = []  # the race's answer kept for the whole tree
 
     def announce(res: Resolved) -> None:
         run.event("resolved", cid=str(res.cid), kind=res.kind, size=res.size,
@@ -99,7 +100,8 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
             tree = await open_tree(res)
             if tree.remaining("", res.cid) != [("", res.cid, None)]:
                 return None
-            return Continuation(tree.under(""), 0, 0, UnitState(), Scope.ALL)
+            whole.append(Continuation(tree.under(""), 0, 0, UnitState(), Scope.ALL))
+            return whole[0]
         if res.kind != "file" or res.size is None:
             return None
         fout = await open_file(res)
@@ -155,7 +157,8 @@ async def _ipfs_get(run: Run, out_path: str) -> FetchResult:
 
             tree = await open_tree(res)
             try:
-                await fetch_tree(run, res, tree)  # what the race's kept answer left, if any
+                if not (whole and whole[0].complete):  # the answer's end says it is whole
+                    await fetch_tree(run, res, tree)  # what the kept answer left, if any
                 if car is not None:
                     car.close(True)  # the CAR complete before the tree appears
             except BaseException as exc:

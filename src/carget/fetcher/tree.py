@@ -84,7 +84,9 @@ async def fetch_tree(run: Run, res: Resolved, out: _Out) -> _Out:
                 skipping = 0
             try:
                 await request_car(run, gw, v, out.under(path), url, skipping=skipping)
-                pending = out.remaining("", res.cid) if path == "" else pending[1:]
+                # done: an answer for the whole target ("") leaves nothing (the output's
+                # ledger cannot tell a sharded directory complete: the answer can)
+                pending = [] if path == "" else pending[1:]
             except FATAL_ERRORS:
                 raise
             except NotFoundError as exc:
