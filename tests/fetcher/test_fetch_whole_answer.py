@@ -109,6 +109,51 @@ async def test_a_losing_answer_that_goes_on_marks_its_gateway(store: DagStore,
     assert len(static.log) == 1, [(e.query, e.sent) for e in static.log]
 
 
+async def test_a_losing_answer_that_has_answered_is_read_on(store: DagStore,
+                                                            tmp_path: Path) -> None:
+    """The static server's head is in when the honest gateway wins the race, its first
+    block not yet (a loaded machine: the verifying thread is behind, or the server is):
+    its answer is read on for the grace too, shows that it ignores the query, and the
+    static server is not asked for the file again (each request would cost it the CAR
+    from the start)."""
+    data = content(SIZE, seed=15)
+    cid = store.add_bytes(data, cid_version=1)
+    out = tmp_path / "out"
+    static_head = trio.Event()
+    honest_done = trio.Event()
+    with trio.fail_after(30):
+        async with fault_gateway(store, Fault("static")) as static, \
+                fault_gateway(store) as honest:
+            real_head, real_piece, real_honest = (static.send_head, static.send_body_piece,
+                                                  honest.respond)
+
+            async def head(stream, entry, status, headers):  # type: ignore[no-untyped-def]
+                await real_head(stream, entry, status, headers)
+                static_head.set()
+
+            async def piece(stream, entry, data):  # type: ignore[no-untyped-def]
+                if entry.sent == 0 and len(static.log) == 1:  # no byte of its body...
+                    await honest_done.wait()  # ...until the race is decided
+                    await trio.sleep(0.05)
+                await real_piece(stream, entry, data)
+
+            async def honest_respond(stream, entry, headers):  # type: ignore[no-untyped-def]
+                if len(honest.log) == 1:
+                    await static_head.wait()
+                    await trio.sleep(0.05)  # the static answer's head is read
+                await real_honest(stream, entry, headers)
+                honest_done.set()
+
+            static.send_head = head  # type: ignore[method-assign]
+            static.send_body_piece = piece  # type: ignore[method-assign]
+            honest.respond = honest_respond  # type: ignore[method-assign]
+            await run_get(str(cid), str(out), FetchOptions(
+                [static.url, honest.url], streams_per_gateway=2, unit_bytes=1 << 20))
+    assert out.read_bytes() == data
+    assert honest.log[0].complete and not static.log[0].complete  # honest won
+    assert len(static.log) == 1, [(e.query, e.sent) for e in static.log]
+
+
 async def test_kept_answer_cut_short_is_finished_by_the_next_request(
         store: DagStore, tmp_path: Path) -> None:
     """The kept answer breaks mid-file: what it brought stays, the rest comes from a

@@ -1,7 +1,7 @@
 """The race for a path's terminal block (trio): every gateway is asked for it
 (``dag-scope=block``), the first verified answer wins and the other requests are
 cancelled (trio's happy-eyeballs pattern: attempts in one nursery, the winner cancels
-the others). A loser whose answer is already streaming is not cut at once but given
+the others). A loser whose answer has begun (its head is in) is not cut at once but given
 :data:`LOSER_GRACE` to end by itself: its next block arrives right behind the one asked
 for, and shows whether the gateway ignores ``dag-scope``, which decides how it is asked
 for the file.
@@ -24,11 +24,12 @@ from ..cid import CID
 from ..errors import CargetError, NotFoundError, PathNotFound
 from .request import Continuation, car_url, request_car
 from .run import FATAL_ERRORS, Gateway, Run, open_nursery
+from .split import UnitState
 from .verifier import DagVerifier, EntityStart, InnerNode, Scope, VerifierEvent
 
 __all__ = ["LOSER_GRACE", "Adopt", "Resolved", "identity_events", "resolve"]
 
-#: seconds a losing answer that is already streaming may go on, to show what follows its
+#: seconds a losing answer that has begun may go on, to show what follows its
 #: block (a static server's answer goes on with the file: it is then asked accordingly,
 #: not sent its CAR again for the file's first request)
 LOSER_GRACE = 0.25
@@ -67,7 +68,7 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
     target = run.target
     winner: list[Resolved] = []
     scopes: dict[Gateway, trio.CancelScope] = {}
-    answers: dict[Gateway, DagVerifier] = {}  # each gateway's latest answer
+    answers: dict[Gateway, tuple[DagVerifier, UnitState]] = {}  # each gateway's latest
 
     def resolved(collect: list[VerifierEvent], gw: Gateway) -> bool:
         """Take this answer as the winner, unless there is one: cancel the others."""
@@ -81,7 +82,7 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
             if other is gw:
                 continue
             answer = answers.get(other)
-            if answer is not None and answer.offset > 0:  # streaming: see LOSER_GRACE
+            if answer is not None and answer[1].answered:  # streaming: see LOSER_GRACE
                 scope.deadline = min(scope.deadline, trio.current_time() + LOSER_GRACE)
             else:
                 scope.cancel()
@@ -94,7 +95,8 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
                 if wait > 0:
                     await trio.sleep(wait)
                 v = DagVerifier(target.cid, target.path, scope=Scope.BLOCK)
-                answers[gw] = v
+                state = UnitState()
+                answers[gw] = v, state
                 collect: list[VerifierEvent] = []
                 url = car_url(gw.url, target.cid, target.path, Scope.BLOCK, None)
                 kept = False
@@ -111,7 +113,7 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
                     return cont
 
                 try:
-                    await request_car(run, gw, v, None, url, collect, follow=follow)
+                    await request_car(run, gw, v, None, url, collect, state, follow)
                 except FATAL_ERRORS:
                     if winner and not kept:
                         return  # a loser's answer, read on past the race: not needed
@@ -129,7 +131,7 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
         # blocks, this gateway sends whole DAGs (and has just sent one): see
         # fetch_ranges
         answer = answers.get(gw)
-        if answer is not None and answer.beyond():
+        if answer is not None and answer[0].beyond():
             gw.whole = True
 
     if target.cid.is_identity and not target.path:

@@ -504,5 +504,6 @@ async def _answer(run: Run, gw: Gateway, verifier: DagVerifier, out: EventOutput
                   for p in ctype.split(";")[1:]}
         verifier.ordered = params.get("order") == "dfs"
         discards = _Discards(verifier, (run.total or 0) + skipping)
-        await _pipeline(run, resp, verifier, out, collect, state or UnitState(),
-                              discards, follow)
+        state = state or UnitState()
+        state.answered = True
+        await _pipeline(run, resp, verifier, out, collect, state, discards, follow)

@@ -41,9 +41,10 @@ class UnitState:
     last leaf (a guess at where leaf boundaries fall ahead); ``written`` / ``reported``
     count bytes for progress (written on the request's thread, reported from trio).
     ``narrow_to``, set from trio, asks the request to stop at that offset because another
-    took over the rest; the verifying thread applies it between two pieces."""
+    took over the rest; the verifying thread applies it between two pieces. ``answered``:
+    the gateway's head is in (200, a CAR), its body is being read."""
 
-    __slots__ = ("leaf_len", "narrow_to", "reported", "written", "written_end")
+    __slots__ = ("answered", "leaf_len", "narrow_to", "reported", "written", "written_end")
 
     def __init__(self, start: int = 0) -> None:
         self.written_end = start
@@ -51,6 +52,7 @@ class UnitState:
         self.written = 0
         self.reported = 0
         self.narrow_to: int | None = None
+        self.answered = False
 
     def note(self, events: list[VerifierEvent]) -> None:
         """Record where the file bytes among ``events`` (just written) end."""
