@@ -65,6 +65,8 @@ async def fetch_tree(run: Run, res: Resolved, out: _Out) -> _Out:
     target = run.target
     whole_only: set[Gateway] = set()  # gateways that answer only for the target itself
     for gw in first:
+        if not pending:
+            break
         while pending and not gw.dropped and not gw.not_found:
             wait = gw.ready_at - trio.current_time()
             if wait > 0:
@@ -106,6 +108,6 @@ async def fetch_tree(run: Run, res: Resolved, out: _Out) -> _Out:
                 if pending:
                     run.log(f"continuing with {len(pending)} missing subtree(s)")
                 run.failed(gw, exc)
-        if not pending:
-            return out
+    if not pending:
+        return out
     raise run.final_error(str(run.target))
