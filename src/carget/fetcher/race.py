@@ -82,7 +82,7 @@ async def resolve(run: Run, adopt: Adopt | None = None) -> Resolved:
             if other is gw:
                 continue
             answer = answers.get(other)
-            if answer is not None and answer[1].answered:  # streaming: see LOSER_GRACE
+            if answer is not None and answer[1].answered:  # begun: see LOSER_GRACE
                 scope.deadline = min(scope.deadline, trio.current_time() + LOSER_GRACE)
             else:
                 scope.cancel()
