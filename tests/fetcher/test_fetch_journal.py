@@ -262,3 +262,33 @@ async def test_a_tree_file_s_part_lines_carry_each_block_once(
             await run_get(str(root), "tree", FetchOptions([gw.url]))
     assert (tmp_path / "tree" / "a-big.bin").read_bytes() == data
     assert [eb for _, eb, _ in sent_for(gw, big)] == [f"{64 * TREE_LEAF}:{BIG - 1}"]
+
+
+async def test_a_tree_whose_resume_fails_leaves_nothing(
+        store: DagStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an interrupted tree is taken back by the next run; taking it back fails with an
+    # error that keeps nothing (here the output's): the partial tree and its journal go,
+    # as they would had the failure come a moment later
+    from carget.errors import OutputError
+    from carget.fetcher.outputs.tree import TreeOutput
+
+    root, _, _ = big_tree(store, tmp_path / "src", 0)
+    async with fault_gateway(store, Fault("stall", at=66, only_scope="all")) as gw:
+        with trio.move_on_after(1.0):
+            await run_get(str(root), "tree", FetchOptions([gw.url], idle_timeout=30))
+    journal = tmp_path / ("tree" + JOURNAL_SUFFIX)
+    partial = tmp_path / ("tree" + PARTIAL_SUFFIX)
+    assert journal.exists() and partial.is_dir()
+    real = TreeOutput.resume
+
+    def resume(self: TreeOutput) -> int:
+        real(self)
+        raise OutputError("cannot write the CAR: no space left on device")
+
+    monkeypatch.setattr(TreeOutput, "resume", resume)
+    with trio.fail_after(30):
+        async with fault_gateway(store) as gw:
+            with pytest.raises(OutputError):
+                await run_get(str(root), "tree", FetchOptions([gw.url]))
+    assert not journal.exists() and not partial.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("tree")]
