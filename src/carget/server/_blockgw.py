@@ -25,12 +25,14 @@ from urllib.parse import quote
 from ..cid import CID, DAG_CBOR, DAG_JSON
 
 __all__ = ["BLOCK_FORMATS", "CBOR", "JSON", "NATIVE", "BlockAnswer", "BlockFormat",
-           "block_answer", "disposition", "parse_range", "serves"]
+           "IMMUTABLE", "block_answer", "disposition", "parse_range", "serves",
+           "unsatisfiable"]
 
 #: the plain codecs (multicodec table): a block that is JSON or CBOR, with no IPLD links
 JSON = 0x0200
 CBOR = 0x51
-#: what /ipfs/ content may be cached for (spec, conformance suite)
+#: what /ipfs/ content may be cached for: one year, as the spec's examples and the
+#: conformance suite expect
 IMMUTABLE = "public, max-age=29030400, immutable"
 
 
@@ -111,6 +113,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return first, last
 
 
+def unsatisfiable(what: str, size: int, etag: str, common: list[tuple[str, str]]
+                  ) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers and page of a 416 answer (no part of the range lies in the ``size``
+    bytes of ``what``: "block", "file")."""
+    page = f"invalid range: none of it lies in the {what}'s {size} bytes\n".encode()
+    return [("Content-Range", f"bytes */{size}"),
+            ("Content-Type", "text/plain; charset=utf-8"), ("Etag", etag),
+            ("Cache-Control", IMMUTABLE), ("Content-Length", str(len(page))), *common], page
+
+
 def block_answer(cid: CID, data: bytes, fmt: str, query: dict[str, str],
                  headers: dict[str, str], common: list[tuple[str, str]]) -> BlockAnswer:
     """The answer that sends block ``cid`` (its verified bytes ``data``) as format
@@ -133,12 +145,7 @@ def block_answer(cid: CID, data: bytes, fmt: str, query: dict[str, str],
     size = len(data)
     rng = parse_range(headers.get("range"), size)
     if rng == "416":
-        page = f"invalid range: none of it lies in the block's {size} bytes\n".encode()
-        return BlockAnswer(416, [("Content-Range", f"bytes */{size}"),
-                                 ("Content-Type", "text/plain; charset=utf-8"),
-                                 ("Etag", etag), ("Cache-Control", IMMUTABLE),
-                                 ("Content-Length", str(len(page))), *common], page,
-                           (etag,))
+        return BlockAnswer(416, *unsatisfiable("block", size, etag, common), (etag,))
     if isinstance(rng, tuple):
         first, last = rng
         hdrs += [("Content-Range", f"bytes {first}-{last}/{size}"),

@@ -36,7 +36,15 @@ from ..errors import NotFoundError, UnixFSError, UnsupportedCodec
 from ..unixfs.exporter import Exporter
 from ..unixfs.node import Node, block_links, decode_unixfs
 from ..unixfs.walk import path_step
-from ._blockgw import NATIVE, block_answer, disposition, parse_range, serves
+from ._blockgw import (
+    IMMUTABLE,
+    NATIVE,
+    block_answer,
+    disposition,
+    parse_range,
+    serves,
+    unsatisfiable,
+)
 from ._car import WalkSource
 from ._filebody import file_pieces
 from ._sniff import SNIFF_BYTES, content_type, sniff
@@ -44,8 +52,6 @@ from .blocks import Need, NeedBlock, Want
 
 __all__ = ["FileBody", "NotAcceptable", "PathAnswer", "plan_path"]
 
-#: what /ipfs/ content may be cached for (spec, conformance suite)
-IMMUTABLE = "public, max-age=29030400, immutable"
 #: generated listings may change with the gateway's version: a week, as kubo
 LISTING_CACHE = "public, max-age=604800, stale-while-revalidate=2678400"
 #: entries shown in a listing: a page is built in memory, so a HAMT of millions of
@@ -327,12 +333,7 @@ def _file(src: WalkSource, t: CID, name: str | None, query: dict[str, str],
                      disposition(filename, query.get("download") == "true")))
     rng = parse_range(headers.get("range"), size)
     if rng == "416":
-        page = f"invalid range: none of it lies in the file's {size} bytes\n".encode()
-        return PathAnswer(416, [("Content-Range", f"bytes */{size}"),
-                                ("Content-Type", "text/plain; charset=utf-8"),
-                                ("Etag", etag), ("Cache-Control", IMMUTABLE),
-                                ("Content-Length", str(len(page))), *common], page,
-                          etags=(etag,))
+        return PathAnswer(416, *unsatisfiable("file", size, etag, common), etags=(etag,))
     want = Want(t)
     if isinstance(rng, tuple):
         first, last = rng

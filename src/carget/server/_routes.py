@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..names import is_valid_name
 from ..unixfs.node import decode_dag_cbor, decode_unixfs
-from ._blockgw import BLOCK_FORMATS, disposition
+from ._blockgw import BLOCK_FORMATS, IMMUTABLE, disposition
 from ._car import (
     TRAVERSABLE,
     ByteRange,
@@ -54,8 +54,6 @@ __all__ = ["CarPlan", "Plan", "error_plan", "not_modified", "plan_request", "spl
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
-#: one year is what the spec's examples and the conformance suite expect for /ipfs/
-IMMUTABLE = "public, max-age=29030400, immutable"
 #: longest request target accepted: a CID plus a deep path, not a megabyte of junk
 MAX_TARGET = 8192
 #: formats other gateways know that this gateway cannot give (406, not 400)
