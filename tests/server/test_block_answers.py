@@ -88,6 +88,16 @@ def test_raw_block_takes_a_range_and_a_filename(gw: str) -> None:
         "attachment; filename=\"foobar.bin\"; filename*=UTF-8''foobar.bin"
 
 
+def test_a_range_past_a_raw_block_is_416(gw: str) -> None:
+    whole = httpx.get(f"{gw}/ipfs/{ASCII}?format=raw").content
+    r = httpx.get(f"{gw}/ipfs/{ASCII}?format=raw",
+                  headers={"Range": f"bytes={len(whole)}-"})
+    assert r.status_code == 416
+    assert r.headers["content-range"] == f"bytes */{len(whole)}"
+    assert r.headers["etag"] and "immutable" in r.headers["cache-control"]
+    assert b"block's" in r.content
+
+
 def test_car_answer_takes_a_filename(gw: str) -> None:
     r = httpx.get(f"{gw}/ipfs/{TWO}/subdir?format=car&filename=x.car")
     assert r.status_code == 200
